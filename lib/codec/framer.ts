@@ -1,0 +1,143 @@
+/**
+ * Splits a byte stream into whole MQTT frames.
+ *
+ * Feed it chunks as they arrive with push(), then call next() until it returns null ("need more
+ * bytes", not an error). A frame that lies wholly inside the chunk is returned as a view of it
+ * (zero-copy); only a frame split across chunks is assembled, in a buffer of exactly its size.
+ * The remaining length is checked against the maximum packet size as soon as its bytes are
+ * known, before anything of the body is buffered [MQTT-3.1.2-24 from the server's side].
+ * Frames returned by next() are valid until the next push().
+ */
+import { MAX_PACKET_SIZE } from "./constants";
+import { malformed, MqttError, ReasonCode } from "./reason-codes";
+
+/** Outcome of reading a fixed header from some bytes. */
+const NEED_MORE = -1;
+
+export class Framer {
+  /** Largest whole packet (fixed header included) accepted; larger ones raise 0x95. */
+  maxPacketSize: number;
+
+  private chunk: Uint8Array = new Uint8Array(0);
+  private pos = 0;
+  /** A frame being assembled across chunks: its header bytes first, then its body once its size is known. */
+  private partial: Uint8Array | null = null;
+  private partialLen = 0;
+  private partialTotal = 0; // 0 while the header is still incomplete
+
+  constructor(maxPacketSize = MAX_PACKET_SIZE) {
+    this.maxPacketSize = maxPacketSize;
+  }
+
+  /** Bytes held that belong to an incomplete frame. */
+  get buffered(): number {
+    return this.partialLen + (this.chunk.length - this.pos);
+  }
+
+  /** Adds received bytes. Frames not yet taken with next() stay queued ahead of them. */
+  push(chunk: Uint8Array): void {
+    if (this.pos < this.chunk.length) {
+      // next() was not drained: keep the unread tail ahead of the new bytes
+      const tail = this.chunk.length - this.pos;
+      const joined = new Uint8Array(tail + chunk.length);
+      joined.set(this.chunk.subarray(this.pos));
+      joined.set(chunk, tail);
+      chunk = joined;
+    }
+    this.chunk = chunk;
+    this.pos = 0;
+  }
+
+  /** The next whole frame, or null when more bytes are needed. Throws MqttError on a bad header. */
+  next(): Uint8Array | null {
+    if (this.partial !== null) {
+      if (!this.fillPartial()) return null;
+      const frame = this.partial.subarray(0, this.partialTotal);
+      this.partial = null;
+      this.partialLen = 0;
+      this.partialTotal = 0;
+      return frame;
+    }
+    const c = this.chunk;
+    const start = this.pos;
+    if (start >= c.length) return null;
+    const total = this.frameSize(c, start, c.length);
+    if (total === NEED_MORE || start + total > c.length) {
+      this.stash(c, start, c.length); // the frame is incomplete: all of the rest belongs to it
+      this.pos = c.length;
+      return null;
+    }
+    this.pos = start + total;
+    return c.subarray(start, start + total);
+  }
+
+  /** Total frame size from a fixed header at `buf[start, end)`, or NEED_MORE. Throws on a bad length. */
+  private frameSize(buf: Uint8Array, start: number, end: number): number {
+    let rl = 0;
+    let mul = 1;
+    for (let i = 1; i <= 4; i++) {
+      if (start + i >= end) return NEED_MORE;
+      const b = buf[start + i]!;
+      rl += (b & 0x7f) * mul;
+      if ((b & 0x80) === 0) {
+        const total = 1 + i + rl;
+        if (total > this.maxPacketSize) {
+          throw new MqttError(ReasonCode.PacketTooLarge, `packet too large: ${total} bytes exceeds the maximum packet size ${this.maxPacketSize}`); // [MQTT-3.2.2-15]
+        }
+        return total;
+      }
+      mul *= 128;
+    }
+    return malformed("invalid variable byte integer in the remaining length: more than four bytes"); // section 1.5.5
+  }
+
+  /** Starts or extends the partial frame with `buf[start, end)` (at most what it still needs). */
+  private stash(buf: Uint8Array, start: number, end: number): void {
+    if (this.partial === null) {
+      this.partial = new Uint8Array(5);
+      this.partialLen = 0;
+      this.partialTotal = 0;
+    }
+    this.appendPartial(buf, start, end);
+  }
+
+  private appendPartial(buf: Uint8Array, start: number, end: number): number {
+    let p = this.partial!;
+    let taken = 0;
+    // header bytes, one at a time, until the total size is known
+    while (this.partialTotal === 0 && start + taken < end) {
+      p[this.partialLen++] = buf[start + taken++]!;
+      const total = this.frameSize(p, 0, this.partialLen);
+      if (total !== NEED_MORE) {
+        this.partialTotal = total;
+        const full = new Uint8Array(total);
+        full.set(p.subarray(0, this.partialLen));
+        this.partial = p = full;
+      }
+    }
+    if (this.partialTotal > 0) {
+      const n = Math.min(this.partialTotal - this.partialLen, end - start - taken);
+      p.set(buf.subarray(start + taken, start + taken + n), this.partialLen);
+      this.partialLen += n;
+      taken += n;
+    }
+    return taken;
+  }
+
+  /** Moves bytes of the current chunk into the partial frame; true when it is complete. */
+  private fillPartial(): boolean {
+    if (this.partialTotal === 0 || this.partialLen < this.partialTotal) {
+      this.pos += this.appendPartial(this.chunk, this.pos, this.chunk.length);
+    }
+    return this.partialTotal > 0 && this.partialLen === this.partialTotal;
+  }
+
+  /** Forgets everything buffered (after a connection closes). */
+  reset(): void {
+    this.chunk = new Uint8Array(0);
+    this.pos = 0;
+    this.partial = null;
+    this.partialLen = 0;
+    this.partialTotal = 0;
+  }
+}

@@ -1,0 +1,207 @@
+/**
+ * A bounds-checked cursor over one received frame. Every primitive of section 1.5 is read here and
+ * nowhere else; strings are validated as the spec demands, and binary data and topic names come back
+ * as `subarray` views of the frame (zero-copy).
+ */
+import { malformed, MqttError, protocolError, ReasonCode } from "./reason-codes";
+import { NO_PROPERTIES, PROPERTY_BY_ID, PropertyType, WILL_CONTEXT, type Properties } from "./properties";
+import { PACKET_NAMES, PacketType } from "./constants";
+
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/**
+ * Checks that `bytes[start, end)` is well-formed UTF-8 without U+0000 and returns it decoded.
+ * [MQTT-1.5.4-1] [MQTT-1.5.4-2]
+ */
+export function decodeUtf8(bytes: Uint8Array, start: number, end: number, what: string): string {
+  let ascii = true;
+  for (let i = start; i < end; i++) {
+    const b = bytes[i]!;
+    if (b === 0) malformed(`${what} contains U+0000`); // [MQTT-1.5.4-2]
+    if (b >= 0x80) {
+      ascii = false;
+      break;
+    }
+  }
+  if (ascii && end - start <= 64) return String.fromCharCode.apply(null, bytes.subarray(start, end) as unknown as number[]);
+  try {
+    const s = utf8.decode(bytes.subarray(start, end));
+    if (!ascii && s.includes("\0")) malformed(`${what} contains U+0000`); // [MQTT-1.5.4-2]
+    return s;
+  } catch (e) {
+    if (e instanceof MqttError) throw e;
+    return malformed(`${what} is not valid UTF-8`); // [MQTT-1.5.4-1]
+  }
+}
+
+/**
+ * Validates a topic name held as bytes: well-formed UTF-8, no U+0000, no wildcard characters.
+ * Returns nothing; the caller keeps the view. [MQTT-1.5.4-1] [MQTT-1.5.4-2] [MQTT-3.3.2-2]
+ */
+export function validateTopicName(bytes: Uint8Array, start: number, end: number, what: string): void {
+  for (let i = start; i < end; i++) {
+    const b = bytes[i]!;
+    if (b === 0x23 || b === 0x2b) {
+      throw new MqttError(ReasonCode.TopicNameInvalid, `topic name invalid: ${what} contains the wildcard '${String.fromCharCode(b)}'`); // [MQTT-3.3.2-2]
+    }
+    if (b === 0) malformed(`${what} contains U+0000`); // [MQTT-1.5.4-2]
+    if (b >= 0x80) {
+      decodeUtf8(bytes, i, end, what); // [MQTT-1.5.4-1]; wildcards are ASCII, so the rest was scanned here too
+      for (let j = i + 1; j < end; j++) {
+        const c = bytes[j]!;
+        if (c === 0x23 || c === 0x2b) {
+          throw new MqttError(ReasonCode.TopicNameInvalid, `topic name invalid: ${what} contains the wildcard '${String.fromCharCode(c)}'`); // [MQTT-3.3.2-2]
+        }
+      }
+      return;
+    }
+  }
+}
+
+/** Cursor over `buf[pos, end)`. `packet` names the packet for error messages. */
+export class Reader {
+  constructor(
+    public buf: Uint8Array,
+    public pos: number,
+    public end: number,
+    public packet: string,
+  ) {}
+
+  /** Bytes left to read. */
+  remaining(): number {
+    return this.end - this.pos;
+  }
+
+  private need(n: number, what: string): void {
+    if (this.pos + n > this.end) {
+      malformed(`${this.packet} ends inside ${what}: needs ${n} byte(s), ${this.end - this.pos} left`);
+    }
+  }
+
+  u8(what: string): number {
+    this.need(1, what);
+    return this.buf[this.pos++]!;
+  }
+
+  u16(what: string): number {
+    this.need(2, what);
+    const b = this.buf;
+    const v = (b[this.pos]! << 8) | b[this.pos + 1]!;
+    this.pos += 2;
+    return v;
+  }
+
+  u32(what: string): number {
+    this.need(4, what);
+    const b = this.buf;
+    const p = this.pos;
+    const v = b[p]! * 0x1000000 + ((b[p + 1]! << 16) | (b[p + 2]! << 8) | b[p + 3]!);
+    this.pos += 4;
+    return v;
+  }
+
+  /** Variable Byte Integer (section 1.5.5): at most four bytes, and in its shortest form [MQTT-1.5.5-1]. */
+  varint(what: string): number {
+    let value = 0;
+    let mul = 1;
+    for (let i = 0; i < 4; i++) {
+      this.need(1, what);
+      const b = this.buf[this.pos++]!;
+      value += (b & 0x7f) * mul;
+      if ((b & 0x80) === 0) {
+        if (i > 0 && b === 0) malformed(`invalid variable byte integer in ${what}: not in its shortest form`); // [MQTT-1.5.5-1]
+        return value;
+      }
+      mul *= 128;
+    }
+    return malformed(`invalid variable byte integer in ${what}: more than four bytes`);
+  }
+
+  /** UTF-8 Encoded String (section 1.5.4), decoded. */
+  utf8(what: string): string {
+    const len = this.u16(`the length of ${what}`);
+    this.need(len, what);
+    const s = decodeUtf8(this.buf, this.pos, this.pos + len, what);
+    this.pos += len;
+    return s;
+  }
+
+  /** Binary Data (section 1.5.6) as a view of the frame. */
+  binary(what: string): Uint8Array {
+    const len = this.u16(`the length of ${what}`);
+    this.need(len, what);
+    const v = this.buf.subarray(this.pos, this.pos + len);
+    this.pos += len;
+    return v;
+  }
+
+  /** A topic name as a validated view of the frame. */
+  topicName(what: string): Uint8Array {
+    const len = this.u16(`the length of ${what}`);
+    this.need(len, what);
+    validateTopicName(this.buf, this.pos, this.pos + len, what);
+    const v = this.buf.subarray(this.pos, this.pos + len);
+    this.pos += len;
+    return v;
+  }
+
+  /** The rest of the frame as a view. */
+  rest(): Uint8Array {
+    const v = this.buf.subarray(this.pos, this.end);
+    this.pos = this.end;
+    return v;
+  }
+
+  /**
+   * A property block (section 2.2.2): its length, then properties each checked against the packet
+   * (`context` = packet type, or WILL_CONTEXT) it appears in.
+   */
+  properties(context: number): Properties {
+    const where = context === WILL_CONTEXT ? "will properties" : `${PACKET_NAMES[context]} properties`;
+    const len = this.varint(`the property length of ${where}`);
+    if (len === 0) return NO_PROPERTIES;
+    this.need(len, where);
+    const end = this.pos + len;
+    const outer = this.end;
+    this.end = end; // a property may not run past its block
+    const props: Record<string, unknown> = {};
+    const bit = 1 << context;
+    while (this.pos < end) {
+      const id = this.varint("a property identifier");
+      const spec = PROPERTY_BY_ID[id];
+      if (spec === undefined) malformed(`unknown property identifier 0x${id.toString(16).padStart(2, "0")} in ${where}`); // section 2.2.2.2
+      if ((spec.contexts & bit) === 0) malformed(`property ${spec.name} is not allowed in ${where}`); // section 2.2.2.2
+      let value: unknown;
+      switch (spec.type) {
+        case PropertyType.Byte: value = this.u8(spec.name); break;
+        case PropertyType.TwoByteInteger: value = this.u16(spec.name); break;
+        case PropertyType.FourByteInteger: value = this.u32(spec.name); break;
+        case PropertyType.VariableByteInteger: value = this.varint(spec.name); break;
+        case PropertyType.Utf8String: value = this.utf8(spec.name); break;
+        case PropertyType.BinaryData: value = this.binary(spec.name); break;
+        default: value = [this.utf8(`${spec.name} name`), this.utf8(`${spec.name} value`)];
+      }
+      if (typeof value === "number") {
+        if (spec.min !== undefined && value < spec.min) {
+          if (id === 0x23) throw new MqttError(ReasonCode.TopicAliasInvalid, "topic alias invalid: Topic Alias 0 is not permitted"); // [MQTT-3.3.2-8]
+          protocolError(`${spec.name} ${value} is below its minimum ${spec.min}`);
+        }
+        if (spec.max !== undefined && value > spec.max) protocolError(`${spec.name} ${value} is above its maximum ${spec.max}`);
+      }
+      const key = spec.key;
+      if (spec.type === PropertyType.Utf8StringPair) {
+        ((props[key] as unknown[] | undefined) ?? (props[key] = [])  as unknown[]).push(value);
+      } else if (id === 0x0b) {
+        const list = props[key] as number[] | undefined;
+        if (list !== undefined && context !== PacketType.PUBLISH) protocolError(`${spec.name} appears more than once in ${where}`); // section 3.8.2.1.2
+        if (list === undefined) props[key] = [value];
+        else list.push(value as number);
+      } else {
+        if (props[key] !== undefined) protocolError(`${spec.name} appears more than once in ${where}`); // section 2.2.2.2
+        props[key] = value;
+      }
+    }
+    this.end = outer;
+    return props as Properties;
+  }
+}

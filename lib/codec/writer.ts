@@ -1,0 +1,169 @@
+/**
+ * Size-first encoding: the `size*` functions compute exact byte counts, then a Writer fills one
+ * buffer of that size with a cursor. Every primitive of section 1.5 is written here and nowhere else.
+ */
+import { MAX_VARIABLE_BYTE_INTEGER } from "./constants";
+import { MqttError, ReasonCode } from "./reason-codes";
+import { NO_PROPERTIES, PROPERTY_TABLE, PropertyType, type Properties, type PropertySpec } from "./properties";
+
+const encoder = new TextEncoder();
+
+function cannotEncode(message: string): never {
+  throw new MqttError(ReasonCode.MalformedPacket, `cannot encode: ${message}`);
+}
+
+/** Bytes a JS string takes in UTF-8 (a lone surrogate becomes U+FFFD, 3 bytes, as TextEncoder writes it). */
+export function utf8Length(s: string): number {
+  let n = s.length;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) continue;
+    if (c < 0x800) n += 1;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      n += 2; // the pair counts 2 chars and takes 4 bytes
+      i++;
+    } else n += 2;
+  }
+  return n;
+}
+
+/** Bytes of a Variable Byte Integer. */
+export function varintSize(n: number): number {
+  if (n < 128) return 1;
+  if (n < 16_384) return 2;
+  if (n < 2_097_152) return 3;
+  if (n <= MAX_VARIABLE_BYTE_INTEGER) return 4;
+  return cannotEncode(`${n} is larger than the largest variable byte integer`);
+}
+
+/** Bytes of a length-prefixed UTF-8 string or binary field (section 1.5.4 / 1.5.6). */
+export function fieldSize(v: string | Uint8Array): number {
+  const n = typeof v === "string" ? utf8Length(v) : v.length;
+  if (n > 0xffff) cannotEncode(`a string or binary field of ${n} bytes exceeds 65535`);
+  return 2 + n;
+}
+
+const SPEC_BY_KEY = new Map<string, PropertySpec>(PROPERTY_TABLE.map((s) => [s.key, s]));
+
+function propertyValueSize(spec: PropertySpec, v: unknown): number {
+  switch (spec.type) {
+    case PropertyType.Byte: return 2;
+    case PropertyType.TwoByteInteger: return 3;
+    case PropertyType.FourByteInteger: return 5;
+    case PropertyType.Utf8String:
+    case PropertyType.BinaryData: return 1 + fieldSize(v as string | Uint8Array);
+    default: return 0;
+  }
+}
+
+/** Bytes of a property block's content, without its length prefix. */
+export function propertiesSize(props: Properties): number {
+  if (props === NO_PROPERTIES) return 0;
+  let n = 0;
+  for (const key in props) {
+    const v = props[key as keyof Properties];
+    if (v === undefined) continue;
+    const spec = SPEC_BY_KEY.get(key);
+    if (spec === undefined) cannotEncode(`unknown property '${key}'`);
+    if (spec.type === PropertyType.Utf8StringPair) {
+      for (const [k, val] of v as [string, string][]) n += 1 + fieldSize(k) + fieldSize(val);
+    } else if (spec.type === PropertyType.VariableByteInteger) {
+      for (const id of v as number[]) n += 1 + varintSize(id);
+    } else n += propertyValueSize(spec, v);
+  }
+  return n;
+}
+
+/** Bytes of a property block with its length prefix. */
+export function propertyBlockSize(props: Properties): number {
+  const n = propertiesSize(props);
+  return varintSize(n) + n;
+}
+
+/** Cursor writing into a buffer sized beforehand. */
+export class Writer {
+  constructor(
+    public buf: Uint8Array,
+    public pos = 0,
+  ) {}
+
+  u8(v: number): void {
+    this.buf[this.pos++] = v;
+  }
+
+  u16(v: number): void {
+    this.buf[this.pos++] = v >>> 8;
+    this.buf[this.pos++] = v;
+  }
+
+  u32(v: number): void {
+    const b = this.buf;
+    b[this.pos++] = v >>> 24;
+    b[this.pos++] = v >>> 16;
+    b[this.pos++] = v >>> 8;
+    b[this.pos++] = v;
+  }
+
+  varint(n: number): void {
+    do {
+      let b = n % 128;
+      n = Math.floor(n / 128);
+      if (n > 0) b |= 0x80;
+      this.buf[this.pos++] = b;
+    } while (n > 0);
+  }
+
+  /** A length-prefixed UTF-8 string or binary field. */
+  field(v: string | Uint8Array): void {
+    if (typeof v !== "string") {
+      this.u16(v.length);
+      this.buf.set(v, this.pos);
+      this.pos += v.length;
+      return;
+    }
+    const start = this.pos;
+    this.pos += 2;
+    let n = 0;
+    // ASCII fast path: short topic names and identifiers are the common case
+    for (; n < v.length; n++) {
+      const c = v.charCodeAt(n);
+      if (c >= 0x80) break;
+      this.buf[this.pos + n] = c;
+    }
+    if (n < v.length) {
+      n += encoder.encodeInto(v.slice(n), this.buf.subarray(this.pos + n)).written;
+    }
+    this.pos += n;
+    this.buf[start] = n >>> 8;
+    this.buf[start + 1] = n;
+  }
+
+  /** Raw bytes, no prefix. */
+  raw(v: Uint8Array): void {
+    this.buf.set(v, this.pos);
+    this.pos += v.length;
+  }
+
+  /** A property block with its length prefix; `size` is propertiesSize(props). */
+  properties(props: Properties, size: number): void {
+    this.varint(size);
+    if (size === 0) return;
+    for (const key in props) {
+      const v = props[key as keyof Properties];
+      if (v === undefined) continue;
+      const spec = SPEC_BY_KEY.get(key)!;
+      switch (spec.type) {
+        case PropertyType.Byte: this.u8(spec.id); this.u8(v as number); break;
+        case PropertyType.TwoByteInteger: this.u8(spec.id); this.u16(v as number); break;
+        case PropertyType.FourByteInteger: this.u8(spec.id); this.u32(v as number); break;
+        case PropertyType.Utf8String:
+        case PropertyType.BinaryData: this.u8(spec.id); this.field(v as string | Uint8Array); break;
+        case PropertyType.VariableByteInteger:
+          for (const id of v as number[]) { this.u8(spec.id); this.varint(id); }
+          break;
+        default:
+          for (const [k, val] of v as [string, string][]) { this.u8(spec.id); this.field(k); this.field(val); }
+      }
+    }
+  }
+}

@@ -4,6 +4,8 @@
  * (`bun index.ts`, the `mqtttools` bin, or the compiled executable) it is the CLI.
  */
 export * from "./lib/codec";
+export { Broker, type BrokerInit, type LogLevel } from "./lib/broker/broker";
+export { DEFAULT_OPTIONS, type Address, type Addresses, type BrokerOptions } from "./lib/broker/options";
 
 if (import.meta.main) {
   const { main } = await import("./commands/cli");

@@ -1,0 +1,374 @@
+/**
+ * The broker: listeners and lifecycle, the session table, and the publish path.
+ *
+ * The publish path is: match the topic in the trie (results cached per topic until the
+ * subscriptions change), merge a client's overlapping subscriptions into one delivery at the
+ * highest granted QoS, then deliver. Delivery appends an encoded form of the message, shared by
+ * every subscriber that gets the same form, to the subscriber's output buffer, with the packet
+ * identifier patched in place; the touched connections are flushed once when the current event
+ * handler returns. Messages are copied only when they must outlive the received frame.
+ */
+import type { Socket, TCPSocketListener } from "bun";
+import type { QoS } from "../codec/constants";
+import { PacketType } from "../codec/constants";
+import { ReasonCode } from "../codec/reason-codes";
+import { TopicTrie } from "../topic/trie";
+import { topicMatches } from "../topic/match";
+import { Connection, ConnState } from "./connection";
+import { encodeForm, persist, type Message } from "./message";
+import { DEFAULT_OPTIONS, normalizeAddresses, type Addresses, type BrokerOptions, type Listener } from "./options";
+import { Session, type SubscriptionEntry } from "./session";
+
+/** Log levels, most verbose first. */
+export type LogLevel = "debug" | "info" | "warning" | "error";
+const LEVELS: Record<LogLevel, number> = { debug: 0, info: 1, warning: 2, error: 3 };
+
+/** A client's merged delivery for one topic: its matching subscriptions. */
+interface Delivery {
+  session: Session;
+  subs: SubscriptionEntry[];
+}
+
+const MATCH_CACHE_MAX = 10_000;
+const SWEEP_MS = 250;
+
+/** Options accepted by the constructor: any subset of the limits, plus a log level. */
+export type BrokerInit = Partial<BrokerOptions> & { logLevel?: LogLevel; logger?: (line: string) => void };
+
+/** An MQTT 5.0 / 3.1.1 broker on Bun.listen. */
+export class Broker {
+  readonly options: BrokerOptions;
+  readonly listeners: Listener[];
+  readonly sessions = new Map<string, Session>();
+  readonly connections = new Set<Connection>();
+  /** Connected clients by identifier. */
+  readonly clients = new Map<string, Connection>();
+  readonly trie = new TopicTrie<Session, SubscriptionEntry>();
+  readonly retained = new Map<string, Message>();
+
+  private servers: TCPSocketListener<Connection>[] = [];
+  private dirty: Connection[] = [];
+  private flushScheduled = false;
+  private matchCache = new Map<string, Delivery[]>();
+  private matchGeneration = -1;
+  private sweepTimer: Timer | null = null;
+  private expiryTimers = new Map<Session, Timer>();
+  private willTimers = new Map<Session, { timer: Timer; message: Message }>();
+  private stopped: PromiseWithResolvers<void> | null = null;
+  private readonly logLevel: number;
+  private readonly logger: (line: string) => void;
+
+  constructor(addresses: Addresses = "localhost", options: BrokerInit = {}) {
+    const { logLevel = "error", logger = (line: string) => console.error(line), ...limits } = options;
+    this.options = { ...DEFAULT_OPTIONS, ...limits };
+    this.listeners = normalizeAddresses(addresses);
+    this.logLevel = LEVELS[logLevel];
+    this.logger = logger;
+  }
+
+  /** Writes a log line at `level` when the broker's level lets it through. */
+  log(level: LogLevel, line: string): void {
+    if (LEVELS[level] >= this.logLevel) this.logger(`${new Date().toISOString()} ${level}: ${line}`);
+  }
+
+  /** Listens on every address; resolves with the bound ports, in address order. */
+  async start(): Promise<number[]> {
+    if (this.servers.length > 0) throw new Error("the broker is already started");
+    const ports: number[] = [];
+    try {
+      for (const l of this.listeners) {
+        const server = Bun.listen<Connection>({
+          hostname: l.host,
+          port: l.port,
+          tls: l.tls,
+          socket: {
+            open: (socket) => this.opened(socket),
+            data: (socket, data) => {
+              socket.data.receive(data);
+              this.flushAll();
+            },
+            drain: (socket) => socket.data.drained(),
+            close: (socket) => socket.data?.closed(),
+            error: (socket, error) => this.log("warning", `socket error on ${socket.data?.describe()}: ${error.message}`),
+          },
+        });
+        this.servers.push(server);
+        ports.push(server.port);
+        this.log("info", `listening on ${l.host}:${server.port}${l.tls ? " (TLS)" : ""}`);
+      }
+    } catch (e) {
+      for (const s of this.servers) s.stop(true);
+      this.servers = [];
+      throw e;
+    }
+    this.sweepTimer = setInterval(() => this.sweep(), SWEEP_MS);
+    this.sweepTimer.unref();
+    this.stopped = Promise.withResolvers<void>();
+    return ports;
+  }
+
+  /** Starts, then waits until stop() is called. */
+  async serveForever(): Promise<void> {
+    await this.start();
+    await this.stopped!.promise;
+  }
+
+  /** Disconnects every client (v5: DISCONNECT 0x8B), closes the listeners and clears timers. */
+  async stop(): Promise<void> {
+    for (const s of this.servers) s.stop(true);
+    this.servers = [];
+    for (const conn of [...this.connections]) conn.close(ReasonCode.ServerShuttingDown, "the broker is shutting down");
+    this.flushAll();
+    if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
+    this.sweepTimer = null;
+    for (const t of this.expiryTimers.values()) clearTimeout(t);
+    this.expiryTimers.clear();
+    for (const w of this.willTimers.values()) clearTimeout(w.timer);
+    this.willTimers.clear();
+    this.stopped?.resolve();
+  }
+
+  private opened(socket: Socket<Connection>): void {
+    const conn = new Connection(this, socket);
+    socket.data = conn;
+    this.connections.add(conn);
+  }
+
+  // ---- output ----------------------------------------------------------------------------
+
+  /** Queues a connection for the next flush. */
+  markDirty(conn: Connection): void {
+    this.dirty.push(conn);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      queueMicrotask(() => this.flushAll());
+    }
+  }
+
+  /** Writes every touched connection's buffer, one write each. */
+  flushAll(): void {
+    this.flushScheduled = false;
+    const dirty = this.dirty;
+    if (dirty.length === 0) return;
+    this.dirty = [];
+    for (const conn of dirty) conn.flush();
+  }
+
+  // ---- timers ----------------------------------------------------------------------------
+
+  /** Enforces the connect timeout and keep alive (1.5 times the interval [MQTT-3.1.2-22]). */
+  private sweep(): void {
+    const now = Date.now();
+    for (const conn of this.connections) {
+      if (conn.state === ConnState.AwaitingConnect) {
+        if (now - conn.openedAt > this.options.connectTimeoutMs) conn.close(null, "no CONNECT within the connect timeout");
+      } else if (conn.keepAliveMs > 0 && now - conn.lastReceived > conn.keepAliveMs * 1.5) {
+        conn.close(ReasonCode.KeepAliveTimeout, "keep alive timeout"); // [MQTT-3.1.2-22]
+      }
+    }
+    this.flushAll();
+  }
+
+  // ---- sessions --------------------------------------------------------------------------
+
+  /** Stops a session's expiry and pending will (its client is back). [MQTT-3.1.3-9] */
+  resumeSession(session: Session): void {
+    const t = this.expiryTimers.get(session);
+    if (t !== undefined) clearTimeout(t);
+    this.expiryTimers.delete(session);
+    const w = this.willTimers.get(session);
+    if (w !== undefined) clearTimeout(w.timer);
+    this.willTimers.delete(session);
+  }
+
+  /** Removes a session and its subscriptions, publishing a will still pending. */
+  endSession(session: Session): void {
+    this.resumeSession(session);
+    const w = this.willTimers.get(session);
+    if (w) this.publishWill(w.message);
+    for (const held of session.subscriptions.values()) this.trie.removeAt(held.node, session);
+    session.subscriptions.clear();
+    session.clearMessages();
+    if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);
+  }
+
+  /** Bookkeeping when a connection ends: its will, its session's expiry. */
+  connectionClosed(conn: Connection, wasConnected: boolean): void {
+    this.connections.delete(conn);
+    const session = conn.session;
+    if (!wasConnected || session === null) return;
+    if (this.clients.get(session.clientId) === conn) this.clients.delete(session.clientId);
+    session.connected = false;
+    const will = conn.will;
+    conn.will = null;
+    const expiry = session.expiryInterval;
+    if (will !== null) {
+      const delay = Math.min(will.delayMs, expiry === 0xffffffff ? Infinity : expiry * 1000);
+      if (delay <= 0) this.publishWill(will.message);
+      else {
+        const timer = setTimeout(() => {
+          this.willTimers.delete(session);
+          this.publishWill(will.message);
+        }, delay); // [MQTT-3.1.3-9]
+        timer.unref();
+        this.willTimers.set(session, { timer, message: will.message });
+      }
+    }
+    if (expiry === 0) this.endSession(session);
+    else if (expiry !== 0xffffffff) {
+      const timer = setTimeout(() => {
+        this.expiryTimers.delete(session);
+        if (!session.connected) this.endSession(session);
+      }, expiry * 1000);
+      timer.unref();
+      this.expiryTimers.set(session, timer);
+    }
+  }
+
+  private publishWill(message: Message): void {
+    const expiry = message.properties.messageExpiryInterval;
+    if (expiry !== undefined) message.expiresAt = Date.now() + expiry * 1000; // counted from publication
+    this.route(message, null);
+    this.flushAll();
+  }
+
+  // ---- publish path ----------------------------------------------------------------------
+
+  /** Stores or clears a retained message (an empty payload deletes) [MQTT-3.3.1-5] [MQTT-3.3.1-6]. */
+  retain(message: Message): void {
+    if (message.payload.length === 0) this.retained.delete(message.topic);
+    else this.retained.set(message.topic, persist(message));
+  }
+
+  /** Delivers a message to every matching subscription; `origin` is the publishing session. */
+  route(message: Message, origin: Session | null): void {
+    if (message.retain && this.options.retainAvailable) this.retain(message);
+    const deliveries = this.match(message.topic);
+    const now = message.expiresAt === 0 ? 0 : Date.now();
+    for (let i = 0; i < deliveries.length; i++) {
+      const d = deliveries[i]!;
+      const subs = d.subs;
+      if (subs.length === 1) {
+        const s = subs[0]!;
+        if (s.noLocal && d.session === origin) continue; // [MQTT-3.8.3-3]
+        const qos = (s.qos < message.qos ? s.qos : message.qos) as QoS;
+        this.deliver(d.session, message, qos, s.retainAsPublished && message.retain, s.subscriptionId === undefined ? null : [s.subscriptionId], now);
+        continue;
+      }
+      // overlapping subscriptions: one delivery at the highest QoS, with every identifier [MQTT-3.3.4-2] [MQTT-3.3.4-3]
+      let qos = -1;
+      let retainFlag = false;
+      let ids: number[] | null = null;
+      for (const s of subs) {
+        if (s.noLocal && d.session === origin) continue;
+        const q = s.qos < message.qos ? s.qos : message.qos;
+        if (q > qos) qos = q;
+        if (s.retainAsPublished && message.retain) retainFlag = true;
+        if (s.subscriptionId !== undefined) (ids ??= []).push(s.subscriptionId);
+      }
+      if (qos >= 0) this.deliver(d.session, message, qos as QoS, retainFlag, ids, now);
+    }
+  }
+
+  /** Matching sessions for a topic, each with its matching subscriptions; cached per topic. */
+  private match(topic: string): Delivery[] {
+    if (this.matchGeneration !== this.trie.generation) {
+      this.matchCache.clear();
+      this.matchGeneration = this.trie.generation;
+    }
+    let deliveries = this.matchCache.get(topic);
+    if (deliveries !== undefined) return deliveries;
+    const bySession = new Map<Session, Delivery>();
+    this.trie.match(topic, (session, entry) => {
+      const d = bySession.get(session);
+      if (d === undefined) bySession.set(session, { session, subs: [entry] });
+      else d.subs.push(entry);
+    });
+    deliveries = [...bySession.values()];
+    if (this.matchCache.size >= MATCH_CACHE_MAX) this.matchCache.clear();
+    this.matchCache.set(topic, deliveries);
+    return deliveries;
+  }
+
+  /**
+   * Sends or queues one message for one session. QoS 0 goes only to a connected client with room
+   * in its output (else it is dropped: the slow-consumer policy drops QoS 0 first). QoS 1/2 is
+   * sent while the client's window has room, otherwise queued; a full queue disconnects the
+   * client with 0x97 Quota Exceeded.
+   */
+  deliver(session: Session, message: Message, qos: QoS, retain: boolean, subscriptionIds: number[] | null, now: number): void {
+    const conn = this.clients.get(session.clientId);
+    if (message.expiresAt !== 0 && message.expiresAt <= (now || Date.now())) return; // section 3.3.2.3.3
+    if (qos === 0) {
+      if (conn === undefined) return;
+      if (conn.outputFull) {
+        conn.dropped++;
+        return;
+      }
+      this.sendPublish(conn, message, 0, retain, subscriptionIds, 0, false, now);
+      return;
+    }
+    if (conn !== undefined && session.queued === 0 && session.inflight.size < conn.sendWindow && !conn.outputFull) {
+      this.sendInflight(conn, session, persist(message), qos, retain, subscriptionIds, now);
+      return;
+    }
+    if (!session.enqueue({ message: persist(message), qos, retain, subscriptionIds }, this.options.maxQueuedMessages, this.options.maxQueuedBytes)) {
+      if (conn !== undefined) conn.close(ReasonCode.QuotaExceeded, "too many messages queued for this client");
+      else this.log("warning", `queue of offline client '${session.clientId}' is full: message dropped`);
+    }
+  }
+
+  private sendInflight(conn: Connection, session: Session, message: Message, qos: QoS, retain: boolean, subscriptionIds: number[] | null, now: number): void {
+    const packetId = session.allocatePacketId();
+    session.inflight.set(packetId, { packetId, message, qos, retain, subscriptionIds, released: false });
+    this.sendPublish(conn, message, qos, retain, subscriptionIds, packetId, false, now);
+  }
+
+  /** Appends one PUBLISH to a connection's output, from the message's shared encoded form. */
+  sendPublish(conn: Connection, message: Message, qos: QoS, retain: boolean, subscriptionIds: number[] | null, packetId: number, dup: boolean, now: number): void {
+    const form = encodeForm(message, conn.version, qos, retain, dup, conn.version === 5 ? subscriptionIds : null, now);
+    if (form.bytes.length > conn.clientMaxPacketSize) return; // [MQTT-3.1.2-25] dropped for this client only
+    const at = conn.append(form.bytes);
+    if (qos > 0) conn.patchU16(at + form.packetIdOffset, packetId);
+  }
+
+  /** Fills a connected session's window from its queue. */
+  pump(session: Session): void {
+    const conn = this.clients.get(session.clientId);
+    if (conn === undefined) return;
+    const now = Date.now();
+    while (session.queued > 0 && session.inflight.size < conn.sendWindow && !conn.outputFull) {
+      const q = session.dequeue()!;
+      if (q.message.expiresAt !== 0 && q.message.expiresAt <= now) continue; // section 3.3.2.3.3
+      this.sendInflight(conn, session, q.message, q.qos, q.retain, q.subscriptionIds, now);
+    }
+  }
+
+  /** Re-sends a resumed session's unacknowledged messages [MQTT-4.4.0-1], then its queue. */
+  redeliver(conn: Connection, session: Session): void {
+    const now = Date.now();
+    for (const m of session.inflight.values()) {
+      if (m.released) conn.writePacket({ type: PacketType.PUBREL, packetId: m.packetId, reasonCode: 0, properties: {} });
+      else this.sendPublish(conn, m.message, m.qos, m.retain, m.subscriptionIds, m.packetId, true, now); // DUP [MQTT-3.3.1-1]
+    }
+    this.pump(session);
+  }
+
+  /** Sends the retained messages matching a new subscription (section 3.3.1.3). */
+  sendRetained(session: Session, entry: SubscriptionEntry): void {
+    const now = Date.now();
+    const filter = entry.filter;
+    const exact = !filter.includes("+") && !filter.includes("#");
+    const candidates = exact ? [this.retained.get(filter)].filter((m) => m !== undefined) : this.retained.values();
+    for (const m of candidates) {
+      if (!exact && !topicMatches(filter, m.topic)) continue;
+      if (m.expiresAt !== 0 && m.expiresAt <= now) {
+        this.retained.delete(m.topic);
+        continue;
+      }
+      const qos = (entry.qos < m.qos ? entry.qos : m.qos) as QoS;
+      this.deliver(session, m, qos, true, entry.subscriptionId === undefined ? null : [entry.subscriptionId], now); // [MQTT-3.3.1-8]
+    }
+  }
+}
+

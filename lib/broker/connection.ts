@@ -1,0 +1,240 @@
+/**
+ * One client connection: the socket shell around a Session. It frames and decodes what arrives,
+ * hands packets to the handlers, and owns the connection's output buffer.
+ *
+ * Output is coalesced: everything sent to a connection is appended to its buffer, and the broker
+ * flushes each touched connection once when the current event handler is done, with one write.
+ * `socket.write` returns how much the kernel took; the rest stays buffered and goes out on
+ * `drain`. The buffer is borrowed from a pool while it holds data, so an idle connection holds none.
+ */
+import type { Socket } from "bun";
+import { Framer } from "../codec/framer";
+import { decodePacket, encodePacket, type Packet } from "../codec/packet";
+import { PacketType } from "../codec/constants";
+import { MqttError, ReasonCode, reasonName } from "../codec/reason-codes";
+import type { Broker } from "./broker";
+import type { Message } from "./message";
+import type { Session } from "./session";
+import { dispatch } from "./handlers/dispatch";
+
+const POOL_BUFFER_SIZE = 64 * 1024;
+const pool: Uint8Array[] = [];
+const POOL_MAX = 256;
+
+/** The will of a connection, published if it ends without DISCONNECT 0x00. */
+export interface PendingWill {
+  message: Message;
+  delayMs: number;
+}
+
+/** Connection states. */
+export const ConnState = { AwaitingConnect: 0, Connected: 1, Closed: 2 } as const;
+
+export class Connection {
+  state: number = ConnState.AwaitingConnect;
+  /** Protocol level; 5 until CONNECT says otherwise. */
+  version: 4 | 5 = 5;
+  session: Session | null = null;
+  readonly framer: Framer;
+  /** Date.now() of the last packet received. */
+  lastReceived: number;
+  readonly openedAt: number;
+  /** Keep alive granted, in ms (0 = none). */
+  keepAliveMs = 0;
+  /** The client's Receive Maximum and our own in-flight bound, whichever is lower. */
+  sendWindow = 65535;
+  /** Largest packet the client accepts. */
+  clientMaxPacketSize = Number.MAX_SAFE_INTEGER;
+  /** Topic aliases the client has set towards us (section 3.3.2.3.4). */
+  inboundAliases: Map<number, string> | null = null;
+  will: PendingWill | null = null;
+  /** Messages dropped for this client because its output was full (QoS 0). */
+  dropped = 0;
+
+  private out: Uint8Array | null = null;
+  private outLen = 0;
+  private dirty = false;
+
+  constructor(
+    readonly broker: Broker,
+    readonly socket: Socket<Connection>,
+  ) {
+    this.framer = new Framer(broker.options.maxPacketSize);
+    this.lastReceived = this.openedAt = Date.now();
+  }
+
+  /** Bytes waiting to be written. */
+  get pending(): number {
+    return this.outLen;
+  }
+
+  /** True when the output buffer is at its bound. */
+  get outputFull(): boolean {
+    return this.outLen >= this.broker.options.maxOutputBytes;
+  }
+
+  /** Handles bytes from the socket: frames, decodes and dispatches every whole packet. */
+  receive(data: Uint8Array): void {
+    if (this.state === ConnState.Closed) return;
+    this.lastReceived = Date.now();
+    const framer = this.framer;
+    framer.push(data);
+    try {
+      for (let frame = framer.next(); frame !== null; frame = framer.next()) {
+        if (this.state === ConnState.Closed) return;
+        let packet: Packet;
+        if (this.state === ConnState.AwaitingConnect) {
+          if (frame[0]! >> 4 !== PacketType.CONNECT) {
+            this.close(null, "the first packet was not CONNECT"); // [MQTT-3.1.0-1]
+            return;
+          }
+          try {
+            packet = decodePacket(frame, 5);
+          } catch (e) {
+            this.refuseConnect(e, frame);
+            return;
+          }
+        } else {
+          packet = decodePacket(frame, this.version);
+        }
+        dispatch(this, packet);
+      }
+    } catch (e) {
+      this.fail(e);
+    }
+  }
+
+  /**
+   * Ends the connection because of an error: v5 clients get DISCONNECT with the reason code and
+   * a reason string [MQTT-4.13.1-1]; 3.1.1 clients are just closed.
+   */
+  fail(e: unknown): void {
+    if (e instanceof MqttError) this.close(e.reasonCode, e.message);
+    else {
+      this.broker.log("error", `internal error on ${this.describe()}: ${(e as Error)?.stack ?? e}`);
+      this.close(ReasonCode.ImplementationSpecificError, "internal error");
+    }
+  }
+
+  /** Answers a CONNECT that could not be decoded, in the form its protocol level expects. */
+  private refuseConnect(e: unknown, frame: Uint8Array): void {
+    if (!(e instanceof MqttError)) return this.fail(e);
+    // the protocol level sits after the fixed header and the protocol name
+    let i = 1;
+    while (i < 5 && frame[i]! & 0x80) i++;
+    const nameLen = ((frame[i + 1] ?? 0) << 8) | (frame[i + 2] ?? 0);
+    const level = frame[i + 3 + nameLen];
+    if (e.reasonCode === ReasonCode.UnsupportedProtocolVersion && level !== undefined && level < 5) {
+      this.version = 4;
+      this.writePacket({ type: PacketType.CONNACK, sessionPresent: false, reasonCode: 0x01, properties: {} }); // [MQTT-3.1.2-2] 3.1.1 return code 0x01
+    } else if (level === 5 || e.reasonCode === ReasonCode.UnsupportedProtocolVersion) {
+      this.version = 5;
+      this.writePacket({ type: PacketType.CONNACK, sessionPresent: false, reasonCode: e.reasonCode, properties: { reasonString: e.message } }); // [MQTT-3.2.2-8]
+    }
+    this.close(null, e.message);
+  }
+
+  /** Encodes a packet into the output buffer. */
+  writePacket(p: Packet): void {
+    this.append(encodePacket(p, this.version));
+  }
+
+  /** Appends bytes to the output buffer and marks the connection for the next flush. */
+  append(bytes: Uint8Array): number {
+    const n = bytes.length;
+    let out = this.out;
+    if (out === null) {
+      out = this.out = n <= POOL_BUFFER_SIZE ? (pool.pop() ?? new Uint8Array(POOL_BUFFER_SIZE)) : new Uint8Array(n);
+    } else if (this.outLen + n > out.length) {
+      const grown = new Uint8Array(Math.max(out.length * 2, this.outLen + n));
+      grown.set(out.subarray(0, this.outLen));
+      this.release(out);
+      out = this.out = grown;
+    }
+    const at = this.outLen;
+    out.set(bytes, at);
+    this.outLen = at + n;
+    if (!this.dirty) {
+      this.dirty = true;
+      this.broker.markDirty(this);
+    }
+    return at;
+  }
+
+  /** Sets two bytes of the output buffer (a packet identifier patched in place). */
+  patchU16(at: number, v: number): void {
+    this.out![at] = v >>> 8;
+    this.out![at + 1] = v & 0xff;
+  }
+
+  /** Sets bits in one byte of the output buffer (the DUP flag). */
+  patchOr(at: number, bits: number): void {
+    this.out![at]! |= bits;
+  }
+
+  /** Writes what is buffered with one call; keeps what the kernel did not take. */
+  flush(): void {
+    this.dirty = false;
+    const out = this.out;
+    if (out === null || this.outLen === 0) return;
+    if (this.state === ConnState.Closed && this.socket.readyState !== 1) {
+      this.outLen = 0;
+      return;
+    }
+    const written = this.socket.write(out, 0, this.outLen);
+    if (written >= this.outLen) {
+      this.outLen = 0;
+      this.release(out);
+      this.out = null;
+    } else if (written > 0) {
+      out.copyWithin(0, written, this.outLen);
+      this.outLen -= written;
+    }
+  }
+
+  private release(buf: Uint8Array): void {
+    if (buf.length === POOL_BUFFER_SIZE && pool.length < POOL_MAX) pool.push(buf);
+  }
+
+  /** The socket can take more: write the rest, then refill the window from the queue. */
+  drained(): void {
+    this.flush();
+    if (this.state === ConnState.Connected && this.session !== null) this.broker.pump(this.session);
+  }
+
+  /**
+   * Ends the connection. With a reason code a v5 client that completed CONNECT first gets
+   * DISCONNECT carrying it and `reason` [MQTT-4.13.1-1]; the socket is then ended.
+   */
+  close(reasonCode: number | null, reason: string): void {
+    if (this.state === ConnState.Closed) return;
+    const wasConnected = this.state === ConnState.Connected;
+    if (reasonCode !== null && wasConnected && this.version === 5) {
+      this.writePacket({ type: PacketType.DISCONNECT, reasonCode, properties: { reasonString: reason } });
+    }
+    this.broker.log("info", `closing ${this.describe()}: ${reasonCode === null ? "" : `${reasonName(reasonCode)}: `}${reason}`);
+    this.state = ConnState.Closed;
+    this.flush();
+    this.socket.end();
+    this.broker.connectionClosed(this, wasConnected);
+  }
+
+  /** Called by the socket's close handler (the peer went away, or we ended it). */
+  closed(): void {
+    if (this.state !== ConnState.Closed) {
+      const wasConnected = this.state === ConnState.Connected;
+      this.state = ConnState.Closed;
+      this.broker.connectionClosed(this, wasConnected);
+    }
+    if (this.out !== null) {
+      this.release(this.out);
+      this.out = null;
+      this.outLen = 0;
+    }
+  }
+
+  /** For logs: the client identifier and peer address. */
+  describe(): string {
+    return `client '${this.session?.clientId ?? "?"}' (${this.socket.remoteAddress})`;
+  }
+}

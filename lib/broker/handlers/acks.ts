@@ -1,0 +1,46 @@
+/** PUBACK, PUBREC, PUBREL and PUBCOMP from a client: the QoS 1/2 flows (section 4.3). */
+import { PacketType } from "../../codec/constants";
+import { ReasonCode } from "../../codec/reason-codes";
+import type { PubackPacket, PubcompPacket, PubrecPacket, PubrelPacket } from "../../codec/packets/pub-acks";
+import type { Connection } from "../connection";
+
+/** QoS 1 delivery to the client completed: free the identifier and refill the window. */
+export function handlePuback(conn: Connection, p: PubackPacket): void {
+  const session = conn.session!;
+  const m = session.inflight.get(p.packetId);
+  if (m === undefined || m.qos !== 1) return; // unknown identifiers are ignored
+  session.inflight.delete(p.packetId); // [MQTT-4.3.2-4]
+  conn.broker.pump(session);
+}
+
+/** QoS 2, step 1 done: answer PUBREL (or forget the message if the client refused it). */
+export function handlePubrec(conn: Connection, p: PubrecPacket): void {
+  const session = conn.session!;
+  const m = session.inflight.get(p.packetId);
+  if (m === undefined || m.qos !== 2) {
+    conn.writePacket({ type: PacketType.PUBREL, packetId: p.packetId, reasonCode: ReasonCode.PacketIdentifierNotFound, properties: {} });
+    return;
+  }
+  if (p.reasonCode >= 0x80) { // section 4.3.3: a failed PUBREC ends the exchange
+    session.inflight.delete(p.packetId);
+    conn.broker.pump(session);
+    return;
+  }
+  m.released = true; // [MQTT-4.3.3-4]
+  conn.writePacket({ type: PacketType.PUBREL, packetId: p.packetId, reasonCode: 0, properties: {} });
+}
+
+/** QoS 2 from the client, step 2: release the identifier and answer PUBCOMP. */
+export function handlePubrel(conn: Connection, p: PubrelPacket): void {
+  const known = conn.session!.incomingQos2.delete(p.packetId); // [MQTT-4.3.3-11]
+  conn.writePacket({ type: PacketType.PUBCOMP, packetId: p.packetId, reasonCode: known ? 0 : ReasonCode.PacketIdentifierNotFound, properties: {} });
+}
+
+/** QoS 2 delivery to the client completed. */
+export function handlePubcomp(conn: Connection, p: PubcompPacket): void {
+  const session = conn.session!;
+  const m = session.inflight.get(p.packetId);
+  if (m === undefined || m.qos !== 2) return;
+  session.inflight.delete(p.packetId);
+  conn.broker.pump(session);
+}

@@ -1,0 +1,131 @@
+/** CONNECT: client identifier rules, session start or resume, takeover, keep alive, will, CONNACK. */
+import { MAX_PACKET_SIZE, PacketType } from "../../codec/constants";
+import { ConnackReturnCode, ReasonCode } from "../../codec/reason-codes";
+import { decodeUtf8 } from "../../codec/reader";
+import type { ConnectPacket } from "../../codec/packets/connect";
+import type { ConnackProperties, PublishProperties } from "../../codec/properties";
+import { ConnState, type Connection } from "../connection";
+import { persist } from "../message";
+import { Session } from "../session";
+
+/** 3.1.1 return code for a v5 refusal reason. */
+function v4Code(reason: number): number {
+  switch (reason) {
+    case ReasonCode.ClientIdentifierNotValid: return ConnackReturnCode.IdentifierRejected;
+    case ReasonCode.BadUserNameOrPassword: return ConnackReturnCode.BadUserNameOrPassword;
+    case ReasonCode.NotAuthorized: return ConnackReturnCode.NotAuthorized;
+    default: return ConnackReturnCode.ServerUnavailable;
+  }
+}
+
+/** Refuses a CONNECT with CONNACK and closes [MQTT-3.2.2-7]. */
+function refuse(conn: Connection, reason: number, message: string): void {
+  const v5 = conn.version === 5;
+  conn.writePacket({
+    type: PacketType.CONNACK,
+    sessionPresent: false, // [MQTT-3.2.2-6]
+    reasonCode: v5 ? reason : v4Code(reason),
+    properties: v5 ? { reasonString: message } : {},
+  });
+  conn.close(null, message);
+}
+
+function randomClientId(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(8));
+  return "auto-" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("").toUpperCase();
+}
+
+/** Handles the CONNECT that opens a connection. */
+export function handleConnect(conn: Connection, p: ConnectPacket): void {
+  const broker = conn.broker;
+  const o = broker.options;
+  conn.version = p.protocolVersion;
+  const v5 = p.protocolVersion === 5;
+  const props = p.properties;
+
+  if (broker.clients.size >= o.maxConnections) return refuse(conn, ReasonCode.QuotaExceeded, "too many connections");
+  if (v5 && props.authenticationMethod !== undefined) {
+    return refuse(conn, ReasonCode.BadAuthenticationMethod, `authentication method '${props.authenticationMethod}' is not supported`);
+  }
+  let clientId = p.clientId;
+  let assigned = false;
+  if (clientId === "") {
+    if (!v5 && !p.cleanStart) {
+      return refuse(conn, ReasonCode.ClientIdentifierNotValid, "an empty client identifier needs clean session"); // 3.1.1 [MQTT-3.1.3-8]
+    }
+    clientId = randomClientId(); // [MQTT-3.1.3-6]
+    assigned = true;
+  }
+  if (p.will !== null) {
+    if (p.will.qos > o.maximumQoS) return refuse(conn, ReasonCode.QoSNotSupported, `will QoS ${p.will.qos} exceeds the maximum QoS ${o.maximumQoS}`); // [MQTT-3.2.2-12]
+    if (p.will.retain && !o.retainAvailable) return refuse(conn, ReasonCode.RetainNotSupported, "retained wills are not supported"); // [MQTT-3.2.2-13]
+  }
+
+  const old = broker.clients.get(clientId);
+  if (old !== undefined) old.close(ReasonCode.SessionTakenOver, "another connection took over the session"); // [MQTT-3.1.4-3]
+
+  let session = broker.sessions.get(clientId);
+  let present = false;
+  if (session !== undefined && p.cleanStart) {
+    broker.endSession(session); // [MQTT-3.1.2-4]
+    session = undefined;
+  } else if (session !== undefined) {
+    present = true; // [MQTT-3.1.2-5]
+    broker.resumeSession(session);
+  }
+  if (session === undefined) {
+    session = new Session(clientId);
+    broker.sessions.set(clientId, session);
+  }
+  session.protocolVersion = p.protocolVersion;
+  session.expiryInterval = v5 ? (props.sessionExpiryInterval ?? 0) : p.cleanStart ? 0 : 0xffffffff; // [MQTT-3.1.2-23]
+  session.connected = true;
+  conn.session = session;
+  conn.state = ConnState.Connected;
+  broker.clients.set(clientId, conn);
+
+  let keepAlive = p.keepAlive;
+  let serverKeepAlive: number | undefined;
+  if (v5 && o.maxKeepAlive > 0 && (keepAlive === 0 || keepAlive > o.maxKeepAlive)) {
+    keepAlive = serverKeepAlive = o.maxKeepAlive; // [MQTT-3.2.2-21]
+  }
+  conn.keepAliveMs = keepAlive * 1000;
+  conn.sendWindow = Math.min(props.receiveMaximum ?? 65535, o.maxInflight); // [MQTT-3.3.4-7]
+  conn.clientMaxPacketSize = props.maximumPacketSize ?? MAX_PACKET_SIZE;
+
+  if (p.will !== null) {
+    const w = p.will;
+    const { willDelayInterval, ...publishProps } = w.properties;
+    const topicBytes = w.topic as Uint8Array;
+    conn.will = {
+      message: persist({
+        topic: decodeUtf8(topicBytes, 0, topicBytes.length, "the will topic"),
+        topicBytes,
+        payload: w.payload,
+        qos: w.qos,
+        retain: w.retain,
+        properties: publishProps as PublishProperties,
+        expiresAt: 0,
+        persisted: false,
+        copy: null,
+        forms: null,
+      }),
+      delayMs: (willDelayInterval ?? 0) * 1000,
+    };
+  }
+
+  const ack: ConnackProperties = {};
+  if (v5) {
+    if (assigned) ack.assignedClientIdentifier = clientId; // [MQTT-3.2.2-16]
+    if (serverKeepAlive !== undefined) ack.serverKeepAlive = serverKeepAlive;
+    if (o.receiveMaximum < 65535) ack.receiveMaximum = o.receiveMaximum;
+    if (o.maximumQoS < 2) ack.maximumQoS = o.maximumQoS;
+    if (!o.retainAvailable) ack.retainAvailable = 0;
+    if (o.maxPacketSize < MAX_PACKET_SIZE) ack.maximumPacketSize = o.maxPacketSize;
+    if (o.topicAliasMaximum > 0) ack.topicAliasMaximum = o.topicAliasMaximum;
+    ack.sharedSubscriptionAvailable = 0;
+  }
+  conn.writePacket({ type: PacketType.CONNACK, sessionPresent: present, reasonCode: 0, properties: ack });
+  broker.log("info", `connected ${conn.describe()} v${v5 ? "5" : "3.1.1"}${present ? ", session resumed" : ""}`);
+  if (present) broker.redeliver(conn, session);
+}

@@ -1,0 +1,68 @@
+/** PUBLISH from a client: checks, topic alias resolution, routing, and the QoS 1/2 acknowledgement. */
+import { PacketType } from "../../codec/constants";
+import { MqttError, protocolError, ReasonCode } from "../../codec/reason-codes";
+import { decodeUtf8 } from "../../codec/reader";
+import type { PublishPacket } from "../../codec/packets/publish";
+import type { Connection } from "../connection";
+import { messageFromPublish } from "../message";
+
+const encoder = new TextEncoder();
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** Handles a PUBLISH received from a client. */
+export function handlePublish(conn: Connection, p: PublishPacket): void {
+  const broker = conn.broker;
+  const o = broker.options;
+  const session = conn.session!;
+  if (p.qos > o.maximumQoS) throw new MqttError(ReasonCode.QoSNotSupported, `QoS ${p.qos} exceeds the maximum QoS ${o.maximumQoS}`); // [MQTT-3.2.2-11]
+  if (p.retain && !o.retainAvailable) throw new MqttError(ReasonCode.RetainNotSupported, "retained messages are not supported"); // [MQTT-3.2.2-14]
+
+  let topicBytes = p.topic as Uint8Array;
+  let topic: string;
+  const props = p.properties;
+  const alias = props.topicAlias;
+  if (alias !== undefined) {
+    if (alias > o.topicAliasMaximum) {
+      throw new MqttError(ReasonCode.TopicAliasInvalid, `topic alias invalid: ${alias} exceeds the Topic Alias Maximum ${o.topicAliasMaximum}`); // [MQTT-3.3.2-9]
+    }
+    if (topicBytes.length === 0) {
+      const known = conn.inboundAliases?.get(alias);
+      if (known === undefined) protocolError(`topic alias ${alias} was never set on this connection`); // section 3.3.2.3.4
+      topic = known;
+      topicBytes = encoder.encode(known);
+    } else {
+      topic = decodeUtf8(topicBytes, 0, topicBytes.length, "the topic name");
+      (conn.inboundAliases ??= new Map()).set(alias, topic);
+    }
+  } else {
+    topic = decodeUtf8(topicBytes, 0, topicBytes.length, "the topic name");
+  }
+  if (props.subscriptionIdentifiers !== undefined) protocolError("a PUBLISH from a client must not carry a Subscription Identifier"); // [MQTT-3.3.4-6]
+  if (props.payloadFormatIndicator === 1) {
+    try {
+      strictUtf8.decode(p.payload);
+    } catch {
+      throw new MqttError(ReasonCode.PayloadFormatInvalid, "payload format invalid: the payload is marked UTF-8 but is not valid UTF-8"); // [MQTT-3.3.2-4]
+    }
+  }
+
+  if (p.qos === 2) {
+    if (session.incomingQos2.has(p.packetId)) {
+      // a re-sent PUBLISH of a message already received: acknowledge, do not deliver again [MQTT-4.3.3-10]
+      conn.writePacket({ type: PacketType.PUBREC, packetId: p.packetId, reasonCode: 0, properties: {} });
+      return;
+    }
+    if (session.incomingQos2.size >= o.receiveMaximum) {
+      throw new MqttError(ReasonCode.ReceiveMaximumExceeded, `receive maximum exceeded: more than ${o.receiveMaximum} QoS 2 messages unacknowledged`); // [MQTT-3.3.4-9]
+    }
+  }
+
+  broker.route(messageFromPublish(p, topic, topicBytes), session);
+
+  if (p.qos === 1) {
+    conn.writePacket({ type: PacketType.PUBACK, packetId: p.packetId, reasonCode: 0, properties: {} }); // [MQTT-4.3.2-2]
+  } else if (p.qos === 2) {
+    session.incomingQos2.add(p.packetId);
+    conn.writePacket({ type: PacketType.PUBREC, packetId: p.packetId, reasonCode: 0, properties: {} }); // [MQTT-4.3.3-8]
+  }
+}

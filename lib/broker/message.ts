@@ -1,0 +1,114 @@
+/**
+ * An application message on its way through the broker. A message routed straight from a received
+ * PUBLISH holds views of the frame; persist() is the one place that copies it, once, when it must
+ * outlive the frame (retained, queued, in flight). Encoded forms are cached on the message so that
+ * every subscriber that gets the same form shares one encoding.
+ */
+import type { QoS } from "../codec/constants";
+import { NO_PROPERTIES, type PublishProperties } from "../codec/properties";
+import { encodePacket, remainingLength } from "../codec/packet";
+import { PacketType } from "../codec/constants";
+import { varintSize } from "../codec/writer";
+import type { PublishPacket } from "../codec/packets/publish";
+
+/** One encoded PUBLISH and where its packet identifier sits (QoS > 0) so it can be patched in place. */
+export interface EncodedForm {
+  bytes: Uint8Array;
+  packetIdOffset: number;
+}
+
+/** A message as the broker routes, stores and sends it. */
+export interface Message {
+  topic: string;
+  /** The topic's UTF-8 bytes. */
+  topicBytes: Uint8Array;
+  payload: Uint8Array;
+  qos: QoS;
+  retain: boolean;
+  /** Properties forwarded to subscribers: never a Topic Alias or Subscription Identifier. */
+  properties: PublishProperties;
+  /** When the message expires (Date.now() ms), 0 = never. */
+  expiresAt: number;
+  /** True when topicBytes, payload and binary properties are the broker's own copies. */
+  persisted: boolean;
+  /** The persisted copy of a message that holds views, made at most once. */
+  copy: Message | null;
+  /** Encoded forms, indexed by formIndex(); built lazily. */
+  forms: (EncodedForm | undefined)[] | null;
+}
+
+/** Builds a message from a received PUBLISH; the result holds views of the frame. */
+export function messageFromPublish(p: PublishPacket, topic: string, topicBytes: Uint8Array): Message {
+  let properties = p.properties;
+  if (properties !== NO_PROPERTIES && (properties.topicAlias !== undefined || properties.subscriptionIdentifiers !== undefined)) {
+    const { topicAlias: _alias, subscriptionIdentifiers: _ids, ...rest } = properties;
+    properties = Object.keys(rest).length === 0 ? NO_PROPERTIES : rest;
+  }
+  const expiry = properties.messageExpiryInterval;
+  return {
+    topic,
+    topicBytes,
+    payload: p.payload,
+    qos: p.qos,
+    retain: p.retain,
+    properties,
+    expiresAt: expiry === undefined ? 0 : Date.now() + expiry * 1000,
+    persisted: false,
+    copy: null,
+    forms: null,
+  };
+}
+
+/** The broker's own copy of a message: the one function that copies received bytes. */
+export function persist(m: Message): Message {
+  if (m.persisted) return m;
+  if (m.copy !== null) return m.copy;
+  let properties = m.properties;
+  if (properties.correlationData !== undefined) properties = { ...properties, correlationData: properties.correlationData.slice() };
+  m.copy = {
+    topic: m.topic,
+    topicBytes: m.topicBytes.slice(),
+    payload: m.payload.slice(),
+    qos: m.qos,
+    retain: m.retain,
+    properties,
+    expiresAt: m.expiresAt,
+    persisted: true,
+    copy: null,
+    forms: (m.forms ??= new Array(12)), // the encodings hold no views: share them
+  };
+  return m.copy;
+}
+
+/** Bytes a queued message is charged for. */
+export function messageCost(m: Message): number {
+  return m.payload.length + m.topicBytes.length + 64;
+}
+
+function formIndex(version: 4 | 5, qos: QoS, retain: boolean): number {
+  return (version === 5 ? 6 : 0) + qos * 2 + (retain ? 1 : 0);
+}
+
+/**
+ * Encodes `m` as a PUBLISH for one subscriber. Forms without per-subscriber properties are cached
+ * on the message and shared; `subscriptionIds` or a reduced expiry make a form of its own.
+ */
+export function encodeForm(m: Message, version: 4 | 5, qos: QoS, retain: boolean, dup: boolean, subscriptionIds: number[] | null, now: number): EncodedForm {
+  const shared = subscriptionIds === null && !dup && (m.expiresAt === 0 || version === 4);
+  const index = formIndex(version, qos, retain);
+  if (shared) {
+    const cached = m.forms?.[index];
+    if (cached !== undefined) return cached;
+  }
+  let properties = m.properties;
+  if (version === 5 && (subscriptionIds !== null || m.expiresAt !== 0)) {
+    properties = { ...properties };
+    if (subscriptionIds !== null) properties.subscriptionIdentifiers = subscriptionIds;
+    if (m.expiresAt !== 0) properties.messageExpiryInterval = Math.max(0, Math.ceil((m.expiresAt - now) / 1000)); // section 3.3.2.3.3
+  }
+  const packet: PublishPacket = { type: PacketType.PUBLISH, dup, qos, retain, topic: m.topicBytes, packetId: qos > 0 ? 1 : 0, properties, payload: m.payload };
+  const rl = remainingLength(packet, version);
+  const form: EncodedForm = { bytes: encodePacket(packet, version), packetIdOffset: 1 + varintSize(rl) + 2 + m.topicBytes.length };
+  if (shared) (m.forms ??= new Array(12))[index] = form;
+  return form;
+}

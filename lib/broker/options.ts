@@ -1,0 +1,69 @@
+/** Broker addresses and limits, with their defaults. */
+import type { TLSOptions } from "bun";
+
+/** A listener: a host, `[host, port]`, or `[host, port, tls]`. */
+export type Address = string | [string, number] | [string, number, TLSOptions];
+
+/** What the broker listens on: one address or several. */
+export type Addresses = Address | Address[];
+
+/** Limits and features; every field has a default (see DEFAULT_OPTIONS). */
+export interface BrokerOptions {
+  /** Most simultaneous connections; more are refused with CONNACK 0x97 (v5) / 0x03 (3.1.1). */
+  maxConnections: number;
+  /** Largest packet accepted from a client, fixed header included (advertised in CONNACK). */
+  maxPacketSize: number;
+  /** QoS 1/2 messages kept for one client (queued while offline or while its window is full). */
+  maxQueuedMessages: number;
+  /** Bytes of payload kept in one client's queue. */
+  maxQueuedBytes: number;
+  /** Unsent bytes kept for one connection before QoS 0 messages to it are dropped. */
+  maxOutputBytes: number;
+  /** QoS 1/2 messages sent to one client and not yet acknowledged (also bounded by its Receive Maximum). */
+  maxInflight: number;
+  /** QoS 2 messages a client may have unreleased towards the broker (advertised as Receive Maximum). */
+  receiveMaximum: number;
+  /** Milliseconds a new connection has to send CONNECT. */
+  connectTimeoutMs: number;
+  /** Highest QoS the broker accepts and grants. */
+  maximumQoS: 0 | 1 | 2;
+  /** Whether retained messages are supported. */
+  retainAvailable: boolean;
+  /** Topic aliases a v5 client may use towards the broker. */
+  topicAliasMaximum: number;
+  /** Longest keep alive a client may ask for, in seconds (0 = any). */
+  maxKeepAlive: number;
+}
+
+/** The defaults: Mosquitto's where it has one. */
+export const DEFAULT_OPTIONS: BrokerOptions = {
+  maxConnections: 100_000,
+  maxPacketSize: 16 * 1024 * 1024,
+  maxQueuedMessages: 1000,
+  maxQueuedBytes: 16 * 1024 * 1024,
+  maxOutputBytes: 1024 * 1024,
+  maxInflight: 100,
+  receiveMaximum: 65535,
+  connectTimeoutMs: 10_000,
+  maximumQoS: 2,
+  retainAvailable: true,
+  topicAliasMaximum: 10,
+  maxKeepAlive: 0,
+};
+
+/** One listener, normalized. */
+export interface Listener {
+  host: string;
+  port: number;
+  tls: TLSOptions | undefined;
+}
+
+/** Normalizes the accepted address forms; a bare host listens on 1883. */
+export function normalizeAddresses(addresses: Addresses): Listener[] {
+  const list: Address[] = typeof addresses === "string" || isTuple(addresses) ? [addresses as Address] : (addresses as Address[]);
+  return list.map((a) => (typeof a === "string" ? { host: a, port: 1883, tls: undefined } : { host: a[0], port: a[1], tls: a[2] }));
+}
+
+function isTuple(a: Addresses): boolean {
+  return Array.isArray(a) && typeof a[0] === "string" && typeof a[1] === "number";
+}

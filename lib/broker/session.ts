@@ -1,0 +1,114 @@
+/**
+ * Per-client protocol state that outlives a connection: subscriptions, QoS 1/2 messages in flight
+ * and queued, QoS 2 packet identifiers received and not yet released, packet identifier
+ * allocation, expiry. No sockets or timers are touched here; the connection and broker drive it.
+ */
+import type { QoS } from "../codec/constants";
+import type { TrieNode } from "../topic/trie";
+import { messageCost, type Message } from "./message";
+
+/** Options of one subscription (section 3.8.3.1) and its identifier. */
+export interface SubscriptionEntry {
+  session: Session;
+  filter: string;
+  qos: QoS;
+  noLocal: boolean;
+  retainAsPublished: boolean;
+  retainHandling: 0 | 1 | 2;
+  subscriptionId: number | undefined;
+  /** Share name of a `$share/` subscription, else null. */
+  shareName: string | null;
+}
+
+/** A subscription the session holds, with its trie node for removal without a walk. */
+export interface HeldSubscription {
+  entry: SubscriptionEntry;
+  node: TrieNode<Session, SubscriptionEntry>;
+}
+
+/** A QoS 1/2 message sent to the client and not yet acknowledged. */
+export interface InflightMessage {
+  packetId: number;
+  message: Message;
+  qos: QoS;
+  retain: boolean;
+  subscriptionIds: number[] | null;
+  /** QoS 2: PUBREC received and PUBREL sent; waiting for PUBCOMP. */
+  released: boolean;
+}
+
+/** A QoS 1/2 message waiting for room in the client's window. */
+export interface QueuedMessage {
+  message: Message;
+  qos: QoS;
+  retain: boolean;
+  subscriptionIds: number[] | null;
+}
+
+/** The state of one client identifier. */
+export class Session {
+  /** Subscriptions by topic filter (shared ones by their full `$share/...` filter). */
+  readonly subscriptions = new Map<string, HeldSubscription>();
+  /** Outgoing QoS 1/2 messages by packet identifier, in send order. */
+  readonly inflight = new Map<number, InflightMessage>();
+  /** Incoming QoS 2 packet identifiers awaiting PUBREL [MQTT-4.3.3-9]. */
+  readonly incomingQos2 = new Set<number>();
+  private queue: (QueuedMessage | undefined)[] = [];
+  private head = 0;
+  /** Payload bytes held in the queue. */
+  queuedBytes = 0;
+  private nextPacketId = 1;
+  /** Session Expiry Interval in seconds (0xFFFFFFFF = never). */
+  expiryInterval = 0;
+  /** Protocol level of the client that owns the session now. */
+  protocolVersion: 4 | 5 = 5;
+  /** Set while the client is connected; typed loosely to keep I/O out of this module. */
+  connected = false;
+
+  constructor(readonly clientId: string) {}
+
+  /** Number of queued messages. */
+  get queued(): number {
+    return this.queue.length - this.head;
+  }
+
+  /** Appends a message to the queue; false when the queue is at its bound. */
+  enqueue(q: QueuedMessage, maxMessages: number, maxBytes: number): boolean {
+    const cost = messageCost(q.message);
+    if (this.queued >= maxMessages || this.queuedBytes + cost > maxBytes) return false;
+    this.queue.push(q);
+    this.queuedBytes += cost;
+    return true;
+  }
+
+  /** Takes the oldest queued message. */
+  dequeue(): QueuedMessage | undefined {
+    if (this.head >= this.queue.length) return undefined;
+    const q = this.queue[this.head]!;
+    this.queue[this.head++] = undefined;
+    if (this.head > 1024 && this.head * 2 > this.queue.length) {
+      this.queue = this.queue.slice(this.head);
+      this.head = 0;
+    }
+    this.queuedBytes -= messageCost(q.message);
+    return q;
+  }
+
+  /** Forgets queued and in-flight messages (clean start, or the session ends). */
+  clearMessages(): void {
+    this.queue = [];
+    this.head = 0;
+    this.queuedBytes = 0;
+    this.inflight.clear();
+    this.incomingQos2.clear();
+  }
+
+  /** A packet identifier not in use by an outgoing QoS 1/2 message [MQTT-2.2.1-3]; 0 when all are. */
+  allocatePacketId(): number {
+    if (this.inflight.size >= 65535) return 0;
+    let id = this.nextPacketId;
+    while (this.inflight.has(id)) id = id === 65535 ? 1 : id + 1;
+    this.nextPacketId = id === 65535 ? 1 : id + 1;
+    return id;
+  }
+}

@@ -1,0 +1,16 @@
+/**
+ * The reference matcher: does a topic name match a topic filter (section 4.7)? Simple and slow on
+ * purpose; the trie is tested against it with one shared case table.
+ */
+export function topicMatches(filter: string, topic: string): boolean {
+  // [MQTT-4.7.2-1] a filter starting with a wildcard does not match a topic starting with '$'
+  if (topic.startsWith("$") && (filter.startsWith("+") || filter.startsWith("#"))) return false;
+  const f = filter.split("/");
+  const t = topic.split("/");
+  for (let i = 0; i < f.length; i++) {
+    if (f[i] === "#") return true; // matches the parent level and any number of children [MQTT-4.7.1-1]
+    if (i >= t.length) return false;
+    if (f[i] !== "+" && f[i] !== t[i]) return false;
+  }
+  return f.length === t.length;
+}

@@ -1,6 +1,7 @@
 /** The command-line entry: parses the first word and dispatches to a command. */
 import pc from "picocolors";
 import pkg from "../package.json" with { type: "json" };
+import { UsageError } from "./usage";
 
 /** The help text of the top-level command. */
 export function helpText(): string {
@@ -9,17 +10,21 @@ export function helpText(): string {
     "",
     `${pc.bold("Usage:")} mqtttools <command> [options]`,
     "",
-    `${pc.bold("Commands")} (arriving with the issues that build them):`,
-    "  broker      run an MQTT broker",
-    "  subscribe   subscribe to topics and print the messages",
-    "  publish     publish messages",
-    "  monitor     watch topics in a full-screen terminal view",
+    `${pc.bold("Commands:")}`,
+    "  broker      run an MQTT broker (mqtttools broker --help)",
+    "",
+    "Coming next: subscribe, publish, monitor.",
     "",
     `${pc.bold("Options:")}`,
     "  -h, --help     show this help",
     "  -V, --version  print the version",
   ].join("\n");
 }
+
+/** The commands, by name; each resolves with its exit code. */
+const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
+  broker: async (argv) => (await import("./broker")).brokerCommand(argv),
+};
 
 /** Runs the CLI with `argv` (without the runtime and script) and returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
@@ -32,6 +37,21 @@ export async function main(argv: string[]): Promise<number> {
     console.log(pkg.version);
     return 0;
   }
-  console.error(`mqtttools: unknown command '${first}' (see 'mqtttools --help')`);
-  return 2;
+  const command = COMMANDS[first];
+  if (command === undefined) {
+    console.error(`mqtttools: unknown command '${first}' (see 'mqtttools --help')`);
+    return 2;
+  }
+  try {
+    return await command(argv.slice(1));
+  } catch (e) {
+    // parseArgs reports unknown or malformed flags with a TypeError carrying an ERR_PARSE_ARGS code
+    const code = (e as { code?: string }).code;
+    if (e instanceof UsageError || code?.startsWith("ERR_PARSE_ARGS")) {
+      console.error(`mqtttools ${first}: ${(e as Error).message} (see 'mqtttools ${first} --help')`);
+      return 2;
+    }
+    console.error(`mqtttools ${first}: ${(e as Error).message ?? e}`);
+    return 1;
+  }
 }

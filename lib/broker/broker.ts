@@ -107,9 +107,9 @@ export class Broker {
     return ports;
   }
 
-  /** Starts, then waits until stop() is called. */
+  /** Starts (unless started), then waits until stop() is called. */
   async serveForever(): Promise<void> {
-    await this.start();
+    if (this.servers.length === 0) await this.start();
     await this.stopped!.promise;
   }
 

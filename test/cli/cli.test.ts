@@ -43,3 +43,54 @@ describe("mqtttools CLI", () => {
     expect(lib.ReasonCode.MalformedPacket).toBe(0x81);
   });
 });
+
+describe("mqtttools broker", () => {
+  test("starts on a free port, serves a client, and stops cleanly on SIGTERM", async () => {
+    const proc = Bun.spawn([process.execPath, entry, "broker", "--host", "127.0.0.1", "--port", "0", "--log-level", "error"], { stdout: "pipe", stderr: "pipe" });
+    try {
+      const reader = proc.stdout.getReader();
+      let out = "";
+      while (!/Listening on .*:(\d+)/.test(out)) {
+        const { value, done } = await reader.read();
+        if (done) throw new Error(`broker exited early: ${out}`);
+        out += new TextDecoder().decode(value);
+      }
+      const port = Number(/Listening on .*:(\d+)/.exec(out)![1]);
+      const mqtt = (await import("mqtt")).default;
+      const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { reconnectPeriod: 0 });
+      const got = Promise.withResolvers<string>();
+      client.on("message", (_t, m) => got.resolve(m.toString()));
+      await client.subscribeAsync("cli/test");
+      await client.publishAsync("cli/test", "hello");
+      expect(await got.promise).toBe("hello");
+      await client.endAsync();
+      reader.releaseLock();
+      proc.kill("SIGTERM");
+      expect(await proc.exited).toBe(0);
+    } finally {
+      proc.kill("SIGKILL");
+    }
+  });
+
+  test.each([
+    [["--port", "x"], "--port must be an integer"],
+    [["--bogus"], "Unknown option '--bogus'"],
+    [["--log-level", "loud"], "--log-level must be"],
+  ])("bad arguments %p are a one-line usage error, exit code 2", async (args, message) => {
+    const r = await cli("broker", ...args);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    expect(r.stderr).toContain(message);
+  });
+
+  test("a port in use is a one-line run-time error, exit code 1", async () => {
+    const server = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    try {
+      const r = await cli("broker", "--host", "127.0.0.1", "--port", String(server.port));
+      expect(r.code).toBe(1);
+      expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    } finally {
+      server.stop(true);
+    }
+  });
+});

@@ -8,7 +8,8 @@
  * known, before anything of the body is buffered [MQTT-3.1.2-24 from the server's side].
  * Frames returned by next() are valid until the next push().
  */
-import { MAX_PACKET_SIZE } from "./constants";
+import { MAX_PACKET_SIZE, type ProtocolVersion } from "./constants";
+import { decodePacketAt, type Packet } from "./packet";
 import { malformed, MqttError, ReasonCode } from "./reason-codes";
 
 /** Outcome of reading a fixed header from some bytes. */
@@ -50,25 +51,54 @@ export class Framer {
 
   /** The next whole frame, or null when more bytes are needed. Throws MqttError on a bad header. */
   next(): Uint8Array | null {
+    return this.advance() ? this.frameBuf.subarray(this.frameStart, this.frameEnd) : null;
+  }
+
+  /**
+   * The next whole frame decoded (decodePacket without the intermediate frame view), or null
+   * when more bytes are needed. Views in the packet point into the pushed chunk.
+   */
+  nextPacket(version: ProtocolVersion): Packet | null {
+    return this.advance() ? decodePacketAt(this.frameBuf, this.frameStart, this.frameEnd, version) : null;
+  }
+
+  /** Type of the next frame's first byte, if any byte is held (to check that the first packet is CONNECT). */
+  peekType(): number | undefined {
+    const b = this.partial !== null && this.partialLen > 0 ? this.partial[0] : this.chunk[this.pos];
+    return b === undefined ? undefined : b >> 4;
+  }
+
+  // the frame found by advance(): frameBuf[frameStart, frameEnd)
+  private frameBuf: Uint8Array = this.chunk;
+  private frameStart = 0;
+  private frameEnd = 0;
+
+  /** Finds the next whole frame; false when more bytes are needed. */
+  private advance(): boolean {
     if (this.partial !== null) {
-      if (!this.fillPartial()) return null;
-      const frame = this.partial.subarray(0, this.partialTotal);
+      if (!this.fillPartial()) return false;
+      this.frameBuf = this.partial;
+      this.frameStart = 0;
+      this.frameEnd = this.partialTotal;
       this.partial = null;
       this.partialLen = 0;
       this.partialTotal = 0;
-      return frame;
+      return true;
     }
     const c = this.chunk;
     const start = this.pos;
-    if (start >= c.length) return null;
+    if (start >= c.length) return false;
     const total = this.frameSize(c, start, c.length);
     if (total === NEED_MORE || start + total > c.length) {
       this.stash(c, start, c.length); // the frame is incomplete: all of the rest belongs to it
       this.pos = c.length;
-      return null;
+      return false;
     }
     this.pos = start + total;
-    return c.subarray(start, start + total);
+    this.frameBuf = c;
+    this.frameStart = start;
+    this.frameEnd = start + total;
+    return true;
   }
 
   /** Total frame size from a fixed header at `buf[start, end)`, or NEED_MORE. Throws on a bad length. */

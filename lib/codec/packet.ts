@@ -32,8 +32,14 @@ const reader = new Reader(new Uint8Array(0), 0, 0, "");
  * Throws MqttError with the spec's reason code on any malformed input.
  */
 export function decodePacket(frame: Uint8Array, version: ProtocolVersion): Packet {
-  if (frame.length < 2) malformed(`a frame of ${frame.length} byte(s) is shorter than a fixed header`);
-  const b0 = frame[0]!;
+  return decodePacketAt(frame, 0, frame.length, version);
+}
+
+/** decodePacket over the frame `buf[start, end)`, without making a view of it first. */
+export function decodePacketAt(buf: Uint8Array, start: number, end: number, version: ProtocolVersion): Packet {
+  const length = end - start;
+  if (length < 2) malformed(`a frame of ${length} byte(s) is shorter than a fixed header`);
+  const b0 = buf[start]!;
   const type = b0 >> 4;
   const flags = b0 & 0x0f;
   if (type === 0) malformed("packet type 0 is reserved"); // section 2.1.2
@@ -44,20 +50,23 @@ export function decodePacket(frame: Uint8Array, version: ProtocolVersion): Packe
   }
   let rl = 0;
   let mul = 1;
-  let pos = 1;
+  let pos = start + 1;
   for (;;) {
-    if (pos >= frame.length) malformed(`${name} frame ends inside its remaining length`);
-    if (pos === 5) malformed("invalid variable byte integer in the remaining length: more than four bytes"); // section 1.5.5
-    const b = frame[pos++]!;
+    if (pos >= end) malformed(`${name} frame ends inside its remaining length`);
+    if (pos === start + 5) malformed("invalid variable byte integer in the remaining length: more than four bytes"); // section 1.5.5
+    const b = buf[pos++]!;
     rl += (b & 0x7f) * mul;
-    if ((b & 0x80) === 0) break;
+    if ((b & 0x80) === 0) {
+      if (pos > start + 2 && b === 0) malformed("invalid variable byte integer in the remaining length: not in its shortest form"); // [MQTT-1.5.5-1]
+      break;
+    }
     mul *= 128;
   }
-  if (pos + rl !== frame.length) malformed(`${name} remaining length is ${rl} but the frame holds ${frame.length - pos} byte(s)`);
+  if (pos + rl !== end) malformed(`${name} remaining length is ${rl} but the frame holds ${end - pos} byte(s)`);
   const r = reader;
-  r.buf = frame;
+  r.buf = buf;
   r.pos = pos;
-  r.end = frame.length;
+  r.end = end;
   r.packet = name;
   switch (type) {
     case PacketType.CONNECT: return decodeConnect(r);

@@ -100,7 +100,7 @@ const bit = (...types: number[]): number => types.reduce((m, t) => m | (1 << t),
 const T = PropertyType;
 const ACKS = bit(PUBACK, PUBREC, PUBREL, PUBCOMP);
 
-/** The table, in identifier order; encoders write properties in this order. */
+/** The table, in identifier order. Encoders write a packet's properties in the key order of its object (decoders give wire order). */
 export const PROPERTY_TABLE: readonly PropertySpec[] = [
   { id: 0x01, key: "payloadFormatIndicator", name: "Payload Format Indicator", type: T.Byte, contexts: bit(PUBLISH, WILL_CONTEXT), min: 0, max: 1 },
   { id: 0x02, key: "messageExpiryInterval", name: "Message Expiry Interval", type: T.FourByteInteger, contexts: bit(PUBLISH, WILL_CONTEXT) },

@@ -23,7 +23,10 @@ export function decodeUtf8(bytes: Uint8Array, start: number, end: number, what: 
       break;
     }
   }
-  if (ascii && end - start <= 64) return String.fromCharCode.apply(null, bytes.subarray(start, end) as unknown as number[]);
+  if (start === end) return "";
+  // ASCII is valid UTF-8 and was checked for U+0000 above. TextDecoder is the fast way to make a string
+  // from bytes in JSC; String.fromCharCode.apply over a typed array is several times slower.
+  if (ascii) return utf8.decode(bytes.subarray(start, end));
   try {
     const s = utf8.decode(bytes.subarray(start, end));
     if (!ascii && s.includes("\0")) malformed(`${what} contains U+0000`); // [MQTT-1.5.4-2]
@@ -57,6 +60,12 @@ export function validateTopicName(bytes: Uint8Array, start: number, end: number,
     }
   }
 }
+
+// Names of each property block for messages, built once rather than on every decode.
+const PROPERTIES_WHERE: readonly string[] = Array.from({ length: WILL_CONTEXT + 1 }, (_, c) =>
+  c === WILL_CONTEXT ? "will properties" : `${PACKET_NAMES[c]} properties`,
+);
+const PROPERTY_LENGTH_WHAT: readonly string[] = PROPERTIES_WHERE.map((w) => `the property length of ${w}`);
 
 /** Cursor over `buf[pos, end)`. `packet` names the packet for error messages. */
 export class Reader {
@@ -100,6 +109,15 @@ export class Reader {
     return v;
   }
 
+  /** The two-byte length prefix of a string or binary field named `what`. */
+  private fieldLength(what: string): number {
+    if (this.pos + 2 > this.end) this.need(2, `the length of ${what}`); // the message is built only to throw
+    const b = this.buf;
+    const v = (b[this.pos]! << 8) | b[this.pos + 1]!;
+    this.pos += 2;
+    return v;
+  }
+
   /** Variable Byte Integer (section 1.5.5): at most four bytes, and in its shortest form [MQTT-1.5.5-1]. */
   varint(what: string): number {
     let value = 0;
@@ -119,7 +137,7 @@ export class Reader {
 
   /** UTF-8 Encoded String (section 1.5.4), decoded. */
   utf8(what: string): string {
-    const len = this.u16(`the length of ${what}`);
+    const len = this.fieldLength(what);
     this.need(len, what);
     const s = decodeUtf8(this.buf, this.pos, this.pos + len, what);
     this.pos += len;
@@ -128,7 +146,7 @@ export class Reader {
 
   /** Binary Data (section 1.5.6) as a view of the frame. */
   binary(what: string): Uint8Array {
-    const len = this.u16(`the length of ${what}`);
+    const len = this.fieldLength(what);
     this.need(len, what);
     const v = this.buf.subarray(this.pos, this.pos + len);
     this.pos += len;
@@ -137,7 +155,7 @@ export class Reader {
 
   /** A topic name as a validated view of the frame. */
   topicName(what: string): Uint8Array {
-    const len = this.u16(`the length of ${what}`);
+    const len = this.fieldLength(what);
     this.need(len, what);
     validateTopicName(this.buf, this.pos, this.pos + len, what);
     const v = this.buf.subarray(this.pos, this.pos + len);
@@ -157,8 +175,8 @@ export class Reader {
    * (`context` = packet type, or WILL_CONTEXT) it appears in.
    */
   properties(context: number): Properties {
-    const where = context === WILL_CONTEXT ? "will properties" : `${PACKET_NAMES[context]} properties`;
-    const len = this.varint(`the property length of ${where}`);
+    const where = PROPERTIES_WHERE[context]!;
+    const len = this.varint(PROPERTY_LENGTH_WHAT[context]!);
     if (len === 0) return NO_PROPERTIES;
     this.need(len, where);
     const end = this.pos + len;

@@ -38,7 +38,10 @@ export function decodeSubscribe(r: Reader, version: ProtocolVersion): SubscribeP
       malformed("SUBSCRIBE reserved option bits 7-2 are set"); // 3.1.1 [MQTT-3-8.3-4]
     }
     const qos = options & SubscribeOption.QOS_MASK;
-    if (qos === 3) malformed("SUBSCRIBE maximum QoS is 3"); // section 3.8.3.1
+    if (qos === 3) {
+      if (version === 5) protocolError("SUBSCRIBE maximum QoS is 3"); // section 3.8.3.1: a Protocol Error in MQTT 5.0
+      malformed("SUBSCRIBE maximum QoS is 3"); // 3.1.1 [MQTT-3-8.3-4]
+    }
     const retainHandling = (options & SubscribeOption.RETAIN_HANDLING_MASK) >> SubscribeOption.RETAIN_HANDLING_SHIFT;
     if (retainHandling === 3) protocolError("SUBSCRIBE retain handling is 3"); // section 3.8.3.1
     subscriptions.push({

@@ -183,9 +183,9 @@ export class Broker {
 
   /** Removes a session and its subscriptions, publishing a will still pending. */
   endSession(session: Session): void {
+    const w = this.willTimers.get(session); // read before resumeSession() forgets it
     this.resumeSession(session);
-    const w = this.willTimers.get(session);
-    if (w) this.publishWill(w.message);
+    if (w) this.publishWill(w.message); // the session ends before the Will Delay Interval passes [MQTT-3.1.2-8]
     for (const held of session.subscriptions.values()) this.trie.removeAt(held.node, session);
     session.subscriptions.clear();
     session.clearMessages();
@@ -321,15 +321,19 @@ export class Broker {
   private sendInflight(conn: Connection, session: Session, message: Message, qos: QoS, retain: boolean, subscriptionIds: number[] | null, now: number): void {
     const packetId = session.allocatePacketId();
     session.inflight.set(packetId, { packetId, message, qos, retain, subscriptionIds, released: false });
-    this.sendPublish(conn, message, qos, retain, subscriptionIds, packetId, false, now);
+    if (!this.sendPublish(conn, message, qos, retain, subscriptionIds, packetId, false, now)) session.inflight.delete(packetId); // [MQTT-3.1.2-25] as if delivered
   }
 
-  /** Appends one PUBLISH to a connection's output, from the message's shared encoded form. */
-  sendPublish(conn: Connection, message: Message, qos: QoS, retain: boolean, subscriptionIds: number[] | null, packetId: number, dup: boolean, now: number): void {
+  /**
+   * Appends one PUBLISH to a connection's output, from the message's shared encoded form. False
+   * when it is larger than the client's Maximum Packet Size and was not sent.
+   */
+  sendPublish(conn: Connection, message: Message, qos: QoS, retain: boolean, subscriptionIds: number[] | null, packetId: number, dup: boolean, now: number): boolean {
     const form = encodeForm(message, conn.version, qos, retain, dup, conn.version === 5 ? subscriptionIds : null, now);
-    if (form.bytes.length > conn.clientMaxPacketSize) return; // [MQTT-3.1.2-25] dropped for this client only
+    if (form.bytes.length > conn.clientMaxPacketSize) return false; // [MQTT-3.1.2-25] dropped for this client only
     const at = conn.append(form.bytes);
     if (qos > 0) conn.patchU16(at + form.packetIdOffset, packetId);
+    return true;
   }
 
   /** Fills a connected session's window from its queue. */
@@ -349,7 +353,7 @@ export class Broker {
     const now = Date.now();
     for (const m of session.inflight.values()) {
       if (m.released) conn.writePacket({ type: PacketType.PUBREL, packetId: m.packetId, reasonCode: 0, properties: {} });
-      else this.sendPublish(conn, m.message, m.qos, m.retain, m.subscriptionIds, m.packetId, true, now); // DUP [MQTT-3.3.1-1]
+      else if (!this.sendPublish(conn, m.message, m.qos, m.retain, m.subscriptionIds, m.packetId, true, now)) session.inflight.delete(m.packetId); // DUP [MQTT-3.3.1-1]; too large now: as if delivered [MQTT-3.1.2-25]
     }
     this.pump(session);
   }
@@ -367,7 +371,7 @@ export class Broker {
         continue;
       }
       const qos = (entry.qos < m.qos ? entry.qos : m.qos) as QoS;
-      this.deliver(session, m, qos, true, entry.subscriptionId === undefined ? null : [entry.subscriptionId], now); // [MQTT-3.3.1-8]
+      this.deliver(session, m, qos, true, entry.subscriptionId === undefined ? null : [entry.subscriptionId], now); // sent with RETAIN 1, section 3.3.1.3
     }
   }
 }

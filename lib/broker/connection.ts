@@ -80,23 +80,25 @@ export class Connection {
     const framer = this.framer;
     framer.push(data);
     try {
-      for (let frame = framer.next(); frame !== null; frame = framer.next()) {
-        if (this.state === ConnState.Closed) return;
-        let packet: Packet;
-        if (this.state === ConnState.AwaitingConnect) {
-          if (frame[0]! >> 4 !== PacketType.CONNECT) {
-            this.close(null, "the first packet was not CONNECT"); // [MQTT-3.1.0-1]
-            return;
-          }
-          try {
-            packet = decodePacket(frame, 5);
-          } catch (e) {
-            this.refuseConnect(e, frame);
-            return;
-          }
-        } else {
-          packet = decodePacket(frame, this.version);
+      while (this.state === ConnState.AwaitingConnect) {
+        if (framer.peekType() === undefined) return;
+        if (framer.peekType() !== PacketType.CONNECT) {
+          this.close(null, "the first packet was not CONNECT"); // [MQTT-3.1.0-1]
+          return;
         }
+        const frame = framer.next();
+        if (frame === null) return;
+        let packet: Packet;
+        try {
+          packet = decodePacket(frame, 5);
+        } catch (e) {
+          this.refuseConnect(e, frame);
+          return;
+        }
+        dispatch(this, packet);
+      }
+      for (let packet = framer.nextPacket(this.version); packet !== null; packet = framer.nextPacket(this.version)) {
+        if (this.state === ConnState.Closed) return;
         dispatch(this, packet);
       }
     } catch (e) {
@@ -190,6 +192,10 @@ export class Connection {
       out.copyWithin(0, written, this.outLen);
       this.outLen -= written;
     }
+    // messages queued while the output was full go out once it has room: a write the kernel takes
+    // whole is followed by no drain event
+    const session = this.session;
+    if (session !== null && session.queued > 0 && this.state === ConnState.Connected && !this.outputFull) this.broker.pump(session);
   }
 
   private release(buf: Uint8Array): void {

@@ -9,7 +9,7 @@ export function handlePuback(conn: Connection, p: PubackPacket): void {
   const session = conn.session!;
   const m = session.inflight.get(p.packetId);
   if (m === undefined || m.qos !== 1) return; // unknown identifiers are ignored
-  session.inflight.delete(p.packetId); // [MQTT-4.3.2-4]
+  session.inflight.delete(p.packetId); // unacknowledged until PUBACK [MQTT-4.3.2-2]
   conn.broker.pump(session);
 }
 

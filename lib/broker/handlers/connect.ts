@@ -90,7 +90,7 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
     keepAlive = serverKeepAlive = o.maxKeepAlive; // [MQTT-3.2.2-21]
   }
   conn.keepAliveMs = keepAlive * 1000;
-  conn.sendWindow = Math.min(props.receiveMaximum ?? 65535, o.maxInflight); // [MQTT-3.3.4-7]
+  conn.sendWindow = Math.min(props.receiveMaximum ?? 65535, o.maxInflight); // [MQTT-3.3.4-9]
   conn.clientMaxPacketSize = props.maximumPacketSize ?? MAX_PACKET_SIZE;
 
   if (p.will !== null) {

@@ -42,7 +42,7 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
     try {
       strictUtf8.decode(p.payload);
     } catch {
-      throw new MqttError(ReasonCode.PayloadFormatInvalid, "payload format invalid: the payload is marked UTF-8 but is not valid UTF-8"); // [MQTT-3.3.2-4]
+      throw new MqttError(ReasonCode.PayloadFormatInvalid, "payload format invalid: the payload is marked UTF-8 but is not valid UTF-8"); // section 3.3.2.3.2
     }
   }
 
@@ -53,14 +53,14 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
       return;
     }
     if (session.incomingQos2.size >= o.receiveMaximum) {
-      throw new MqttError(ReasonCode.ReceiveMaximumExceeded, `receive maximum exceeded: more than ${o.receiveMaximum} QoS 2 messages unacknowledged`); // [MQTT-3.3.4-9]
+      throw new MqttError(ReasonCode.ReceiveMaximumExceeded, `receive maximum exceeded: more than ${o.receiveMaximum} QoS 2 messages unacknowledged`); // [MQTT-3.3.4-7] (the client broke it)
     }
   }
 
   broker.route(messageFromPublish(p, topic, topicBytes), session);
 
   if (p.qos === 1) {
-    conn.writePacket({ type: PacketType.PUBACK, packetId: p.packetId, reasonCode: 0, properties: {} }); // [MQTT-4.3.2-2]
+    conn.writePacket({ type: PacketType.PUBACK, packetId: p.packetId, reasonCode: 0, properties: {} }); // [MQTT-4.3.2-4]
   } else if (p.qos === 2) {
     session.incomingQos2.add(p.packetId);
     conn.writePacket({ type: PacketType.PUBREC, packetId: p.packetId, reasonCode: 0, properties: {} }); // [MQTT-4.3.3-8]

@@ -28,7 +28,7 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
       reasonCodes.push(failure(ReasonCode.TopicFilterInvalid)); // [MQTT-4.7.1-1] [MQTT-4.7.1-2]
       continue;
     }
-    const qos = (s.qos < broker.options.maximumQoS ? s.qos : broker.options.maximumQoS) as QoS; // [MQTT-3.2.2-9]
+    const qos = (s.qos < broker.options.maximumQoS ? s.qos : broker.options.maximumQoS) as QoS; // granted no higher than the Maximum QoS, section 3.2.2.3.4
     const existed = session.subscriptions.has(s.topicFilter);
     const entry: SubscriptionEntry = {
       session,

@@ -1,0 +1,351 @@
+/**
+ * Topic matching: one shared case table run against the reference matcher (topicMatches) and the
+ * TopicTrie, a seeded random comparison of the two, pruning of the trie, and the filter and
+ * shared-subscription validators.
+ */
+import { describe, expect, test } from "bun:test";
+import { topicMatches } from "../../lib/topic/match";
+import { TopicTrie } from "../../lib/topic/trie";
+import { parseShared, topicFilterError } from "../../lib/topic/validate";
+
+/** [filter, topic, matches]: the shared table (section 4.7). */
+const CASES: [string, string, boolean][] = [
+  // exact levels
+  ["a", "a", true],
+  ["a", "b", false],
+  ["a/b", "a/b", true],
+  ["a/b", "a/b/c", false],
+  ["a/b/c", "a/b", false],
+  ["A", "a", false], // topics are case-sensitive (section 4.7.3)
+  ["a b", "a b", true], // spaces are ordinary characters (section 4.7.3)
+  // '+' matches exactly one level [MQTT-4.7.1-2]
+  ["+", "a", true],
+  ["+", "a/b", false],
+  ["a/+", "a/b", true],
+  ["a/+", "a", false],
+  ["a/+", "a/b/c", false],
+  ["a/+/c", "a/b/c", true],
+  ["a/+/c", "a/b/d", false],
+  ["+/+", "a/b", true],
+  ["+/b", "a/b", true],
+  ["+/+/+", "a/b", false],
+  ["sport/tennis/+", "sport/tennis/player1", true],
+  ["sport/tennis/+", "sport/tennis/player1/ranking", false],
+  ["sport/+", "sport", false],
+  ["sport/+", "sport/", true],
+  // '#' matches the parent level and any number of children [MQTT-4.7.1-1]
+  ["#", "a", true],
+  ["#", "a/b/c", true],
+  ["a/#", "a", true],
+  ["a/#", "a/b", true],
+  ["a/#", "a/b/c/d", true],
+  ["a/#", "ab", false],
+  ["a/#", "b/a", false],
+  ["a/b/#", "a", false],
+  ["+/#", "a", true],
+  ["+/#", "a/b/c", true],
+  ["a/+/#", "a/b", true],
+  ["a/+/#", "a", false],
+  ["sport/tennis/player1/#", "sport/tennis/player1", true],
+  ["sport/tennis/player1/#", "sport/tennis/player1/score/wimbledon", true],
+  ["sport/#", "sport", true],
+  // '$' topics are not matched by a leading wildcard [MQTT-4.7.2-1]
+  ["#", "$SYS", false],
+  ["#", "$SYS/broker/clients", false],
+  ["+", "$SYS", false],
+  ["+/broker/clients", "$SYS/broker/clients", false],
+  ["+/#", "$SYS/broker", false],
+  ["$SYS/#", "$SYS/broker/clients", true],
+  ["$SYS/#", "$SYS", true],
+  ["$SYS/+/clients", "$SYS/broker/clients", true],
+  ["$SYS/broker/clients", "$SYS/broker/clients", true],
+  ["$SYS", "$SYS", true],
+  ["a/+", "a/$b", true], // only a '$' in the first level makes a '$' topic
+  ["a/#", "a/$b/c", true],
+  ["+/$b", "a/$b", true],
+  ["+", "a$", true],
+  // empty levels are levels (section 4.7.1)
+  ["a//b", "a//b", true],
+  ["a/+/b", "a//b", true],
+  ["a/b", "a//b", false],
+  ["a//b", "a/b", false],
+  ["/a", "/a", true],
+  ["+/a", "/a", true],
+  ["/+", "/a", true],
+  ["a", "/a", false],
+  ["+", "/a", false],
+  ["#", "/a", true],
+  ["/#", "/a", true],
+  ["/#", "/", true],
+  ["/", "/", true],
+  ["+/+", "/", true],
+  ["+", "/", false],
+  ["a/", "a/", true],
+  ["a/", "a", false],
+  ["a/+", "a/", true],
+  ["a/#", "a/", true],
+  ["a//#", "a/", true], // 'X/#' matches X, and here X is 'a/'
+  ["a//#", "a", false],
+  ["a//#", "a//", true],
+  ["//", "//", true],
+  ["+/+/+", "//", true],
+  // multi-byte characters: compared level by level, character for character
+  ["héllo/wörld", "héllo/wörld", true],
+  ["héllo/+", "héllo/wörld", true],
+  ["hello/+", "héllo/wörld", false],
+  ["日本/+", "日本/東京", true],
+  ["日本/#", "日本/東京/渋谷", true],
+  ["日本/東京", "日本/大阪", false],
+  ["+/東京", "日本/東京", true],
+  ["🌍/+", "🌍/x", true],
+  ["🌍", "🌎", false],
+  ["🌍/#", "🌍", true],
+  ["+", "🌍", true],
+  ["$🌍/#", "$🌍/x", true],
+  ["#", "$🌍", false],
+];
+
+/** The trie's answer for one filter and topic. */
+function trieMatches(filter: string, topic: string): boolean {
+  const trie = new TopicTrie<string, number>();
+  trie.add(filter, "s", 1);
+  let hit = false;
+  trie.match(topic, () => (hit = true));
+  return hit;
+}
+
+/** The filters of `trie` (keys are the filters) that match `topic`, sorted. */
+function trieMatchSet(trie: TopicTrie<string, string>, topic: string): string[] {
+  const found: string[] = [];
+  trie.match(topic, (key) => found.push(key));
+  return found.sort();
+}
+
+describe("the shared case table", () => {
+  test.each(CASES)("reference matcher: '%s' against '%s' is %p", (filter, topic, expected) => {
+    expect(topicMatches(filter, topic)).toBe(expected);
+  });
+
+  test.each(CASES)("trie: '%s' against '%s' is %p", (filter, topic, expected) => {
+    expect(trieMatches(filter, topic)).toBe(expected);
+  });
+
+  test("every filter of the table in one trie: each topic finds exactly the filters the reference matcher accepts", () => {
+    const trie = new TopicTrie<string, string>();
+    const filters = [...new Set(CASES.map(([f]) => f))];
+    for (const f of filters) trie.add(f, f, f);
+    for (const topic of new Set(CASES.map(([, t]) => t))) {
+      expect({ topic, matched: trieMatchSet(trie, topic) }).toEqual({ topic, matched: filters.filter((f) => topicMatches(f, topic)).sort() });
+    }
+  });
+});
+
+/** mulberry32: a small seeded PRNG, so a failure can be replayed. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const TOPIC_LEVELS = ["a", "b", "c", "", "$s", "é", "日本", "🌍"];
+
+function randomTopic(rand: () => number): string {
+  const n = 1 + Math.floor(rand() * 4);
+  const levels: string[] = [];
+  for (let i = 0; i < n; i++) levels.push(TOPIC_LEVELS[Math.floor(rand() * TOPIC_LEVELS.length)]!);
+  const topic = levels.join("/");
+  return topic.length === 0 ? "a" : topic; // a topic name is at least one character [MQTT-4.7.3-1]
+}
+
+function randomFilter(rand: () => number): string {
+  const n = 1 + Math.floor(rand() * 4);
+  const levels: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const r = rand();
+    if (i === n - 1 && r < 0.15) levels.push("#");
+    else if (r < 0.4) levels.push("+");
+    else levels.push(TOPIC_LEVELS[Math.floor(rand() * TOPIC_LEVELS.length)]!);
+  }
+  const filter = levels.join("/");
+  return filter.length === 0 ? "+" : filter;
+}
+
+describe("trie against the reference matcher on generated filters and topics", () => {
+  test.each([1, 2, 3, 0xc0ffee])("seed %d: 300 filters, 500 topics, then half of the filters removed", (seed) => {
+    const rand = prng(seed);
+    const trie = new TopicTrie<string, string>();
+    const filters = new Set<string>();
+    for (let i = 0; i < 300; i++) {
+      const f = randomFilter(rand);
+      expect(topicFilterError(f)).toBeNull();
+      filters.add(f);
+      trie.add(f, f, f);
+    }
+    expect(trie.size).toBe(filters.size);
+    const topics = Array.from({ length: 500 }, () => randomTopic(rand));
+    const compare = () => {
+      for (const topic of topics) {
+        const expected = [...filters].filter((f) => topicMatches(f, topic)).sort();
+        expect({ seed, topic, matched: trieMatchSet(trie, topic) }).toEqual({ seed, topic, matched: expected });
+      }
+    };
+    compare();
+    for (const f of [...filters]) {
+      if (rand() < 0.5) {
+        expect(trie.remove(f, f)).toBe(true);
+        filters.delete(f);
+      }
+    }
+    expect(trie.size).toBe(filters.size);
+    compare();
+  });
+
+  test("several subscribers on one filter are each visited once per matching filter", () => {
+    const trie = new TopicTrie<string, string>();
+    trie.add("a/+", "s1", "a/+");
+    trie.add("a/+", "s2", "a/+");
+    trie.add("a/#", "s1", "a/#");
+    const visits: string[] = [];
+    trie.match("a/b", (k, v) => visits.push(`${k} ${v}`));
+    expect(visits.sort()).toEqual(["s1 a/#", "s1 a/+", "s2 a/+"]);
+  });
+
+  test("adding a subscriber's filter again replaces its value", () => {
+    const trie = new TopicTrie<string, number>();
+    trie.add("a/b", "s", 1);
+    const generation = trie.generation;
+    trie.add("a/b", "s", 2);
+    expect(trie.size).toBe(1);
+    expect(trie.generation).not.toBe(generation);
+    const values: number[] = [];
+    trie.match("a/b", (_k, v) => values.push(v));
+    expect(values).toEqual([2]);
+  });
+});
+
+describe("pruning", () => {
+  test("removing every subscription leaves the root with no children", () => {
+    const rand = prng(42);
+    const trie = new TopicTrie<string, number>();
+    const entries: [string, string][] = [];
+    for (let i = 0; i < 200; i++) {
+      const f = randomFilter(rand);
+      const key = `s${i % 7}`;
+      trie.add(f, key, i);
+      entries.push([f, key]);
+    }
+    for (const [f, key] of entries) trie.remove(f, key);
+    expect(trie.size).toBe(0);
+    expect(trie.root.children?.size ?? 0).toBe(0);
+    let hit = false;
+    trie.match("a/b", () => (hit = true));
+    expect(hit).toBe(false);
+  });
+
+  test("removeAt() with the node add() returned prunes the branch", () => {
+    const trie = new TopicTrie<string, number>();
+    const deep = trie.add("a/b/c/d", "s", 1);
+    const shallow = trie.add("a/b", "s", 2);
+    expect(trie.removeAt(deep, "s")).toBe(true);
+    expect(trie.find("a/b/c")).toBeUndefined(); // the empty levels below a/b went with it
+    expect(trie.find("a/b")).toBe(shallow);
+    expect(trie.removeAt(shallow, "s")).toBe(true);
+    expect(trie.find("a")).toBeUndefined();
+    expect(trie.root.children?.size ?? 0).toBe(0);
+  });
+
+  test("a node that still has children or other subscribers is kept", () => {
+    const trie = new TopicTrie<string, number>();
+    trie.add("a/b", "s1", 1);
+    trie.add("a/b", "s2", 1);
+    trie.add("a/b/c", "s1", 1);
+    expect(trie.remove("a/b", "s1")).toBe(true);
+    expect(trie.find("a/b")?.subscribers?.size).toBe(1);
+    expect(trie.remove("a/b", "s2")).toBe(true);
+    expect(trie.find("a/b")).toBeDefined(); // still the parent of a/b/c
+    expect(trie.remove("a/b/c", "s1")).toBe(true);
+    expect(trie.find("a")).toBeUndefined();
+  });
+
+  test("removing what is not there changes nothing and returns false", () => {
+    const trie = new TopicTrie<string, number>();
+    const node = trie.add("a/b", "s", 1);
+    const generation = trie.generation;
+    expect(trie.remove("a/b", "other")).toBe(false);
+    expect(trie.remove("a/c", "s")).toBe(false);
+    expect(trie.remove("a/b/c", "s")).toBe(false);
+    expect(trie.generation).toBe(generation);
+    expect(trie.removeAt(node, "s")).toBe(true);
+    expect(trie.removeAt(node, "s")).toBe(false);
+    expect(trie.size).toBe(0);
+  });
+});
+
+describe("topicFilterError", () => {
+  test.each([
+    "a", "a/b", "#", "+", "+/+", "a/+/b", "a/#", "+/#", "/", "//", "/a", "a/", "$SYS/#", "$share", "日本/+", "🌍/#", "a b/c",
+  ])("'%s' is a valid filter", (filter) => {
+    expect(topicFilterError(filter)).toBeNull();
+  });
+
+  test.each([
+    ["", "[MQTT-4.7.3-1] an empty filter"],
+    ["a/#/b", "[MQTT-4.7.1-1] '#' not last"],
+    ["#/a", "[MQTT-4.7.1-1] '#' not last"],
+    ["a#", "[MQTT-4.7.1-1] '#' not a whole level"],
+    ["#a", "[MQTT-4.7.1-1] '#' not a whole level"],
+    ["a/b#", "[MQTT-4.7.1-1] '#' not a whole level"],
+    ["##", "[MQTT-4.7.1-1] '#' twice in a level"],
+    ["a+", "[MQTT-4.7.1-2] '+' not a whole level"],
+    ["+a", "[MQTT-4.7.1-2] '+' not a whole level"],
+    ["a/+b/c", "[MQTT-4.7.1-2] '+' not a whole level"],
+    ["++", "[MQTT-4.7.1-2] '+' twice in a level"],
+    ["+#", "[MQTT-4.7.1-1] [MQTT-4.7.1-2] '+' and '#' in one level"],
+  ])("'%s' is invalid: %s", (filter) => {
+    expect(topicFilterError(filter)).toBeString();
+  });
+
+  test("[MQTT-4.7.3-2] a filter containing U+0000 is invalid", () => {
+    expect(topicFilterError("a\u0000b")).toBeString();
+  });
+
+  test("a filter of 65535 characters is valid, one of 65536 is not", () => {
+    expect(topicFilterError("a".repeat(65535))).toBeNull();
+    expect(topicFilterError("a".repeat(65536))).toBeString();
+  });
+});
+
+describe("parseShared (section 4.8.2)", () => {
+  test.each([
+    ["$share/g/a/b", "g", "a/b"],
+    ["$share/g/#", "g", "#"],
+    ["$share/g/+/x", "g", "+/x"],
+    ["$share/group-1/$SYS/#", "group-1", "$SYS/#"],
+    ["$share/g//a", "g", "/a"],
+    ["$share/日本/🌍", "日本", "🌍"],
+  ])("'%s': share name '%s', filter '%s'", (filter, shareName, rest) => {
+    expect(parseShared(filter)).toEqual({ shareName, filter: rest });
+  });
+
+  test.each(["a/b", "#", "$SYS/#", "$SHARE/g/a", "share/g/a", "$sharex/g/a", "$share"])("'%s' is not a shared subscription", (filter) => {
+    expect(parseShared(filter)).toBeNull();
+  });
+
+  test.each([
+    ["$share/", "[MQTT-4.8.2-1] no share name"],
+    ["$share//a", "[MQTT-4.8.2-1] an empty share name"],
+    ["$share/g", "[MQTT-4.8.2-2] no filter after the share name"],
+    ["$share/g/", "[MQTT-4.8.2-2] an empty filter after the share name"],
+    ["$share/g+/a", "[MQTT-4.8.2-2] '+' in the share name"],
+    ["$share/+/a", "[MQTT-4.8.2-2] '+' as the share name"],
+    ["$share/#/a", "[MQTT-4.8.2-2] '#' as the share name"],
+    ["$share/g#/a", "[MQTT-4.8.2-2] '#' in the share name"],
+  ])("'%s' is malformed: %s", (filter) => {
+    expect(parseShared(filter)).toBeString();
+  });
+});

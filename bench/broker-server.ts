@@ -1,0 +1,29 @@
+/**
+ * The broker under test for bench/broker.ts, in a process of its own: starts
+ * `new Broker([["127.0.0.1", 0]], options)`, prints one JSON line `{"port": N, "pid": N}` on
+ * stdout, and serves until SIGTERM / SIGINT.
+ *
+ *   bun bench/broker-server.ts
+ *   BENCH_BROKER_OPTIONS='{"maxQueuedMessages":100000}'   options (JSON) over the defaults
+ *   BENCH_BROKER_LOG=info                                 the broker's log level (default error)
+ */
+import type { BrokerInit } from "../lib/broker/broker";
+import { Broker } from "../lib/broker/broker";
+
+const logLevel = (process.env.BENCH_BROKER_LOG ?? "error") as "debug" | "info" | "warning" | "error";
+const options = JSON.parse(process.env.BENCH_BROKER_OPTIONS ?? "{}") as BrokerInit;
+const broker = new Broker([["127.0.0.1", 0]], { ...options, logLevel });
+const [port] = await broker.start();
+
+let stopping = false;
+async function shutdown(): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  await broker.stop();
+  process.exit(0);
+}
+process.on("SIGTERM", shutdown);
+process.on("SIGINT", shutdown);
+
+console.log(JSON.stringify({ port, pid: process.pid }));
+await broker.serveForever();

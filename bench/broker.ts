@@ -1,0 +1,344 @@
+/**
+ * Broker benchmark: our Broker against Mosquitto, same scenarios, same load generator, one run.
+ *
+ *   bun bench/broker.ts            (or: bun run bench:broker)
+ *   bun bench/broker.ts --json     also print every raw result as JSON at the end
+ *
+ * Every scenario starts a fresh broker process, then runs bench/loadgen.ts in a process of its own
+ * against it (raw Bun sockets, packets encoded once and written in 64 KB batches, fixed-header
+ * counting at the subscribers; see that file). Our broker is bench/broker-server.ts
+ * (`new Broker([["127.0.0.1", 0]], OUR_OPTIONS)`: defaults but the queue bound). Mosquitto is /usr/sbin/mosquitto with a
+ * generated config in a temp dir, listening on a free port; see MOSQUITTO_CONFIG for the limits
+ * raised so it is not throttled by its defaults. Payloads are 64 B, MQTT 5.0 by default.
+ *
+ * Scenarios (throughput: messages delivered per second at the subscribers, counted for
+ * BENCH_DURATION_MS after BENCH_WARMUP_MS):
+ *   QoS 0, 1 publisher -> 1 subscriber
+ *   QoS 0, 1 publisher -> 10 subscribers (deliveries counted across all)
+ *   QoS 0, 10 publishers (bench/0..9) -> 1 subscriber on 'bench/#'
+ *   QoS 1, 1 -> 1, the publisher keeping 100 PUBLISHes unacknowledged, the subscriber PUBACKing
+ *   latency p50 / p99 at 2000 msg/s, QoS 0 (timestamp in the payload, measured at the subscriber)
+ *   broker RSS growth per idle connection over BENCH_CONNS connections (CONNECT + CONNACK each)
+ *
+ * Environment: BENCH_WARMUP_MS (1000), BENCH_DURATION_MS (3000), BENCH_LATENCY_WARMUP_MS (2000),
+ * BENCH_LATENCY_MS (5000), BENCH_CONNS (2000), BENCH_MQTT_VERSION (5 or 4), MOSQUITTO (/usr/sbin/mosquitto).
+ * Every process started here is killed at the end, also on error or Ctrl-C.
+ */
+import type { Subprocess } from "bun";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS ?? 1000);
+const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 3000);
+const LATENCY_MS = Number(process.env.BENCH_LATENCY_MS ?? 5000);
+/** Longer than the throughput warm-up: at 2000 msg/s the JIT needs a while to reach steady state. */
+const LATENCY_WARMUP_MS = Number(process.env.BENCH_LATENCY_WARMUP_MS ?? 2000);
+const CONNS = Number(process.env.BENCH_CONNS ?? 2000);
+const VERSION = process.env.BENCH_MQTT_VERSION ?? "5";
+const MOSQUITTO = process.env.MOSQUITTO ?? "/usr/sbin/mosquitto";
+const LATENCY_RATE = 2000;
+const JSON_OUT = process.argv.includes("--json");
+const BUN = process.execPath;
+const LOADGEN = join(import.meta.dir, "loadgen.ts");
+const SERVER = join(import.meta.dir, "broker-server.ts");
+/** Open files wanted in every child: 2000 client sockets in the load generator, 2000 in the broker. */
+const NOFILE = 65536;
+
+/**
+ * Mosquitto's config. Raised from the defaults so it is not throttled artificially:
+ * - max_queued_messages 100000 (default 1000): in 2.0 this also bounds a connected client's
+ *   outgoing QoS 0 packet queue, past which QoS 0 messages are dropped;
+ * - max_inflight_messages 100 (default 20): the same window as our broker's maxInflight;
+ * - set_tcp_nodelay true (default false): no Nagle delay, as Bun's sockets;
+ * - sys_interval 0, persistence false: no $SYS publishing, no store on disk.
+ */
+const MOSQUITTO_CONFIG = (port: number) =>
+  [
+    `listener ${port} 127.0.0.1`,
+    "allow_anonymous true",
+    "max_queued_messages 100000",
+    "max_inflight_messages 100",
+    "set_tcp_nodelay true",
+    "sys_interval 0",
+    "persistence false",
+    "log_dest stderr",
+    "log_type error",
+    "log_type warning",
+    "connection_messages false",
+    "",
+  ].join("\n");
+
+/**
+ * Our broker's options: the defaults except the queue bound, set to Mosquitto's
+ * max_queued_messages above. With the default (1000) the QoS 1 scenario ends with the subscriber
+ * disconnected (0x97 Quota Exceeded): the broker acknowledges the publisher at once and has no
+ * flow control towards it, so a publisher only slightly faster than the subscriber's window fills
+ * the subscriber's queue within a second.
+ */
+const OUR_OPTIONS = { maxQueuedMessages: 100_000 };
+
+// ---- processes ---------------------------------------------------------------------------------
+
+const live = new Set<Subprocess>();
+let tempDir: string | null = null;
+
+const RAISE_NOFILE = `ulimit -n ${NOFILE} 2>/dev/null || ulimit -n "$(ulimit -Hn)"`;
+
+/** Spawns a command with its open-files limit raised (exec keeps the pid). */
+function spawn(cmd: string[], stdout: "pipe" | "ignore" = "pipe", env: Record<string, string> = {}): Subprocess<"ignore", "pipe" | "ignore", "inherit"> {
+  const proc = Bun.spawn(["sh", "-c", `${RAISE_NOFILE}; exec "$@"`, "sh", ...cmd], {
+    stdin: "ignore",
+    stdout,
+    stderr: "inherit",
+    env: { ...process.env, ...env },
+  });
+  live.add(proc);
+  void proc.exited.then(() => live.delete(proc));
+  return proc;
+}
+
+async function stopProcess(proc: Subprocess): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  proc.kill("SIGTERM");
+  const killed = setTimeout(() => proc.kill("SIGKILL"), 3000);
+  await proc.exited;
+  clearTimeout(killed);
+}
+
+function cleanupNow(): void {
+  for (const p of live) p.kill("SIGKILL");
+  live.clear();
+  if (tempDir !== null) rmSync(tempDir, { recursive: true, force: true });
+  tempDir = null;
+}
+process.on("exit", cleanupNow);
+for (const sig of ["SIGINT", "SIGTERM"] as const) {
+  process.on(sig, () => {
+    cleanupNow();
+    process.exit(130);
+  });
+}
+
+/** Reads the first line a process prints. */
+async function firstLine(proc: Subprocess<"ignore", "pipe" | "ignore", "inherit">, what: string): Promise<string> {
+  const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  const timeout = setTimeout(() => proc.kill("SIGKILL"), 15_000);
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) throw new Error(`${what} exited before printing its port`);
+      text += decoder.decode(value, { stream: true });
+      const nl = text.indexOf("\n");
+      if (nl >= 0) return text.slice(0, nl);
+    }
+  } finally {
+    clearTimeout(timeout);
+    reader.releaseLock();
+  }
+}
+
+/** A free TCP port on 127.0.0.1 (bound, read, released). */
+function freePort(): number {
+  const l = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = l.port;
+  l.stop(true);
+  return port;
+}
+
+/** Waits until something accepts connections on the port. */
+async function waitListening(port: number, proc: Subprocess, what: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`${what} exited with code ${proc.exitCode}`);
+    try {
+      const s = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } });
+      s.end();
+      return;
+    } catch {
+      if (Date.now() > deadline) throw new Error(`${what} is not listening on ${port}`);
+      await Bun.sleep(20);
+    }
+  }
+}
+
+interface Running {
+  port: number;
+  pid: number;
+  stop(): Promise<void>;
+}
+
+type BrokerName = "mqtttools" | "mosquitto";
+
+async function startBroker(name: BrokerName): Promise<Running> {
+  if (name === "mqtttools") {
+    const proc = spawn([BUN, SERVER], "pipe", { BENCH_BROKER_OPTIONS: JSON.stringify(OUR_OPTIONS) });
+    const { port } = JSON.parse(await firstLine(proc, "bench/broker-server.ts")) as { port: number };
+    // the pid is the spawned one: `sh -c 'exec ...'` became the broker
+    return { port, pid: proc.pid, stop: () => stopProcess(proc) };
+  }
+  const port = freePort();
+  const conf = join(tempDir!, `mosquitto-${port}.conf`);
+  writeFileSync(conf, MOSQUITTO_CONFIG(port));
+  const proc = spawn([MOSQUITTO, "-c", conf], "ignore");
+  await waitListening(port, proc, "mosquitto");
+  return { port, pid: proc.pid, stop: () => stopProcess(proc) };
+}
+
+/** Runs the load generator against a port; resolves with its JSON result. */
+async function loadgen(port: number, args: (string | number)[]): Promise<Record<string, number>> {
+  const proc = spawn([BUN, LOADGEN, "--port", String(port), "--version", VERSION, ...args.map(String)]);
+  const timeout = setTimeout(() => proc.kill("SIGKILL"), 150_000);
+  const out = await new Response(proc.stdout as ReadableStream<Uint8Array>).text();
+  await proc.exited;
+  clearTimeout(timeout);
+  const line = out.trim().split("\n").at(-1) ?? "";
+  let result: Record<string, number> & { error?: string };
+  try {
+    result = JSON.parse(line);
+  } catch {
+    throw new Error(`the load generator printed no result (exit ${proc.exitCode}): ${out.slice(0, 500)}`);
+  }
+  if (result.error !== undefined) throw new Error(`load generator: ${result.error}`);
+  return result;
+}
+
+// ---- scenarios ---------------------------------------------------------------------------------
+
+interface Scenario {
+  name: string;
+  /** Load generator arguments; the broker's pid is given to the memory scenario. */
+  args: (pid: number) => (string | number)[];
+  /** Rows it reports: label, how to read the value, higher or lower is better, the goal. */
+  rows: Row[];
+}
+
+interface Row {
+  label: string;
+  value: (r: Record<string, number>) => number;
+  unit: "msg/s" | "ms" | "KB";
+  better: "higher" | "lower";
+  goal: { text: string; met: (ours: number, ratio: number) => boolean } | null;
+}
+
+const throughputRow = (label: string, minRatio: number): Row => ({
+  label,
+  value: (r) => r.rate!,
+  unit: "msg/s",
+  better: "higher",
+  goal: { text: `>= ${minRatio}x`, met: (_ours, ratio) => ratio >= minRatio },
+});
+
+const timing = ["--warmup-ms", WARMUP_MS, "--duration-ms", DURATION_MS];
+
+const SCENARIOS: Scenario[] = [
+  {
+    name: "qos0 1->1",
+    args: () => ["--mode", "throughput", "--pubs", 1, "--subs", 1, "--qos", 0, "--filter", "bench/0", ...timing],
+    rows: [throughputRow("QoS 0, 1 pub -> 1 sub", 10)],
+  },
+  {
+    name: "qos0 1->10",
+    args: () => ["--mode", "throughput", "--pubs", 1, "--subs", 10, "--qos", 0, "--filter", "bench/0", ...timing],
+    rows: [throughputRow("QoS 0, 1 pub -> 10 subs", 10)],
+  },
+  {
+    name: "qos0 10->1 wildcard",
+    args: () => ["--mode", "throughput", "--pubs", 10, "--subs", 1, "--qos", 0, "--filter", "bench/#", ...timing],
+    rows: [throughputRow("QoS 0, 10 pubs -> 1 sub (bench/#)", 10)],
+  },
+  {
+    name: "qos1 1->1 inflight 100",
+    args: () => ["--mode", "throughput", "--pubs", 1, "--subs", 1, "--qos", 1, "--inflight", 100, "--filter", "bench/0", ...timing],
+    rows: [throughputRow("QoS 1, 1 -> 1, 100 in flight", 5)],
+  },
+  {
+    name: "latency",
+    args: () => ["--mode", "latency", "--rate", LATENCY_RATE, "--warmup-ms", LATENCY_WARMUP_MS, "--duration-ms", LATENCY_MS],
+    rows: [
+      { label: `latency p50 @ ${LATENCY_RATE} msg/s`, value: (r) => r.p50!, unit: "ms", better: "lower", goal: null },
+      { label: `latency p99 @ ${LATENCY_RATE} msg/s`, value: (r) => r.p99!, unit: "ms", better: "lower", goal: { text: "<= 1 ms", met: (ours) => ours <= 1 } },
+    ],
+  },
+  {
+    name: "memory",
+    args: (pid) => ["--mode", "memory", "--conns", CONNS, "--pid", pid],
+    rows: [
+      {
+        label: `memory per idle conn (${CONNS})`,
+        value: (r) => r.bytesPerConn! / 1024,
+        unit: "KB",
+        better: "lower",
+        goal: { text: "<= 3 KB/conn", met: (ours) => ours <= 3 },
+      },
+    ],
+  },
+];
+
+// ---- report ------------------------------------------------------------------------------------
+
+function format(v: number, unit: Row["unit"]): string {
+  if (!Number.isFinite(v)) return "n/a";
+  if (unit === "msg/s") return `${Math.round(v).toLocaleString("en-US")} msg/s`;
+  if (unit === "ms") return `${v.toFixed(3)} ms`;
+  return `${v.toFixed(2)} KB`;
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  const line = (r: string[]) => r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join("  ");
+  return [line(rows[0]!), widths.map((w) => "-".repeat(w)).join("  "), ...rows.slice(1).map(line)].join("\n");
+}
+
+async function main(): Promise<void> {
+  tempDir = mkdtempSync(join(tmpdir(), "mqtttools-bench-"));
+  const mosquittoVersion = (await new Response(Bun.spawn([MOSQUITTO, "-h"], { stdout: "pipe", stderr: "ignore" }).stdout).text()).split("\n")[0];
+  console.log(`broker bench: bun ${Bun.version}, ${mosquittoVersion}, MQTT ${VERSION === "4" ? "3.1.1" : "5.0"}, 64 B payloads, ${navigator.hardwareConcurrency} cores`);
+  const nofile = (await new Response(Bun.spawn(["sh", "-c", `${RAISE_NOFILE}; ulimit -n`], { stdout: "pipe" }).stdout).text()).trim();
+  console.log(
+    `throughput: ${WARMUP_MS} ms warm-up + ${DURATION_MS} ms measured; latency: ${LATENCY_WARMUP_MS} ms warm-up + ${LATENCY_MS} ms at ${LATENCY_RATE} msg/s; ` +
+      `memory: ${CONNS} idle connections; open files per process: ${nofile}`,
+  );
+  console.log(`mosquitto config: ${MOSQUITTO_CONFIG(0).split("\n").slice(1, 6).join(", ")}`);
+  console.log(`mqtttools options: defaults + ${JSON.stringify(OUR_OPTIONS)}\n`);
+
+  const results: { scenario: string; broker: BrokerName; result: Record<string, number> }[] = [];
+  const rows: string[][] = [["scenario", "mqtttools", "mosquitto", "ratio", "goal", ""]];
+  const started = performance.now();
+  for (const s of SCENARIOS) {
+    const measured = {} as Record<BrokerName, Record<string, number>>;
+    for (const name of ["mqtttools", "mosquitto"] as const) {
+      const broker = await startBroker(name);
+      try {
+        measured[name] = await loadgen(broker.port, s.args(broker.pid));
+      } finally {
+        await broker.stop();
+      }
+      results.push({ scenario: s.name, broker: name, result: measured[name] });
+      process.stderr.write(`  ${s.name} / ${name}: ${JSON.stringify(measured[name])}\n`);
+    }
+    for (const row of s.rows) {
+      const ours = row.value(measured.mqtttools);
+      const theirs = row.value(measured.mosquitto);
+      // ratio > 1 means mqtttools is better: more messages, less time, less memory
+      const ratio = row.better === "higher" ? ours / theirs : theirs / ours;
+      const met = row.goal === null ? "" : row.goal.met(ours, ratio) ? "met" : "MISSED";
+      rows.push([row.label, format(ours, row.unit), format(theirs, row.unit), Number.isFinite(ratio) ? `${ratio.toFixed(2)}x` : "n/a", row.goal?.text ?? "-", met]);
+    }
+  }
+  console.log(table(rows));
+  console.log(`\nratio > 1: mqtttools better (msg/s: ours / theirs; ms and KB: theirs / ours). ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  if (JSON_OUT) console.log(JSON.stringify(results, null, 2));
+}
+
+try {
+  await main();
+} catch (e) {
+  console.error(`bench failed: ${(e as Error)?.stack ?? e}`);
+  process.exitCode = 1;
+} finally {
+  for (const p of [...live]) await stopProcess(p);
+  cleanupNow();
+}

@@ -12,6 +12,9 @@ import { MAX_PACKET_SIZE, type ProtocolVersion } from "./constants";
 import { decodePacketAt, type Packet } from "./packet";
 import { malformed, MqttError, ReasonCode } from "./reason-codes";
 
+/** The chunk of a framer that holds nothing: shared, so an idle connection allocates none. */
+const EMPTY = new Uint8Array(0);
+
 /** Outcome of reading a fixed header from some bytes. */
 const NEED_MORE = -1;
 
@@ -19,7 +22,7 @@ export class Framer {
   /** Largest whole packet (fixed header included) accepted; larger ones raise 0x95. */
   maxPacketSize: number;
 
-  private chunk: Uint8Array = new Uint8Array(0);
+  private chunk: Uint8Array = EMPTY;
   private pos = 0;
   /** A frame being assembled across chunks: its header bytes first, then its body once its size is known. */
   private partial: Uint8Array | null = null;
@@ -69,7 +72,7 @@ export class Framer {
   }
 
   // the frame found by advance(): frameBuf[frameStart, frameEnd)
-  private frameBuf: Uint8Array = this.chunk;
+  private frameBuf: Uint8Array = EMPTY;
   private frameStart = 0;
   private frameEnd = 0;
 
@@ -87,7 +90,12 @@ export class Framer {
     }
     const c = this.chunk;
     const start = this.pos;
-    if (start >= c.length) return false;
+    if (start >= c.length) {
+      // all consumed: hold no reference to the caller's buffer between reads
+      this.chunk = this.frameBuf = EMPTY;
+      this.pos = 0;
+      return false;
+    }
     const total = this.frameSize(c, start, c.length);
     if (total === NEED_MORE || start + total > c.length) {
       this.stash(c, start, c.length); // the frame is incomplete: all of the rest belongs to it
@@ -164,7 +172,7 @@ export class Framer {
 
   /** Forgets everything buffered (after a connection closes). */
   reset(): void {
-    this.chunk = new Uint8Array(0);
+    this.chunk = EMPTY;
     this.pos = 0;
     this.partial = null;
     this.partialLen = 0;

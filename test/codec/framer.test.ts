@@ -15,18 +15,8 @@ import {
   ReasonCode,
   type Packet,
 } from "../../lib/codec";
+import { prng } from "../fixtures/prng";
 
-/** mulberry32: a small seeded PRNG, so that a failing chunking can be replayed from its seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const bytes = (n: number, fill: number): Uint8Array => new Uint8Array(n).map((_, i) => (i * 7 + fill) & 0xff);
 

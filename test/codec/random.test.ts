@@ -22,18 +22,8 @@ import {
   type ProtocolVersion,
   type QoS,
 } from "../../lib/codec";
+import { prng } from "../fixtures/prng";
 
-/** mulberry32: a small seeded PRNG. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Random choices drawn from one seeded PRNG. */
 class Gen {

@@ -7,6 +7,7 @@ import { describe, expect, test } from "bun:test";
 import { topicMatches } from "../../lib/topic/match";
 import { TopicTrie } from "../../lib/topic/trie";
 import { parseShared, topicFilterError } from "../../lib/topic/validate";
+import { prng } from "../fixtures/prng";
 
 /** [filter, topic, matches]: the shared table (section 4.7). */
 const CASES: [string, string, boolean][] = [
@@ -140,17 +141,6 @@ describe("the shared case table", () => {
   });
 });
 
-/** mulberry32: a small seeded PRNG, so a failure can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const TOPIC_LEVELS = ["a", "b", "c", "", "$s", "é", "日本", "🌍"];
 

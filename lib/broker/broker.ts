@@ -13,11 +13,12 @@ import type { QoS } from "../codec/constants";
 import { PacketType } from "../codec/constants";
 import { ReasonCode } from "../codec/reason-codes";
 import { TopicTrie } from "../topic/trie";
+import { SharedGroup } from "../topic/shared";
 import { topicMatches } from "../topic/match";
 import { Connection, ConnState } from "./connection";
 import { encodeForm, persist, type Message } from "./message";
 import { DEFAULT_OPTIONS, normalizeAddresses, type Addresses, type BrokerOptions, type Listener } from "./options";
-import { Session, type SubscriptionEntry } from "./session";
+import { Session, type Group, type Subscriber, type SubscriptionEntry } from "./session";
 
 /** Log levels, most verbose first. */
 export type LogLevel = "debug" | "info" | "warning" | "error";
@@ -27,6 +28,12 @@ const LEVELS: Record<LogLevel, number> = { debug: 0, info: 1, warning: 2, error:
 interface Delivery {
   session: Session;
   subs: SubscriptionEntry[];
+}
+
+/** What a topic matches: sessions with their subscriptions, and shared groups. */
+interface Matches {
+  deliveries: Delivery[];
+  groups: Group[];
 }
 
 const MATCH_CACHE_MAX = 10_000;
@@ -43,13 +50,15 @@ export class Broker {
   readonly connections = new Set<Connection>();
   /** Connected clients by identifier. */
   readonly clients = new Map<string, Connection>();
-  readonly trie = new TopicTrie<Session, SubscriptionEntry>();
+  readonly trie = new TopicTrie<Subscriber, SubscriptionEntry | Group>();
+  /** Shared-subscription groups by their full `$share/{name}/{filter}`. */
+  readonly sharedGroups = new Map<string, Group>();
   readonly retained = new Map<string, Message>();
 
   private servers: TCPSocketListener<Connection>[] = [];
   private dirty: Connection[] = [];
   private flushScheduled = false;
-  private matchCache = new Map<string, Delivery[]>();
+  private matchCache = new Map<string, Matches>();
   private matchGeneration = -1;
   private sweepTimer: Timer | null = null;
   private expiryTimers = new Map<Session, Timer>();
@@ -186,8 +195,7 @@ export class Broker {
     const w = this.willTimers.get(session); // read before resumeSession() forgets it
     this.resumeSession(session);
     if (w) this.publishWill(w.message); // the session ends before the Will Delay Interval passes [MQTT-3.1.2-8]
-    for (const held of session.subscriptions.values()) this.trie.removeAt(held.node, session);
-    session.subscriptions.clear();
+    for (const key of [...session.subscriptions.keys()]) this.unsubscribe(session, key);
     session.clearMessages();
     if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);
   }
@@ -243,7 +251,7 @@ export class Broker {
   /** Delivers a message to every matching subscription; `origin` is the publishing session. */
   route(message: Message, origin: Session | null): void {
     if (message.retain && this.options.retainAvailable) this.retain(message);
-    const deliveries = this.match(message.topic);
+    const { deliveries, groups } = this.match(message.topic);
     const now = message.expiresAt === 0 ? 0 : Date.now();
     for (let i = 0; i < deliveries.length; i++) {
       const d = deliveries[i]!;
@@ -251,8 +259,7 @@ export class Broker {
       if (subs.length === 1) {
         const s = subs[0]!;
         if (s.noLocal && d.session === origin) continue; // [MQTT-3.8.3-3]
-        const qos = (s.qos < message.qos ? s.qos : message.qos) as QoS;
-        this.deliver(d.session, message, qos, s.retainAsPublished && message.retain, s.subscriptionId === undefined ? null : [s.subscriptionId], now);
+        this.deliverTo(s, message, now);
         continue;
       }
       // overlapping subscriptions: one delivery at the highest QoS, with every identifier [MQTT-3.3.4-2] [MQTT-3.3.4-3]
@@ -268,26 +275,90 @@ export class Broker {
       }
       if (qos >= 0) this.deliver(d.session, message, qos as QoS, retainFlag, ids, now);
     }
+    // each shared group once, to one member [MQTT-4.8.2-3]
+    for (let i = 0; i < groups.length; i++) {
+      const member = groups[i]!.pick((m) => this.canTake(m.session, message));
+      if (member !== undefined) this.deliverTo(member, message, now);
+    }
   }
 
-  /** Matching sessions for a topic, each with its matching subscriptions; cached per topic. */
-  private match(topic: string): Delivery[] {
+  /** Delivers a message as one subscription asks: its QoS, Retain As Published, identifier. */
+  private deliverTo(s: SubscriptionEntry, message: Message, now: number): void {
+    const qos = (s.qos < message.qos ? s.qos : message.qos) as QoS;
+    this.deliver(s.session, message, qos, s.retainAsPublished && message.retain, s.subscriptionId === undefined ? null : [s.subscriptionId], now);
+  }
+
+  /** True when a session is online and has room for the message now (a shared group's choice). */
+  private canTake(session: Session, message: Message): boolean {
+    const conn = this.clients.get(session.clientId);
+    if (conn === undefined || conn.outputFull) return false;
+    return message.qos === 0 || session.queued < this.options.maxQueuedMessages;
+  }
+
+  /** Matching sessions for a topic, each with its matching subscriptions, and shared groups; cached per topic. */
+  private match(topic: string): Matches {
     if (this.matchGeneration !== this.trie.generation) {
       this.matchCache.clear();
       this.matchGeneration = this.trie.generation;
     }
-    let deliveries = this.matchCache.get(topic);
-    if (deliveries !== undefined) return deliveries;
+    let matches = this.matchCache.get(topic);
+    if (matches !== undefined) return matches;
     const bySession = new Map<Session, Delivery>();
-    this.trie.match(topic, (session, entry) => {
+    const groups: Group[] = [];
+    this.trie.match(topic, (subscriber, entry) => {
+      if (entry instanceof SharedGroup) {
+        groups.push(entry);
+        return;
+      }
+      const session = subscriber as Session;
       const d = bySession.get(session);
       if (d === undefined) bySession.set(session, { session, subs: [entry] });
       else d.subs.push(entry);
     });
-    deliveries = [...bySession.values()];
+    matches = { deliveries: [...bySession.values()], groups };
     if (this.matchCache.size >= MATCH_CACHE_MAX) this.matchCache.clear();
-    this.matchCache.set(topic, deliveries);
-    return deliveries;
+    this.matchCache.set(topic, matches);
+    return matches;
+  }
+
+  // ---- subscriptions ---------------------------------------------------------------------
+
+  /**
+   * Adds or replaces a session's subscription [MQTT-3.8.4-3]; `key` is the filter as the client
+   * sent it, `$share/...` included. A shared subscription joins its group. True when it is new.
+   */
+  subscribe(session: Session, key: string, entry: SubscriptionEntry): boolean {
+    const existed = session.subscriptions.has(key);
+    if (entry.shareName === null) {
+      const node = this.trie.add(entry.filter, session, entry);
+      session.subscriptions.set(key, { entry, node, group: null });
+      return !existed;
+    }
+    let group = this.sharedGroups.get(key);
+    let node;
+    if (group === undefined) {
+      group = new SharedGroup<SubscriptionEntry>(entry.shareName, entry.filter);
+      this.sharedGroups.set(key, group);
+      node = this.trie.add(entry.filter, group, group);
+    } else {
+      node = this.trie.find(entry.filter)!;
+    }
+    group.join(entry, (m) => m.session === session);
+    session.subscriptions.set(key, { entry, node, group });
+    return !existed;
+  }
+
+  /** Removes a session's subscription by the filter it subscribed with; false when it had none. */
+  unsubscribe(session: Session, key: string): boolean {
+    const held = session.subscriptions.get(key);
+    if (held === undefined) return false;
+    session.subscriptions.delete(key);
+    if (held.group === null) this.trie.removeAt(held.node, session);
+    else if (held.group.leave((m) => m.session === session)) {
+      this.trie.removeAt(held.node, held.group);
+      this.sharedGroups.delete(key);
+    }
+    return true;
   }
 
   /**
@@ -329,11 +400,32 @@ export class Broker {
    * when it is larger than the client's Maximum Packet Size and was not sent.
    */
   sendPublish(conn: Connection, message: Message, qos: QoS, retain: boolean, subscriptionIds: number[] | null, packetId: number, dup: boolean, now: number): boolean {
-    const form = encodeForm(message, conn.version, qos, retain, dup, conn.version === 5 ? subscriptionIds : null, now);
+    const ids = conn.version === 5 ? subscriptionIds : null;
+    const form = conn.clientTopicAliasMax === 0 ? encodeForm(message, conn.version, qos, retain, dup, ids, now) : this.aliasedForm(conn, message, qos, retain, dup, ids, now);
     if (form.bytes.length > conn.clientMaxPacketSize) return false; // [MQTT-3.1.2-25] dropped for this client only
     const at = conn.append(form.bytes);
     if (qos > 0) conn.patchU16(at + form.packetIdOffset, packetId);
     return true;
+  }
+
+  /**
+   * A PUBLISH for a client that accepts topic aliases: a topic that has an alias goes out with an
+   * empty name; a new topic gets the next alias while any are left, never more than the client's
+   * Topic Alias Maximum [MQTT-3.3.2-11]; the rest go out with their name only.
+   */
+  private aliasedForm(conn: Connection, message: Message, qos: QoS, retain: boolean, dup: boolean, ids: number[] | null, now: number) {
+    const aliases = (conn.outboundAliases ??= new Map());
+    const known = aliases.get(message.topic);
+    if (known !== undefined) return encodeForm(message, 5, qos, retain, dup, ids, now, known, true);
+    if (aliases.size < conn.clientTopicAliasMax) {
+      const alias = aliases.size + 1;
+      const form = encodeForm(message, 5, qos, retain, dup, ids, now, alias, false);
+      if (form.bytes.length <= conn.clientMaxPacketSize) { // an alias counts only once the client has seen it
+        aliases.set(message.topic, alias);
+        return form;
+      }
+    }
+    return encodeForm(message, 5, qos, retain, dup, ids, now);
   }
 
   /** Fills a connected session's window from its queue. */

@@ -47,6 +47,10 @@ export class Connection {
   clientMaxPacketSize = Number.MAX_SAFE_INTEGER;
   /** Topic aliases the client has set towards us (section 3.3.2.3.4). */
   inboundAliases: Map<number, string> | null = null;
+  /** Topic Alias Maximum the client gave in CONNECT: how many aliases we may assign it. */
+  clientTopicAliasMax = 0;
+  /** Aliases we assigned towards the client, by topic; forgotten with the connection. */
+  outboundAliases: Map<string, number> | null = null;
   will: PendingWill | null = null;
   /** Messages dropped for this client because its output was full (QoS 0). */
   dropped = 0;

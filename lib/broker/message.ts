@@ -89,26 +89,32 @@ function formIndex(version: 4 | 5, qos: QoS, retain: boolean): number {
   return (version === 5 ? 6 : 0) + qos * 2 + (retain ? 1 : 0);
 }
 
+const NO_TOPIC = new Uint8Array(0);
+
 /**
  * Encodes `m` as a PUBLISH for one subscriber. Forms without per-subscriber properties are cached
- * on the message and shared; `subscriptionIds` or a reduced expiry make a form of its own.
+ * on the message and shared; `subscriptionIds`, a reduced expiry or a topic alias make a form of
+ * its own. `alias` > 0 sends the Topic Alias; with `aliasKnown` the topic name is left out
+ * (the client already has the mapping, section 3.3.2.3.4).
  */
-export function encodeForm(m: Message, version: 4 | 5, qos: QoS, retain: boolean, dup: boolean, subscriptionIds: number[] | null, now: number): EncodedForm {
-  const shared = subscriptionIds === null && !dup && (m.expiresAt === 0 || version === 4);
+export function encodeForm(m: Message, version: 4 | 5, qos: QoS, retain: boolean, dup: boolean, subscriptionIds: number[] | null, now: number, alias = 0, aliasKnown = false): EncodedForm {
+  const shared = subscriptionIds === null && !dup && alias === 0 && (m.expiresAt === 0 || version === 4);
   const index = formIndex(version, qos, retain);
   if (shared) {
     const cached = m.forms?.[index];
     if (cached !== undefined) return cached;
   }
   let properties = m.properties;
-  if (version === 5 && (subscriptionIds !== null || m.expiresAt !== 0)) {
+  if (version === 5 && (subscriptionIds !== null || m.expiresAt !== 0 || alias > 0)) {
     properties = { ...properties };
+    if (alias > 0) properties.topicAlias = alias;
     if (subscriptionIds !== null) properties.subscriptionIdentifiers = subscriptionIds;
     if (m.expiresAt !== 0) properties.messageExpiryInterval = Math.max(0, Math.ceil((m.expiresAt - now) / 1000)); // section 3.3.2.3.3
   }
-  const packet: PublishPacket = { type: PacketType.PUBLISH, dup, qos, retain, topic: m.topicBytes, packetId: qos > 0 ? 1 : 0, properties, payload: m.payload };
+  const topic = aliasKnown ? NO_TOPIC : m.topicBytes;
+  const packet: PublishPacket = { type: PacketType.PUBLISH, dup, qos, retain, topic, packetId: qos > 0 ? 1 : 0, properties, payload: m.payload };
   const rl = remainingLength(packet, version);
-  const form: EncodedForm = { bytes: encodePacket(packet, version), packetIdOffset: 1 + varintSize(rl) + 2 + m.topicBytes.length };
+  const form: EncodedForm = { bytes: encodePacket(packet, version), packetIdOffset: 1 + varintSize(rl) + 2 + topic.length };
   if (shared) (m.forms ??= new Array(12))[index] = form;
   return form;
 }

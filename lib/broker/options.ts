@@ -31,8 +31,23 @@ export interface BrokerOptions {
   retainAvailable: boolean;
   /** Topic aliases a v5 client may use towards the broker. */
   topicAliasMaximum: number;
-  /** Longest keep alive a client may ask for, in seconds (0 = any). */
+  /** Longest keep alive a v5 client may have, in seconds; one asking for more or for 0 gets this (0 = any). */
   maxKeepAlive: number;
+  /** Whether subscriptions with '+' or '#' are allowed (else SUBACK 0xA2). */
+  wildcardSubscriptionAvailable: boolean;
+  /** Whether SUBSCRIBE may carry a Subscription Identifier (else DISCONNECT 0xA1). */
+  subscriptionIdentifierAvailable: boolean;
+  /** Whether `$share/` subscriptions are allowed (else SUBACK 0x9E). */
+  sharedSubscriptionAvailable: boolean;
+  /** Topic filters no client may subscribe to (SUBACK 0x80); a filter they cover is denied too. */
+  deniedTopicFilters: string[];
+  /** Sent as Response Information in CONNACK to a client that asks for it (section 3.1.2.11.7); none when empty. */
+  responseInformation: string;
+  /**
+   * Redirects every client elsewhere: CONNECT is answered with 0x9D Server Moved (`permanent`) or
+   * 0x9C Use Another Server, carrying `reference` as Server Reference (section 4.11). Null: serve.
+   */
+  redirect: { reference: string; permanent: boolean } | null;
 }
 
 /** The defaults: Mosquitto's where it has one. */
@@ -48,7 +63,13 @@ export const DEFAULT_OPTIONS: BrokerOptions = {
   maximumQoS: 2,
   retainAvailable: true,
   topicAliasMaximum: 10,
-  maxKeepAlive: 0,
+  maxKeepAlive: 60,
+  wildcardSubscriptionAvailable: true,
+  subscriptionIdentifierAvailable: true,
+  sharedSubscriptionAvailable: true,
+  deniedTopicFilters: [],
+  responseInformation: "",
+  redirect: null,
 };
 
 /** One listener, normalized. */

@@ -5,6 +5,7 @@
  */
 import type { QoS } from "../codec/constants";
 import type { TrieNode } from "../topic/trie";
+import type { SharedGroup } from "../topic/shared";
 import { messageCost, type Message } from "./message";
 
 /** Options of one subscription (section 3.8.3.1) and its identifier. */
@@ -20,10 +21,21 @@ export interface SubscriptionEntry {
   shareName: string | null;
 }
 
+/** A group of shared subscribers, holding one trie entry for all of them. */
+export type Group = SharedGroup<SubscriptionEntry>;
+
+/** Who a trie entry belongs to: a session, or a shared-subscription group. */
+export type Subscriber = Session | Group;
+
+/** The node type of the broker's trie. */
+export type SubscriptionNode = TrieNode<Subscriber, SubscriptionEntry | Group>;
+
 /** A subscription the session holds, with its trie node for removal without a walk. */
 export interface HeldSubscription {
   entry: SubscriptionEntry;
-  node: TrieNode<Session, SubscriptionEntry>;
+  node: SubscriptionNode;
+  /** The group of a shared subscription, else null. */
+  group: Group | null;
 }
 
 /** A QoS 1/2 message sent to the client and not yet acknowledged. */

@@ -14,3 +14,22 @@ export function topicMatches(filter: string, topic: string): boolean {
   }
   return f.length === t.length;
 }
+
+/**
+ * True when every topic `filter` can match is also matched by `cover` (a denied filter covers the
+ * filters beneath it): 'a/#' covers 'a/b', 'a/+' and 'a/#'; 'a/+' covers 'a/b' and 'a/+' but not 'a/#'.
+ */
+export function filterCovers(cover: string, filter: string): boolean {
+  const c = cover.split("/");
+  const f = filter.split("/");
+  for (let i = 0; i < c.length; i++) {
+    if (c[i] === "#") return !(i === 0 && filter.startsWith("$") && !cover.startsWith("$")); // [MQTT-4.7.2-1]
+    if (i >= f.length || f[i] === "#") return false;
+    if (c[i] === "+") {
+      if (i === 0 && f[0]!.startsWith("$")) return false; // [MQTT-4.7.2-1]
+      continue;
+    }
+    if (c[i] !== f[i]) return false;
+  }
+  return c.length === f.length;
+}

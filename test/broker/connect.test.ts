@@ -310,7 +310,7 @@ describe("protocol name and level", () => {
 });
 
 describe("CONNACK properties", () => {
-  test("by default: Topic Alias Maximum 10, the default Maximum Packet Size; no Receive Maximum, Maximum QoS or Retain Available", async () => {
+  test("by default: Topic Alias Maximum 10, the default Maximum Packet Size, Server Keep Alive 60 for keep alive 0; no Receive Maximum, Maximum QoS or Retain Available", async () => {
     const h = await start();
     const { connack } = await h.connectAck({ clientId: "caps" });
     expect(connack.properties.topicAliasMaximum).toBe(DEFAULT_OPTIONS.topicAliasMaximum);
@@ -318,7 +318,8 @@ describe("CONNACK properties", () => {
     expect(connack.properties.receiveMaximum).toBeUndefined();
     expect(connack.properties.maximumQoS).toBeUndefined();
     expect(connack.properties.retainAvailable).toBeUndefined();
-    expect(connack.properties.serverKeepAlive).toBeUndefined();
+    expect(connack.properties.serverKeepAlive).toBe(60); // the client asked for 0 [MQTT-3.2.2-21]
+    expect(connack.properties.sharedSubscriptionAvailable).toBeUndefined(); // absent = available
   });
 
   test.each([

@@ -89,8 +89,8 @@ describe("SUBACK", () => {
     expect(c.isClosed).toBe(false);
   });
 
-  test("v5: a shared subscription is refused with 0x9E, a malformed one with 0x8F; 3.1.1 gets 0x80 for both", async () => {
-    const h = await start();
+  test("sharedSubscriptionAvailable false: v5 gets 0x9E for a shared subscription, 0x8F for a malformed one; 3.1.1 gets 0x80 for both", async () => {
+    const h = await start({ sharedSubscriptionAvailable: false });
     const v5 = await h.connect({ clientId: "v5" });
     expect((await subscribeAll(v5, [subscription("$share/g/a"), subscription("$share//a"), subscription("x")])).reasonCodes).toEqual([0x9e, 0x8f, 0]);
     const v4 = await h.connect({ protocolVersion: 4, clientId: "v4" });

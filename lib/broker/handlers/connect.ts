@@ -19,13 +19,18 @@ function v4Code(reason: number): number {
 }
 
 /** Refuses a CONNECT with CONNACK and closes [MQTT-3.2.2-7]. */
-function refuse(conn: Connection, reason: number, message: string): void {
+function refuse(conn: Connection, reason: number, message: string, serverReference?: string): void {
   const v5 = conn.version === 5;
+  const properties: ConnackProperties = {};
+  if (v5) {
+    properties.reasonString = message;
+    if (serverReference !== undefined) properties.serverReference = serverReference; // section 4.11
+  }
   conn.writePacket({
     type: PacketType.CONNACK,
     sessionPresent: false, // [MQTT-3.2.2-6]
     reasonCode: v5 ? reason : v4Code(reason),
-    properties: v5 ? { reasonString: message } : {},
+    properties,
   });
   conn.close(null, message);
 }
@@ -43,6 +48,10 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
   const v5 = p.protocolVersion === 5;
   const props = p.properties;
 
+  if (o.redirect !== null) {
+    const { reference, permanent } = o.redirect;
+    return refuse(conn, permanent ? ReasonCode.ServerMoved : ReasonCode.UseAnotherServer, `use the server at ${reference}`, reference);
+  }
   if (broker.clients.size >= o.maxConnections) return refuse(conn, ReasonCode.QuotaExceeded, "too many connections");
   if (v5 && props.authenticationMethod !== undefined) {
     return refuse(conn, ReasonCode.BadAuthenticationMethod, `authentication method '${props.authenticationMethod}' is not supported`);
@@ -92,6 +101,7 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
   conn.keepAliveMs = keepAlive * 1000;
   conn.sendWindow = Math.min(props.receiveMaximum ?? 65535, o.maxInflight); // [MQTT-3.3.4-9]
   conn.clientMaxPacketSize = props.maximumPacketSize ?? MAX_PACKET_SIZE;
+  conn.clientTopicAliasMax = v5 ? (props.topicAliasMaximum ?? 0) : 0; // aliases we may assign [MQTT-3.3.2-11]
 
   if (p.will !== null) {
     const w = p.will;
@@ -123,7 +133,10 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
     if (!o.retainAvailable) ack.retainAvailable = 0;
     if (o.maxPacketSize < MAX_PACKET_SIZE) ack.maximumPacketSize = o.maxPacketSize;
     if (o.topicAliasMaximum > 0) ack.topicAliasMaximum = o.topicAliasMaximum;
-    ack.sharedSubscriptionAvailable = 0;
+    if (!o.wildcardSubscriptionAvailable) ack.wildcardSubscriptionAvailable = 0;
+    if (!o.subscriptionIdentifierAvailable) ack.subscriptionIdentifierAvailable = 0;
+    if (!o.sharedSubscriptionAvailable) ack.sharedSubscriptionAvailable = 0;
+    if (props.requestResponseInformation === 1 && o.responseInformation !== "") ack.responseInformation = o.responseInformation; // section 3.2.2.3.15
   }
   conn.writePacket({ type: PacketType.CONNACK, sessionPresent: present, reasonCode: 0, properties: ack });
   broker.log("info", `connected ${conn.describe()} v${v5 ? "5" : "3.1.1"}${present ? ", session resumed" : ""}`);

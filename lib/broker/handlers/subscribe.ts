@@ -1,49 +1,69 @@
 /** SUBSCRIBE and UNSUBSCRIBE: filter validation, the trie, SUBACK/UNSUBACK, retained delivery. */
 import { PacketType, type QoS } from "../../codec/constants";
-import { ReasonCode } from "../../codec/reason-codes";
+import { MqttError, protocolError, ReasonCode } from "../../codec/reason-codes";
 import type { SubscribePacket } from "../../codec/packets/subscribe";
 import type { UnsubscribePacket } from "../../codec/packets/unsubscribe";
-import { parseShared, topicFilterError } from "../../topic/validate";
+import { filterCovers } from "../../topic/match";
+import { hasWildcard, parseShared, topicFilterError } from "../../topic/validate";
 import type { Connection } from "../connection";
 import type { SubscriptionEntry } from "../session";
 
 /** Handles a SUBSCRIBE: one reason code per filter [MQTT-3.8.4-6], then the retained messages. */
 export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
   const broker = conn.broker;
+  const o = broker.options;
   const session = conn.session!;
   const v5 = conn.version === 5;
-  const failure = (code: number) => (v5 ? code : 0x80);
+  const failure = (code: number) => (v5 ? code : 0x80); // 3.1.1 has one failure code
+  const subscriptionId = p.properties.subscriptionIdentifiers?.[0];
+  if (subscriptionId !== undefined && !o.subscriptionIdentifierAvailable) {
+    throw new MqttError(ReasonCode.SubscriptionIdentifiersNotSupported, "subscription identifiers not supported"); // section 3.2.2.3.12
+  }
   const reasonCodes: number[] = [];
   const retainedFor: SubscriptionEntry[] = [];
-  const subscriptionId = p.properties.subscriptionIdentifiers?.[0];
   for (const s of p.subscriptions) {
     const shared = parseShared(s.topicFilter);
-    if (shared !== null) {
-      reasonCodes.push(failure(typeof shared === "string" ? ReasonCode.TopicFilterInvalid : ReasonCode.SharedSubscriptionsNotSupported));
+    if (typeof shared === "string") {
+      broker.log("info", `${conn.describe()}: invalid shared subscription: ${shared}`);
+      reasonCodes.push(failure(ReasonCode.TopicFilterInvalid)); // [MQTT-4.8.2-1] [MQTT-4.8.2-2]
       continue;
     }
-    const error = topicFilterError(s.topicFilter);
+    if (shared !== null && s.noLocal) protocolError(`No Local on the shared subscription '${s.topicFilter}'`); // [MQTT-3.8.3-4]
+    const filter = shared === null ? s.topicFilter : shared.filter;
+    const error = topicFilterError(filter);
     if (error !== null) {
       broker.log("info", `${conn.describe()}: invalid topic filter: ${error}`);
       reasonCodes.push(failure(ReasonCode.TopicFilterInvalid)); // [MQTT-4.7.1-1] [MQTT-4.7.1-2]
       continue;
     }
-    const qos = (s.qos < broker.options.maximumQoS ? s.qos : broker.options.maximumQoS) as QoS; // granted no higher than the Maximum QoS, section 3.2.2.3.4
-    const existed = session.subscriptions.has(s.topicFilter);
+    if (shared !== null && !o.sharedSubscriptionAvailable) {
+      reasonCodes.push(failure(ReasonCode.SharedSubscriptionsNotSupported)); // section 3.2.2.3.13
+      continue;
+    }
+    if (!o.wildcardSubscriptionAvailable && hasWildcard(filter)) {
+      reasonCodes.push(failure(ReasonCode.WildcardSubscriptionsNotSupported)); // section 3.2.2.3.11
+      continue;
+    }
+    if (o.deniedTopicFilters.some((denied) => filterCovers(denied, filter))) {
+      broker.log("info", `${conn.describe()}: subscription to '${filter}' denied by the configuration`);
+      reasonCodes.push(ReasonCode.UnspecifiedError);
+      continue;
+    }
+    const qos = (s.qos < o.maximumQoS ? s.qos : o.maximumQoS) as QoS; // granted no higher than the Maximum QoS, section 3.2.2.3.4
     const entry: SubscriptionEntry = {
       session,
-      filter: s.topicFilter,
+      filter,
       qos,
       noLocal: s.noLocal,
       retainAsPublished: s.retainAsPublished,
       retainHandling: s.retainHandling,
       subscriptionId,
-      shareName: null,
+      shareName: shared === null ? null : shared.shareName,
     };
-    const node = broker.trie.add(s.topicFilter, session, entry); // replaces an existing one [MQTT-3.8.4-3]
-    session.subscriptions.set(s.topicFilter, { entry, node });
+    const isNew = broker.subscribe(session, s.topicFilter, entry); // replaces an existing one [MQTT-3.8.4-3]
     reasonCodes.push(qos); // [MQTT-3.9.3-1]
-    if (!v5 || s.retainHandling === 0 || (s.retainHandling === 1 && !existed)) retainedFor.push(entry); // [MQTT-3.3.1-9] [MQTT-3.3.1-10]
+    // no retained messages for a shared subscription (section 4.8.2)
+    if (shared === null && (!v5 || s.retainHandling === 0 || (s.retainHandling === 1 && isNew))) retainedFor.push(entry); // [MQTT-3.3.1-9] [MQTT-3.3.1-10]
   }
   conn.writePacket({ type: PacketType.SUBACK, packetId: p.packetId, reasonCodes, properties: {} }); // [MQTT-3.8.4-1]
   for (const entry of retainedFor) broker.sendRetained(session, entry);
@@ -51,18 +71,9 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
 
 /** Handles an UNSUBSCRIBE: one reason code per filter (v5) [MQTT-3.10.4-5]. */
 export function handleUnsubscribe(conn: Connection, p: UnsubscribePacket): void {
-  const broker = conn.broker;
   const session = conn.session!;
-  const reasonCodes: number[] = [];
-  for (const filter of p.topicFilters) {
-    const held = session.subscriptions.get(filter);
-    if (held === undefined) {
-      reasonCodes.push(ReasonCode.NoSubscriptionExisted);
-      continue;
-    }
-    broker.trie.removeAt(held.node, session); // [MQTT-3.10.4-1]
-    session.subscriptions.delete(filter);
-    reasonCodes.push(ReasonCode.Success);
-  }
+  const reasonCodes = p.topicFilters.map((filter) =>
+    conn.broker.unsubscribe(session, filter) ? ReasonCode.Success : ReasonCode.NoSubscriptionExisted, // [MQTT-3.10.4-1]
+  );
   conn.writePacket({ type: PacketType.UNSUBACK, packetId: p.packetId, reasonCodes: conn.version === 5 ? reasonCodes : [], properties: {} }); // [MQTT-3.10.4-4]
 }

@@ -16,7 +16,7 @@ import { TopicTrie } from "../topic/trie";
 import { SharedGroup } from "../topic/shared";
 import { topicMatches } from "../topic/match";
 import { Connection, ConnState } from "./connection";
-import { encodeForm, persist, type Message } from "./message";
+import { encodeForm, messageCost, persist, type Message } from "./message";
 import { DEFAULT_OPTIONS, normalizeAddresses, type Addresses, type BrokerOptions, type Listener } from "./options";
 import { Session, type Group, type Subscriber, type SubscriptionEntry } from "./session";
 
@@ -124,10 +124,11 @@ export class Broker {
 
   /** Disconnects every client (v5: DISCONNECT 0x8B), closes the listeners and clears timers. */
   async stop(): Promise<void> {
-    for (const s of this.servers) s.stop(true);
-    this.servers = [];
+    // DISCONNECT first: stop(true) closes the listeners' sockets at once
     for (const conn of [...this.connections]) conn.close(ReasonCode.ServerShuttingDown, "the broker is shutting down");
     this.flushAll();
+    for (const s of this.servers) s.stop(true);
+    this.servers = [];
     if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
     this.sweepTimer = null;
     for (const t of this.expiryTimers.values()) clearTimeout(t);
@@ -292,7 +293,7 @@ export class Broker {
   private canTake(session: Session, message: Message): boolean {
     const conn = this.clients.get(session.clientId);
     if (conn === undefined || conn.outputFull) return false;
-    return message.qos === 0 || session.queued < this.options.maxQueuedMessages;
+    return message.qos === 0 || (session.queued < this.options.maxQueuedMessages && session.queuedBytes + messageCost(message) <= this.options.maxQueuedBytes);
   }
 
   /** Matching sessions for a topic, each with its matching subscriptions, and shared groups; cached per topic. */
@@ -391,7 +392,7 @@ export class Broker {
 
   private sendInflight(conn: Connection, session: Session, message: Message, qos: QoS, retain: boolean, subscriptionIds: number[] | null, now: number): void {
     const packetId = session.allocatePacketId();
-    session.inflight.set(packetId, { packetId, message, qos, retain, subscriptionIds, released: false });
+    session.inflight.set(packetId, { packetId, message, qos, retain, subscriptionIds, released: false, held: false });
     if (!this.sendPublish(conn, message, qos, retain, subscriptionIds, packetId, false, now)) session.inflight.delete(packetId); // [MQTT-3.1.2-25] as if delivered
   }
 
@@ -433,6 +434,7 @@ export class Broker {
     const conn = this.clients.get(session.clientId);
     if (conn === undefined) return;
     const now = Date.now();
+    if (session.hasHeld) this.sendHeld(conn, session, now);
     while (session.queued > 0 && session.inflight.size < conn.sendWindow && !conn.outputFull) {
       const q = session.dequeue()!;
       if (q.message.expiresAt !== 0 && q.message.expiresAt <= now) continue; // section 3.3.2.3.3
@@ -440,14 +442,34 @@ export class Broker {
     }
   }
 
-  /** Re-sends a resumed session's unacknowledged messages [MQTT-4.4.0-1], then its queue. */
+  /** Re-sends a resumed session's unacknowledged messages [MQTT-4.4.0-1]: PUBREL at once, PUBLISH as the window allows; then its queue. */
   redeliver(conn: Connection, session: Session): void {
-    const now = Date.now();
     for (const m of session.inflight.values()) {
+      m.held = !m.released;
       if (m.released) conn.writePacket({ type: PacketType.PUBREL, packetId: m.packetId, reasonCode: 0, properties: {} });
-      else if (!this.sendPublish(conn, m.message, m.qos, m.retain, m.subscriptionIds, m.packetId, true, now)) session.inflight.delete(m.packetId); // DUP [MQTT-3.3.1-1]; too large now: as if delivered [MQTT-3.1.2-25]
     }
+    session.hasHeld = true;
     this.pump(session);
+  }
+
+  /**
+   * Re-sends a resumed session's unacknowledged PUBLISH packets, in order, while the client's window
+   * has room: its Receive Maximum may be lower than on the connection they were first sent on [MQTT-3.3.4-9].
+   */
+  private sendHeld(conn: Connection, session: Session, now: number): void {
+    let outstanding = 0;
+    for (const m of session.inflight.values()) if (!m.held || m.released) outstanding++;
+    session.hasHeld = false;
+    for (const m of session.inflight.values()) {
+      if (!m.held || m.released) continue; // released: the client sent PUBREC for what it got before
+      if (outstanding >= conn.sendWindow) {
+        session.hasHeld = true;
+        return;
+      }
+      m.held = false;
+      if (this.sendPublish(conn, m.message, m.qos, m.retain, m.subscriptionIds, m.packetId, true, now)) outstanding++; // DUP [MQTT-3.3.1-1]
+      else session.inflight.delete(m.packetId); // too large now: as if delivered [MQTT-3.1.2-25]
+    }
   }
 
   /** Sends the retained messages matching a new subscription (section 3.3.1.3). */

@@ -145,6 +145,19 @@ export class Connection {
     this.append(encodePacket(p, this.version));
   }
 
+  /**
+   * Encodes a CONNACK or DISCONNECT into the output buffer, without its Reason String when that would
+   * take it past the client's Maximum Packet Size [MQTT-3.2.2-19] [MQTT-3.14.2-3].
+   */
+  writeWithReason(p: Extract<Packet, { type: typeof PacketType.CONNACK | typeof PacketType.DISCONNECT }>): void {
+    let bytes = encodePacket(p, this.version);
+    if (bytes.length > this.clientMaxPacketSize && p.properties.reasonString !== undefined) {
+      const { reasonString: _dropped, ...properties } = p.properties;
+      bytes = encodePacket({ ...p, properties }, this.version);
+    }
+    this.append(bytes);
+  }
+
   /** Appends bytes to the output buffer and marks the connection for the next flush. */
   append(bytes: Uint8Array): number {
     const n = bytes.length;
@@ -220,7 +233,7 @@ export class Connection {
     if (this.state === ConnState.Closed) return;
     const wasConnected = this.state === ConnState.Connected;
     if (reasonCode !== null && wasConnected && this.version === 5) {
-      this.writePacket({ type: PacketType.DISCONNECT, reasonCode, properties: { reasonString: reason } });
+      this.writeWithReason({ type: PacketType.DISCONNECT, reasonCode, properties: { reasonString: reason } });
     }
     this.broker.log("info", `closing ${this.describe()}: ${reasonCode === null ? "" : `${reasonName(reasonCode)}: `}${reason}`);
     this.state = ConnState.Closed;

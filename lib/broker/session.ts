@@ -47,6 +47,8 @@ export interface InflightMessage {
   subscriptionIds: number[] | null;
   /** QoS 2: PUBREC received and PUBREL sent; waiting for PUBCOMP. */
   released: boolean;
+  /** Not yet re-sent on the resumed session: over the client's Receive Maximum until acknowledgements free the window. */
+  held: boolean;
 }
 
 /** A QoS 1/2 message waiting for room in the client's window. */
@@ -76,6 +78,8 @@ export class Session {
   protocolVersion: 4 | 5 = 5;
   /** Set while the client is connected; typed loosely to keep I/O out of this module. */
   connected = false;
+  /** True while some in-flight message is held (see InflightMessage.held). */
+  hasHeld = false;
 
   constructor(readonly clientId: string) {}
 
@@ -112,6 +116,7 @@ export class Session {
     this.head = 0;
     this.queuedBytes = 0;
     this.inflight.clear();
+    this.hasHeld = false;
     this.incomingQos2.clear();
   }
 

@@ -24,7 +24,9 @@ export function filterCovers(cover: string, filter: string): boolean {
   const f = filter.split("/");
   for (let i = 0; i < c.length; i++) {
     if (c[i] === "#") return !(i === 0 && filter.startsWith("$") && !cover.startsWith("$")); // [MQTT-4.7.2-1]
-    if (i >= f.length || f[i] === "#") return false;
+    if (i >= f.length) return false;
+    // '#' also matches its parent, which '+/#' does not, unless the parent is empty: no topic name [MQTT-4.7.3-1]
+    if (f[i] === "#") return c[i] === "+" && c.length === i + 2 && c[i + 1] === "#" && f.slice(0, i).join("/") === "";
     if (c[i] === "+") {
       if (i === 0 && f[0]!.startsWith("$")) return false; // [MQTT-4.7.2-1]
       continue;

@@ -26,7 +26,7 @@ function refuse(conn: Connection, reason: number, message: string, serverReferen
     properties.reasonString = message;
     if (serverReference !== undefined) properties.serverReference = serverReference; // section 4.11
   }
-  conn.writePacket({
+  conn.writeWithReason({
     type: PacketType.CONNACK,
     sessionPresent: false, // [MQTT-3.2.2-6]
     reasonCode: v5 ? reason : v4Code(reason),
@@ -47,6 +47,7 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
   conn.version = p.protocolVersion;
   const v5 = p.protocolVersion === 5;
   const props = p.properties;
+  conn.clientMaxPacketSize = props.maximumPacketSize ?? MAX_PACKET_SIZE; // a refusal must respect it too [MQTT-3.2.2-19]
 
   if (o.redirect !== null) {
     const { reference, permanent } = o.redirect;
@@ -100,7 +101,6 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
   }
   conn.keepAliveMs = keepAlive * 1000;
   conn.sendWindow = Math.min(props.receiveMaximum ?? 65535, o.maxInflight); // [MQTT-3.3.4-9]
-  conn.clientMaxPacketSize = props.maximumPacketSize ?? MAX_PACKET_SIZE;
   conn.clientTopicAliasMax = v5 ? (props.topicAliasMaximum ?? 0) : 0; // aliases we may assign [MQTT-3.3.2-11]
 
   if (p.will !== null) {

@@ -322,3 +322,66 @@ export async function receivePublishes(c: RawClient, n: number): Promise<Publish
   }
   return got;
 }
+
+// ---- the wire itself: frames exactly as the broker encoded them --------------------------------
+
+/**
+ * A connection that keeps what the broker sends as undecoded frames, for tests that pin the exact
+ * bytes. It sends only raw bytes. `end()` it when the test is done.
+ */
+export class WireClient {
+  readonly frames: Uint8Array[] = [];
+  readonly closed = Promise.withResolvers<void>();
+  isClosed = false;
+  private waiters: { type: number; resolve: (f: Uint8Array) => void }[] = [];
+  private framer = new Framer();
+  private socket!: Socket<undefined>;
+
+  /** Opens a TCP connection to the broker; nothing is sent yet. */
+  static async open(port: number): Promise<WireClient> {
+    const c = new WireClient();
+    const close = () => {
+      if (c.isClosed) return;
+      c.isClosed = true;
+      c.closed.resolve();
+    };
+    c.socket = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data: (_s, data) => c.onData(data), close, error: close } });
+    return c;
+  }
+
+  private onData(data: Uint8Array): void {
+    this.framer.push(data);
+    for (let f = this.framer.next(); f !== null; f = this.framer.next()) {
+      const frame = f.slice();
+      const i = this.waiters.findIndex((w) => w.type === frame[0]! >> 4);
+      if (i >= 0) this.waiters.splice(i, 1)[0]!.resolve(frame);
+      else this.frames.push(frame);
+    }
+  }
+
+  /** Writes bytes as given. */
+  send(bytes: number[] | Uint8Array): void {
+    this.socket.write(bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes));
+  }
+
+  /** The next frame of packet type `type` (first byte >> 4), as a plain array for readable diffs; other frames stay in `frames`. */
+  async next(type: number): Promise<number[]> {
+    const i = this.frames.findIndex((f) => f[0]! >> 4 === type);
+    if (i >= 0) return Array.from(this.frames.splice(i, 1)[0]!);
+    const { promise, resolve } = Promise.withResolvers<Uint8Array>();
+    this.waiters.push({ type, resolve });
+    return Array.from(await promise);
+  }
+
+  /** Closes the socket (without DISCONNECT). */
+  end(): void {
+    if (!this.isClosed) this.socket.end();
+  }
+}
+
+/** Waits for the DISCONNECT the broker sends `c` and for the close that follows; resolves with the DISCONNECT. */
+export async function disconnection(c: RawClient): Promise<import("../../lib/codec/packets/disconnect").DisconnectPacket> {
+  const d = await c.next(PacketType.DISCONNECT);
+  await c.closed.promise;
+  return d as import("../../lib/codec/packets/disconnect").DisconnectPacket;
+}

@@ -1,0 +1,277 @@
+/**
+ * The client's protocol state, apart from any socket: packet identifiers, outgoing QoS 1/2
+ * messages until their acknowledgement, incoming QoS 2 identifiers until PUBREL, and topic
+ * aliases in both directions. It takes packets in and gives packets out; client.ts moves them.
+ *
+ * Outgoing QoS 1/2 messages stay here across reconnects: with a resumed session they are re-sent
+ * with DUP [MQTT-4.4.0-1]; without one they are published again as new messages, so a publish()
+ * promise always ends in an acknowledgement (or in stop()).
+ */
+import { PacketType, type ProtocolVersion } from "../codec/constants";
+import type { Packet } from "../codec/packet";
+import type { PublishPacket } from "../codec/packets/publish";
+import { NO_PROPERTIES, type PublishProperties } from "../codec/properties";
+import { MqttError, ReasonCode, protocolError } from "../codec/reason-codes";
+import { decodeUtf8 } from "../codec/reader";
+import { Message } from "./message";
+
+/** An outgoing QoS 1/2 message waiting for its acknowledgement. */
+interface Outgoing {
+  packet: PublishPacket;
+  /** Sent on the current connection (else it waits for room in the broker's Receive Maximum). */
+  sent: boolean;
+  /** QoS 2: PUBREC received, PUBREL sent; waiting for PUBCOMP. */
+  released: boolean;
+  /** Sent on some connection before: a re-send carries DUP [MQTT-3.3.1-1]. */
+  transmitted: boolean;
+  resolve: () => void;
+  reject: (e: Error) => void;
+}
+
+const NOTHING = { packets: [], done: null };
+
+/** A SUBSCRIBE or UNSUBSCRIBE waiting for its acknowledgement. */
+export interface PendingAck {
+  resolve: (codes: number[]) => void;
+  reject: (e: Error) => void;
+}
+
+/** Protocol state of one client, kept across connections. */
+export class ClientState {
+  private readonly outgoing = new Map<number, Outgoing>();
+  private readonly incomingQos2 = new Set<number>();
+  private readonly acks = new Map<number, PendingAck>();
+  private nextId = 1;
+  /** Receive Maximum of the broker (CONNACK), bounding our unacknowledged sends [MQTT-3.3.4-7]. */
+  brokerReceiveMaximum = 65535;
+  /** Topic Alias Maximum of the broker (CONNACK): aliases we may use. */
+  brokerTopicAliasMaximum = 0;
+  /** Aliases we use for the topics the options name, by topic. */
+  private readonly outAliases = new Map<string, number>();
+  /** Aliases already sent with their topic on this connection. */
+  private readonly outAliasesSent = new Set<number>();
+  /** Aliases the broker set towards us on this connection [MQTT-3.3.2-7]. */
+  private readonly inAliases = new Map<number, string>();
+
+  constructor(
+    readonly version: ProtocolVersion,
+    aliasedTopics: string[],
+    /** Aliases we accept from the broker (our CONNECT's Topic Alias Maximum). */
+    readonly topicAliasMaximum: number,
+  ) {
+    aliasedTopics.forEach((t, i) => this.outAliases.set(t, i + 1));
+  }
+
+  /** Unacknowledged QoS 1/2 messages. */
+  get inflight(): number {
+    return this.outgoing.size;
+  }
+
+  private allocateId(): number {
+    if (this.outgoing.size + this.acks.size >= 65535) throw new MqttError(ReasonCode.QuotaExceeded, "all 65535 packet identifiers are in use");
+    let id = this.nextId;
+    while (this.outgoing.has(id) || this.acks.has(id)) id = id === 65535 ? 1 : id + 1;
+    this.nextId = id === 65535 ? 1 : id + 1;
+    return id;
+  }
+
+  /** A new connection begins: aliases are per connection [MQTT-3.3.2-7]; nothing counts as sent. */
+  connectionStarted(): void {
+    this.outAliasesSent.clear();
+    this.inAliases.clear();
+    for (const o of this.outgoing.values()) o.sent = false;
+  }
+
+  /**
+   * CONNACK arrived: the packets to send now. With a session present, unacknowledged messages
+   * are re-sent with DUP and released QoS 2 ones as PUBREL [MQTT-4.4.0-1]; without one, the
+   * broker forgot them, so they are published again as new messages.
+   */
+  resume(sessionPresent: boolean): Packet[] {
+    const out: Packet[] = [];
+    if (!sessionPresent) {
+      this.incomingQos2.clear();
+      const again = [...this.outgoing.values()];
+      this.outgoing.clear();
+      for (const o of again) {
+        const packetId = this.allocateId();
+        o.packet = { ...o.packet, packetId, dup: false };
+        o.released = false;
+        o.transmitted = false;
+        this.outgoing.set(packetId, o);
+      }
+    }
+    for (const o of this.outgoing.values()) {
+      if (o.released) out.push({ type: PacketType.PUBREL, packetId: o.packet.packetId, reasonCode: 0, properties: {} });
+    }
+    return out.concat(this.sendable());
+  }
+
+  /** Messages not yet sent on this connection that fit in the broker's window. */
+  sendable(): Packet[] {
+    const out: Packet[] = [];
+    let sent = 0;
+    for (const o of this.outgoing.values()) if (o.sent) sent++;
+    for (const o of this.outgoing.values()) {
+      if (sent >= this.brokerReceiveMaximum) break;
+      if (o.sent || o.released) continue;
+      o.sent = true;
+      sent++;
+      out.push({ ...o.packet, dup: o.transmitted, ...this.topicFor(o.packet) }); // DUP on a re-send [MQTT-3.3.1-1]
+      o.transmitted = true;
+    }
+    return out;
+  }
+
+  /** Topic and alias fields for a PUBLISH on this connection. */
+  private topicFor(p: PublishPacket): Pick<PublishPacket, "topic" | "properties"> {
+    const topic = typeof p.topic === "string" ? p.topic : decodeUtf8(p.topic, 0, p.topic.length, "topic");
+    const alias = this.version === 5 ? this.outAliases.get(topic) : undefined;
+    if (alias === undefined || alias > this.brokerTopicAliasMaximum) return { topic: p.topic, properties: p.properties };
+    const properties = { ...p.properties, topicAlias: alias };
+    if (this.outAliasesSent.has(alias)) return { topic: "", properties };
+    this.outAliasesSent.add(alias);
+    return { topic: p.topic, properties };
+  }
+
+  /** A PUBLISH for `m`: QoS 0 goes out at once, QoS 1/2 is tracked until acknowledged. */
+  publish(m: Message, connected: boolean): { packets: Packet[]; done: Promise<void> | null } {
+    let properties: PublishProperties = NO_PROPERTIES;
+    if (this.version === 5 && m.hasProperties) {
+      properties = {};
+      if (m.payloadFormatIndicator !== undefined) properties.payloadFormatIndicator = m.payloadFormatIndicator;
+      if (m.messageExpiryInterval !== undefined) properties.messageExpiryInterval = m.messageExpiryInterval;
+      if (m.contentType !== undefined) properties.contentType = m.contentType;
+      if (m.responseTopic !== undefined) properties.responseTopic = m.responseTopic;
+      if (m.correlationData !== undefined) properties.correlationData = m.correlationData;
+      if (m.userProperties.length > 0) properties.userProperties = m.userProperties;
+    }
+    const packet: PublishPacket = { type: PacketType.PUBLISH, dup: false, qos: m.qos, retain: m.retain, topic: m.topic, packetId: 0, properties, payload: m.payload };
+    if (m.qos === 0) {
+      if (!connected) return NOTHING;
+      if (this.outAliases.size === 0) return { packets: [packet], done: null };
+      return { packets: [{ ...packet, ...this.topicFor(packet) }], done: null };
+    }
+    packet.packetId = this.allocateId();
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    this.outgoing.set(packet.packetId, { packet, sent: false, released: false, transmitted: false, resolve, reject });
+    return { packets: connected ? this.sendable() : [], done: promise };
+  }
+
+  /** A SUBSCRIBE or UNSUBSCRIBE: its packet identifier and a promise of its reason codes. */
+  expectAck(): { packetId: number; done: Promise<number[]> } {
+    const packetId = this.allocateId();
+    const { promise, resolve, reject } = Promise.withResolvers<number[]>();
+    this.acks.set(packetId, { resolve, reject });
+    return { packetId, done: promise };
+  }
+
+  /** Forgets a SUBSCRIBE/UNSUBSCRIBE whose answer will not come (timeout, lost connection). */
+  dropAck(packetId: number, error: Error): void {
+    const a = this.acks.get(packetId);
+    this.acks.delete(packetId);
+    a?.reject(error);
+  }
+
+  /** Rejects every waiting SUBSCRIBE/UNSUBSCRIBE (the connection is gone). */
+  failAcks(error: Error): void {
+    for (const id of [...this.acks.keys()]) this.dropAck(id, error);
+  }
+
+  /** Rejects everything pending (the client stops). */
+  failAll(error: Error): void {
+    this.failAcks(error);
+    for (const o of this.outgoing.values()) o.reject(error);
+    this.outgoing.clear();
+  }
+
+  /**
+   * Handles a packet from the broker after CONNACK: the packets to answer with and the message
+   * to deliver, if any. Throws MqttError for protocol violations.
+   */
+  receive(p: Packet): { reply: Packet[]; message: Message | null } {
+    switch (p.type) {
+      case PacketType.PUBLISH: return this.receivePublish(p);
+      case PacketType.PUBACK:
+      case PacketType.PUBCOMP: {
+        const o = this.outgoing.get(p.packetId);
+        if (o === undefined || o.packet.qos !== (p.type === PacketType.PUBACK ? 1 : 2)) return { reply: [], message: null }; // unknown: ignored
+        this.outgoing.delete(p.packetId);
+        o.resolve(); // a failure code still ends the exchange (section 4.3)
+        return { reply: this.sendable(), message: null };
+      }
+      case PacketType.PUBREC: {
+        const o = this.outgoing.get(p.packetId);
+        if (o === undefined || o.packet.qos !== 2) {
+          return { reply: [{ type: PacketType.PUBREL, packetId: p.packetId, reasonCode: ReasonCode.PacketIdentifierNotFound, properties: {} }], message: null };
+        }
+        if (p.reasonCode >= 0x80) { // the broker refused it: the exchange ends [MQTT-4.3.3-?]
+          this.outgoing.delete(p.packetId);
+          o.resolve();
+          return { reply: this.sendable(), message: null };
+        }
+        o.released = true;
+        return { reply: [{ type: PacketType.PUBREL, packetId: p.packetId, reasonCode: 0, properties: {} }], message: null };
+      }
+      case PacketType.PUBREL: {
+        const known = this.incomingQos2.delete(p.packetId);
+        return { reply: [{ type: PacketType.PUBCOMP, packetId: p.packetId, reasonCode: known ? 0 : ReasonCode.PacketIdentifierNotFound, properties: {} }], message: null };
+      }
+      case PacketType.SUBACK:
+      case PacketType.UNSUBACK: {
+        const a = this.acks.get(p.packetId);
+        if (a !== undefined) {
+          this.acks.delete(p.packetId);
+          a.resolve(p.reasonCodes);
+        }
+        return { reply: [], message: null };
+      }
+      case PacketType.PINGRESP: return { reply: [], message: null };
+      case PacketType.AUTH: protocolError("AUTH without an authentication method in CONNECT");
+      case PacketType.CONNACK: protocolError("a second CONNACK on one connection");
+      default: protocolError(`a broker must not send packet type ${p.type}`);
+    }
+  }
+
+  private receivePublish(p: PublishPacket): { reply: Packet[]; message: Message | null } {
+    const bytes = p.topic as Uint8Array;
+    let topic: string;
+    const alias = p.properties.topicAlias;
+    if (alias !== undefined) {
+      if (alias > this.topicAliasMaximum) throw new MqttError(ReasonCode.TopicAliasInvalid, `topic alias invalid: ${alias} exceeds our Topic Alias Maximum ${this.topicAliasMaximum}`); // [MQTT-3.3.2-10]
+      if (bytes.length === 0) {
+        const known = this.inAliases.get(alias);
+        if (known === undefined) protocolError(`topic alias ${alias} was never set`); // section 3.3.2.3.4
+        topic = known;
+      } else {
+        topic = decodeUtf8(bytes, 0, bytes.length, "the topic name");
+        this.inAliases.set(alias, topic);
+      }
+    } else {
+      topic = decodeUtf8(bytes, 0, bytes.length, "the topic name");
+    }
+    const reply: Packet[] = [];
+    let deliver = true;
+    if (p.qos === 1) reply.push({ type: PacketType.PUBACK, packetId: p.packetId, reasonCode: 0, properties: {} });
+    else if (p.qos === 2) {
+      deliver = !this.incomingQos2.has(p.packetId); // a re-sent one was delivered already [MQTT-4.3.3-10]
+      this.incomingQos2.add(p.packetId);
+      reply.push({ type: PacketType.PUBREC, packetId: p.packetId, reasonCode: 0, properties: {} });
+    }
+    if (!deliver) return { reply, message: null };
+    const props = p.properties;
+    const m = new Message(topic, p.payload.slice(), {
+      qos: p.qos,
+      retain: p.retain,
+      responseTopic: props.responseTopic,
+      correlationData: props.correlationData?.slice(),
+      userProperties: props.userProperties ?? [],
+      messageExpiryInterval: props.messageExpiryInterval,
+      contentType: props.contentType,
+      payloadFormatIndicator: props.payloadFormatIndicator as 0 | 1 | undefined,
+    });
+    if (props.subscriptionIdentifiers !== undefined) m.subscriptionIdentifiers = props.subscriptionIdentifiers;
+    return { reply, message: m };
+  }
+}
+

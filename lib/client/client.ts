@@ -149,7 +149,8 @@ export class Client {
       try {
         return await this.connectOnce(resume);
       } catch (e) {
-        if (this.delays.length === 0 || this.stopping) throw e;
+        // a refused subscription is connected and final: retrying would not change the answer
+        if (this.delays.length === 0 || this.stopping || e instanceof SubscribeError) throw e;
         this.lastError = e as Error;
         await sleep(this.delays[Math.min(attempt, this.delays.length - 1)]! * 1000, this.abort.signal);
         if (this.stopping) throw new ConnectionLostError("the client was stopped");

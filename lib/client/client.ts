@@ -14,7 +14,7 @@ import { encodePacketInto, remainingLength, type Packet } from "../codec/packet"
 import { varintSize } from "../codec/writer";
 import type { ConnackPacket } from "../codec/packets/connack";
 import type { ConnectProperties } from "../codec/properties";
-import { MqttError, ReasonCode } from "../codec/reason-codes";
+import { MqttError, ReasonCode, reasonName } from "../codec/reason-codes";
 import { ClientError, ConnectError, ConnectionLostError, ConnectionRefusedError, ProtocolError, SessionResumeError, SubscribeError, TimeoutError, UnsubscribeError } from "./errors";
 import { Message } from "./message";
 import { MessageQueue } from "./queue";
@@ -83,6 +83,8 @@ export class Client {
   onMessage: (m: Message | null) => void = (m) => this.messages.put(m);
   /** The last error that ended a connection (a broker's bad packet, a lost socket), if any. */
   lastError: Error | null = null;
+  /** The error that ends the current connection attempt, if any. */
+  private attemptError: Error | null = null;
 
   private readonly version: ProtocolVersion;
   private readonly state: ClientState;
@@ -161,6 +163,7 @@ export class Client {
   /** One connection: TCP (or TLS), CONNECT, CONNACK, then restoring state and subscriptions. */
   private async connectOnce(resume: boolean): Promise<boolean> {
     const { host, port, options } = this;
+    this.attemptError = null; // what ends this attempt, not an earlier one
     this.framer = new Framer();
     this.outLen = 0;
     this.closed = Promise.withResolvers<void>();
@@ -170,12 +173,14 @@ export class Client {
       socket = await Bun.connect({
         hostname: host,
         port,
-        tls: options.tls === true ? {} : options.tls || undefined,
+        tls: options.tls || undefined, // not `{}` for true: Bun takes an empty options object for plain TCP
         socket: {
           data: (_s, data) => this.receive(data),
           drain: () => this.flush(),
           close: () => this.socketClosed(closed),
-          error: (_s, e) => { this.lastError = e; },
+          error: (_s, e) => { this.lastError = this.attemptError = e; },
+          // Bun closes a TLS connection whose certificate it rejects: say why
+          handshake: (_s, ok, e) => { if (!ok && e !== null) this.lastError = this.attemptError = new Error(`TLS handshake failed: ${e.message}`); },
           connectError: () => undefined,
         },
       });
@@ -222,7 +227,7 @@ export class Client {
     if (ack.reasonCode !== 0) {
       socket.end();
       await closed.promise;
-      throw new ConnectError(ack.reasonCode, ack.properties.reasonString);
+      throw new ConnectError(ack.reasonCode, ack.properties.reasonString, this.version); // 3.1.1 return codes have their own names
     }
     this.connected = true;
     this.reconnecting = false;
@@ -233,8 +238,18 @@ export class Client {
     this.startKeepAlive();
     for (const packet of this.state.resume(ack.sessionPresent)) this.send(packet);
     if (!ack.sessionPresent) {
-      // a new session holds no subscriptions: make them (again)
-      for (const [topic, o] of this.subscriptions) await this.subscribe(topic, o);
+      // a new session holds no subscriptions: make them (again); a refused one does not stop the
+      // others, and the first refusal is thrown once all were tried
+      let refused: SubscribeError | null = null;
+      for (const [topic, o] of [...this.subscriptions]) {
+        try {
+          await this.subscribe(topic, o);
+        } catch (e) {
+          if (!(e instanceof SubscribeError)) throw e;
+          refused ??= e;
+        }
+      }
+      if (refused !== null) throw refused;
     }
     return ack.sessionPresent;
   }
@@ -261,6 +276,13 @@ export class Client {
           c.resolve(p);
           continue;
         }
+        if (p.type === PacketType.DISCONNECT && this.version === 5) {
+          // the broker ends the connection (section 3.14): no DISCONNECT in answer; its reason is kept
+          const why = p.properties.reasonString;
+          this.lastError = this.attemptError = new ConnectionLostError(`Disconnected by ${this.host}:${this.port}: ${reasonName(p.reasonCode)} (0x${p.reasonCode.toString(16).padStart(2, "0")})${why ? `: ${why}` : ""}`, p.reasonCode);
+          this.socket?.end();
+          return;
+        }
         const { reply, message } = this.state.receive(p);
         for (const r of reply) this.send(r);
         if (message !== null) this.onMessage(message);
@@ -273,7 +295,7 @@ export class Client {
   /** Ends the connection over bad input from the broker: DISCONNECT with the reason (v5), then close. */
   private fail(e: unknown): void {
     const code = e instanceof MqttError ? e.reasonCode : ReasonCode.UnspecifiedError;
-    this.lastError = new ProtocolError(`Bad packet from ${this.host}:${this.port}: ${(e as Error).message}`, code);
+    this.lastError = this.attemptError = new ProtocolError(`Bad packet from ${this.host}:${this.port}: ${(e as Error).message}`, code);
     if (this.version === 5 && this.socket !== null) this.send({ type: PacketType.DISCONNECT, reasonCode: code, properties: {} });
     this.flush();
     this.connack?.reject(this.lastError);
@@ -286,7 +308,7 @@ export class Client {
     this.connected = false;
     this.socket = null;
     this.stopKeepAlive();
-    this.connack?.reject(this.lastError ?? new ConnectionLostError(`Connection to ${this.host}:${this.port} closed before CONNACK`));
+    this.connack?.reject(this.attemptError ?? new ConnectionLostError(`Connection to ${this.host}:${this.port} closed before CONNACK`));
     this.connack = null;
     this.state.failAcks(new ConnectionLostError("the connection was lost"));
     this.wakeRoomWaiters();

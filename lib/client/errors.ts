@@ -1,5 +1,5 @@
 /** The client's errors: each carries the MQTT reason code (where there is one) and its spec name. */
-import { reasonName } from "../codec/reason-codes";
+import { ConnackReturnCode, reasonName } from "../codec/reason-codes";
 
 /** Base class of the client's errors. */
 export class ClientError extends Error {
@@ -16,11 +16,24 @@ export class ClientError extends Error {
   }
 }
 
-/** The broker refused CONNECT (CONNACK with a failure code). */
+/** Names of the MQTT 3.1.1 CONNACK return codes, which differ from the 5.0 reason codes of the same value. */
+const V4_CONNACK_NAMES = new Map<number, string>(Object.entries(ConnackReturnCode).map(([name, code]) => [code, name.replace(/([a-z0-9])([A-Z])/g, "$1 $2")]));
+
+/** The spec's name of a CONNACK code of the given protocol version. */
+function connackName(code: number, protocolVersion: 5 | 4): string {
+  return protocolVersion === 4 ? (V4_CONNACK_NAMES.get(code) ?? `Unknown return code 0x${code.toString(16).padStart(2, "0")}`) : reasonName(code);
+}
+
+/** The broker refused CONNECT (CONNACK with a failure code; a 3.1.1 return code when protocolVersion is 4). */
 export class ConnectError extends ClientError {
   override name = "ConnectError";
-  constructor(reasonCode: number, reasonString?: string) {
-    super(`Connect refused: ${reasonName(reasonCode)} (0x${reasonCode.toString(16).padStart(2, "0")})${reasonString ? `: ${reasonString}` : ""}`, reasonCode);
+  private readonly protocolVersion: 5 | 4;
+  constructor(reasonCode: number, reasonString?: string, protocolVersion: 5 | 4 = 5) {
+    super(`Connect refused: ${connackName(reasonCode, protocolVersion)} (0x${reasonCode.toString(16).padStart(2, "0")})${reasonString ? `: ${reasonString}` : ""}`, reasonCode);
+    this.protocolVersion = protocolVersion;
+  }
+  override get reasonName(): string {
+    return connackName(this.reasonCode!, this.protocolVersion);
   }
 }
 

@@ -10,7 +10,7 @@ export interface MessageOptions {
   userProperties?: [string, string][] | Record<string, string>;
   messageExpiryInterval?: number;
   contentType?: string;
-  /** 1 when the payload is UTF-8 text; set automatically for a string payload on v5. */
+  /** 1 when the payload is UTF-8 text (v5); sent only when set. */
   payloadFormatIndicator?: 0 | 1;
 }
 

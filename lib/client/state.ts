@@ -39,6 +39,11 @@ export interface PendingAck {
 /** Protocol state of one client, kept across connections. */
 export class ClientState {
   private readonly outgoing = new Map<number, Outgoing>();
+  /** Outgoing messages not yet sent on this connection, oldest first, from unsentHead on. */
+  private unsent: Outgoing[] = [];
+  private unsentHead = 0;
+  /** Outgoing messages sent on this connection and not yet acknowledged: the broker's window in use. */
+  private outstanding = 0;
   private readonly incomingQos2 = new Set<number>();
   private readonly acks = new Map<number, PendingAck>();
   private nextId = 1;
@@ -79,13 +84,29 @@ export class ClientState {
   connectionStarted(): void {
     this.outAliasesSent.clear();
     this.inAliases.clear();
-    for (const o of this.outgoing.values()) o.sent = false;
+    this.restartWindow();
+  }
+
+  /**
+   * Recounts the broker's window for a new connection: released QoS 2 messages stay outstanding
+   * (their PUBREL is re-sent), every other one waits to be sent, in order.
+   */
+  private restartWindow(): void {
+    this.unsent = [];
+    this.unsentHead = 0;
+    this.outstanding = 0;
+    for (const o of this.outgoing.values()) {
+      o.sent = o.released;
+      if (o.released) this.outstanding++;
+      else this.unsent.push(o);
+    }
   }
 
   /**
    * CONNACK arrived: the packets to send now. With a session present, unacknowledged messages
    * are re-sent with DUP and released QoS 2 ones as PUBREL [MQTT-4.4.0-1]; without one, the
-   * broker forgot them, so they are published again as new messages.
+   * broker forgot them, so they are published again as new messages (but a QoS 2 one already
+   * released, which the broker had received, completes instead).
    */
   resume(sessionPresent: boolean): Packet[] {
     const out: Packet[] = [];
@@ -94,12 +115,17 @@ export class ClientState {
       const again = [...this.outgoing.values()];
       this.outgoing.clear();
       for (const o of again) {
+        if (o.released) {
+          o.resolve(); // PUBREC came: the broker had it; publishing it again would deliver it twice
+          continue;
+        }
         const packetId = this.allocateId();
         o.packet = { ...o.packet, packetId, dup: false };
         o.released = false;
         o.transmitted = false;
         this.outgoing.set(packetId, o);
       }
+      this.restartWindow();
     }
     for (const o of this.outgoing.values()) {
       if (o.released) out.push({ type: PacketType.PUBREL, packetId: o.packet.packetId, reasonCode: 0, properties: {} });
@@ -107,20 +133,30 @@ export class ClientState {
     return out.concat(this.sendable());
   }
 
-  /** Messages not yet sent on this connection that fit in the broker's window. */
+  /** Messages not yet sent on this connection that fit in the broker's window [MQTT-3.3.4-7]. */
   sendable(): Packet[] {
     const out: Packet[] = [];
-    let sent = 0;
-    for (const o of this.outgoing.values()) if (o.sent) sent++;
-    for (const o of this.outgoing.values()) {
-      if (sent >= this.brokerReceiveMaximum) break;
-      if (o.sent || o.released) continue;
+    while (this.outstanding < this.brokerReceiveMaximum && this.unsentHead < this.unsent.length) {
+      const o = this.unsent[this.unsentHead]!;
+      this.unsent[this.unsentHead++] = undefined!;
+      if (this.outgoing.get(o.packet.packetId) !== o) continue; // acknowledged or renumbered meanwhile
       o.sent = true;
-      sent++;
+      this.outstanding++;
       out.push({ ...o.packet, dup: o.transmitted, ...this.topicFor(o.packet) }); // DUP on a re-send [MQTT-3.3.1-1]
       o.transmitted = true;
     }
+    if (this.unsentHead > 1024 && this.unsentHead * 2 > this.unsent.length) {
+      this.unsent = this.unsent.slice(this.unsentHead);
+      this.unsentHead = 0;
+    }
     return out;
+  }
+
+  /** Ends an outgoing message's exchange (acknowledged, or refused by the broker). */
+  private finish(o: Outgoing): void {
+    this.outgoing.delete(o.packet.packetId);
+    if (o.sent) this.outstanding--;
+    o.resolve();
   }
 
   /** Topic and alias fields for a PUBLISH on this connection. */
@@ -154,7 +190,9 @@ export class ClientState {
     }
     packet.packetId = this.allocateId();
     const { promise, resolve, reject } = Promise.withResolvers<void>();
-    this.outgoing.set(packet.packetId, { packet, sent: false, released: false, transmitted: false, resolve, reject });
+    const o: Outgoing = { packet, sent: false, released: false, transmitted: false, resolve, reject };
+    this.outgoing.set(packet.packetId, o);
+    this.unsent.push(o);
     return { packets: connected ? this.sendable() : [], done: promise };
   }
 
@@ -183,6 +221,7 @@ export class ClientState {
     this.failAcks(error);
     for (const o of this.outgoing.values()) o.reject(error);
     this.outgoing.clear();
+    this.restartWindow();
   }
 
   /**
@@ -196,8 +235,7 @@ export class ClientState {
       case PacketType.PUBCOMP: {
         const o = this.outgoing.get(p.packetId);
         if (o === undefined || o.packet.qos !== (p.type === PacketType.PUBACK ? 1 : 2)) return { reply: [], message: null }; // unknown: ignored
-        this.outgoing.delete(p.packetId);
-        o.resolve(); // a failure code still ends the exchange (section 4.3)
+        this.finish(o); // a failure code still ends the exchange (section 4.3)
         return { reply: this.sendable(), message: null };
       }
       case PacketType.PUBREC: {
@@ -206,8 +244,7 @@ export class ClientState {
           return { reply: [{ type: PacketType.PUBREL, packetId: p.packetId, reasonCode: ReasonCode.PacketIdentifierNotFound, properties: {} }], message: null };
         }
         if (p.reasonCode >= 0x80) { // the broker refused it: the exchange ends [MQTT-4.3.3-?]
-          this.outgoing.delete(p.packetId);
-          o.resolve();
+          this.finish(o);
           return { reply: this.sendable(), message: null };
         }
         o.released = true;

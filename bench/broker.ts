@@ -28,6 +28,7 @@ import type { Subprocess } from "bun";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { killAll, live, stopProcess, track } from "./processes";
 
 const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS ?? 1000);
 const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 3000);
@@ -80,7 +81,6 @@ const OUR_OPTIONS = { maxQueuedMessages: 100_000 };
 
 // ---- processes ---------------------------------------------------------------------------------
 
-const live = new Set<Subprocess>();
 let tempDir: string | null = null;
 
 const RAISE_NOFILE = `ulimit -n ${NOFILE} 2>/dev/null || ulimit -n "$(ulimit -Hn)"`;
@@ -93,22 +93,11 @@ function spawn(cmd: string[], stdout: "pipe" | "ignore" = "pipe", env: Record<st
     stderr: "inherit",
     env: { ...process.env, ...env },
   });
-  live.add(proc);
-  void proc.exited.then(() => live.delete(proc));
-  return proc;
-}
-
-async function stopProcess(proc: Subprocess): Promise<void> {
-  if (proc.exitCode !== null || proc.signalCode !== null) return;
-  proc.kill("SIGTERM");
-  const killed = setTimeout(() => proc.kill("SIGKILL"), 3000);
-  await proc.exited;
-  clearTimeout(killed);
+  return track(proc);
 }
 
 function cleanupNow(): void {
-  for (const p of live) p.kill("SIGKILL");
-  live.clear();
+  killAll();
   if (tempDir !== null) rmSync(tempDir, { recursive: true, force: true });
   tempDir = null;
 }

@@ -35,6 +35,7 @@
  */
 import type { Subprocess } from "bun";
 import { join } from "node:path";
+import { killAll, live, stopProcess, track } from "./processes";
 
 const QOS0_COUNT = Number(process.env.BENCH_QOS0_COUNT ?? 1_000_000);
 const QOS1_COUNT = Number(process.env.BENCH_QOS1_COUNT ?? 100_000);
@@ -154,26 +155,14 @@ async function child(args: string[]): Promise<void> {
 
 // ---- the parent: brokers, children, report -----------------------------------------------------
 
-const live = new Set<Subprocess>();
 
 function spawn(cmd: string[], env: Record<string, string> = {}): Subprocess<"ignore", "pipe", "inherit"> {
   const proc = Bun.spawn(cmd, { stdin: "ignore", stdout: "pipe", stderr: "inherit", env: { ...process.env, ...env } });
-  live.add(proc);
-  void proc.exited.then(() => live.delete(proc));
-  return proc;
-}
-
-async function stopProcess(proc: Subprocess): Promise<void> {
-  if (proc.exitCode !== null || proc.signalCode !== null) return;
-  proc.kill("SIGTERM");
-  const killed = setTimeout(() => proc.kill("SIGKILL"), 3000);
-  await proc.exited;
-  clearTimeout(killed);
+  return track(proc);
 }
 
 function cleanupNow(): void {
-  for (const p of live) p.kill("SIGKILL");
-  live.clear();
+  killAll();
 }
 
 /** Reads the first line a process prints. */

@@ -1,4 +1,5 @@
 /** Shared test helpers: a broker on port 0, and a raw MQTT client that speaks bytes. */
+import { afterEach } from "bun:test";
 import type { Socket } from "bun";
 import { Broker, type BrokerInit } from "../../lib/broker/broker";
 import { Framer } from "../../lib/codec/framer";
@@ -384,4 +385,25 @@ export async function disconnection(c: RawClient): Promise<import("../../lib/cod
   const d = await c.next(PacketType.DISCONNECT);
   await c.closed.promise;
   return d as import("../../lib/codec/packets/disconnect").DisconnectPacket;
+}
+
+/**
+ * For a test file whose tests each start their own broker: returns the starter, the MQTT.js and
+ * Mosquitto peers and the wire clients of the test, and registers the afterEach that cleans
+ * them all up.
+ */
+export function useHarness(): { start: (options?: BrokerInit) => Promise<RawHarness>; peers: Peers; wires: WireClient[] } {
+  let h: RawHarness | null = null;
+  const peers = new Peers();
+  const wires: WireClient[] = [];
+  afterEach(async () => {
+    try {
+      await peers.closeAll();
+      for (const w of wires.splice(0)) w.end();
+    } finally {
+      await h?.cleanup();
+      h = null;
+    }
+  });
+  return { start: async (options: BrokerInit = {}) => (h = await RawHarness.start(options)), peers, wires };
 }

@@ -6,25 +6,12 @@
  * bytes of both directions, the aliases the broker assigns (only to a client whose CONNECT allows
  * them, never more than it allows, forgotten with the connection), and MQTT.js on both ends.
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { PacketType, ReasonCode, type PublishPacket } from "../../lib/codec";
-import type { BrokerInit } from "../../lib/broker/broker";
 import type { IPublishPacket } from "mqtt";
-import { disconnection, nextPublish, Peers, publishPacket, RawHarness, receivePublishes, settle, subscribeAll, subscription, takePublishes, text, waitUntil, WireClient, type RawClient } from "./helpers";
+import { disconnection, nextPublish, publishPacket, RawHarness, receivePublishes, settle, subscribeAll, subscription, takePublishes, text, waitUntil, WireClient, type RawClient, useHarness } from "./helpers";
 
-let h: RawHarness | null = null;
-const wires: WireClient[] = [];
-const peers = new Peers();
-const start = async (options: BrokerInit = {}): Promise<RawHarness> => (h = await RawHarness.start(options));
-afterEach(async () => {
-  try {
-    await peers.closeAll();
-    for (const w of wires.splice(0)) w.end();
-  } finally {
-    await h?.cleanup();
-    h = null;
-  }
-});
+const { start, peers, wires } = useHarness();
 
 const url = (h: RawHarness): string => `mqtt://127.0.0.1:${h.port}`;
 

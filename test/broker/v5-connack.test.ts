@@ -11,28 +11,16 @@
  * identifier"), raw Will Delay and Session Expiry (will.test.ts "Will Delay Interval",
  * session.test.ts "session expiry").
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { connect as mqttConnect, type IClientOptions, type IConnackPacket, type IDisconnectPacket, type MqttClient } from "mqtt";
 import type { ISubackPacket } from "mqtt-packet";
 import { encodePacket, MAX_PACKET_SIZE, PacketType, ReasonCode, type ConnackPacket, type ConnectPacket, type DisconnectPacket, type Packet, type QoS } from "../../lib/codec";
 import type { BrokerInit } from "../../lib/broker/broker";
 import { DEFAULT_OPTIONS } from "../../lib/broker/options";
 import { filterCovers, topicMatches } from "../../lib/topic/match";
-import { connectPacket, nextPublish, Peers, publishPacket, rawSubscribe, RawHarness, roundTrip, settle, subscribeAll, subscription, takePublishes, text, utf8, waitUntil, WireClient, type RawClient } from "./helpers";
+import { connectPacket, nextPublish, publishPacket, rawSubscribe, RawHarness, roundTrip, settle, subscribeAll, subscription, takePublishes, text, utf8, waitUntil, WireClient, type RawClient, useHarness } from "./helpers";
 
-let h: RawHarness | null = null;
-const peers = new Peers();
-const wires: WireClient[] = [];
-const start = async (options: BrokerInit = {}): Promise<RawHarness> => (h = await RawHarness.start(options));
-afterEach(async () => {
-  try {
-    await peers.closeAll();
-    for (const w of wires.splice(0)) w.end();
-  } finally {
-    await h?.cleanup();
-    h = null;
-  }
-});
+const { start, peers, wires } = useHarness();
 
 const urlOf = (h: RawHarness): string => `mqtt://127.0.0.1:${h.port}`;
 

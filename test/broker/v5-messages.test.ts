@@ -13,25 +13,12 @@
  * (interop-mqttjs.test.ts), raw Maximum Packet Size both ways for live messages (limits.test.ts
  * "maximum packet size").
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import type { IDisconnectPacket, MqttClient } from "mqtt";
 import { decodePacket, encodePacket, PacketType, type ConnectPacket, type PublishPacket, type QoS } from "../../lib/codec";
-import type { BrokerInit } from "../../lib/broker/broker";
-import { connectPacket, nextPublish, Peers, publishPacket, rawSubscribe, RawHarness, receivePublishes, settle, subscribeAll, subscription, takePublishes, text, waitUntil, WireClient, type RawClient } from "./helpers";
+import { connectPacket, nextPublish, publishPacket, rawSubscribe, RawHarness, receivePublishes, settle, subscribeAll, subscription, takePublishes, text, waitUntil, WireClient, type RawClient, useHarness } from "./helpers";
 
-let h: RawHarness | null = null;
-const peers = new Peers();
-const wires: WireClient[] = [];
-const start = async (options: BrokerInit = {}): Promise<RawHarness> => (h = await RawHarness.start(options));
-afterEach(async () => {
-  try {
-    await peers.closeAll();
-    for (const w of wires.splice(0)) w.end();
-  } finally {
-    await h?.cleanup();
-    h = null;
-  }
-});
+const { start, peers, wires } = useHarness();
 
 const urlOf = (h: RawHarness): string => `mqtt://127.0.0.1:${h.port}`;
 

@@ -1,0 +1,27 @@
+/** The child processes a benchmark starts: tracked, so that every exit path can end them. */
+import type { Subprocess } from "bun";
+
+/** Processes started and not yet exited. */
+export const live = new Set<Subprocess>();
+
+/** Tracks a process until it exits. */
+export function track<P extends Subprocess>(proc: P): P {
+  live.add(proc);
+  void proc.exited.then(() => live.delete(proc));
+  return proc;
+}
+
+/** SIGTERM, then SIGKILL after 3 s; resolves once the process has exited. */
+export async function stopProcess(proc: Subprocess): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  proc.kill("SIGTERM");
+  const killed = setTimeout(() => proc.kill("SIGKILL"), 3000);
+  await proc.exited;
+  clearTimeout(killed);
+}
+
+/** Kills every tracked process at once (exit handlers cannot wait). */
+export function killAll(): void {
+  for (const p of live) p.kill("SIGKILL");
+  live.clear();
+}

@@ -28,7 +28,7 @@ import type { Subprocess } from "bun";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { killAll, live, stopProcess, track } from "./processes";
+import { firstLine, killAll, live, stopProcess, track } from "./processes";
 
 const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS ?? 1000);
 const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 3000);
@@ -107,26 +107,6 @@ for (const sig of ["SIGINT", "SIGTERM"] as const) {
     cleanupNow();
     process.exit(130);
   });
-}
-
-/** Reads the first line a process prints. */
-async function firstLine(proc: Subprocess<"ignore", "pipe" | "ignore", "inherit">, what: string): Promise<string> {
-  const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
-  const decoder = new TextDecoder();
-  let text = "";
-  const timeout = setTimeout(() => proc.kill("SIGKILL"), 15_000);
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) throw new Error(`${what} exited before printing its port`);
-      text += decoder.decode(value, { stream: true });
-      const nl = text.indexOf("\n");
-      if (nl >= 0) return text.slice(0, nl);
-    }
-  } finally {
-    clearTimeout(timeout);
-    reader.releaseLock();
-  }
 }
 
 /** A free TCP port on 127.0.0.1 (bound, read, released). */

@@ -35,7 +35,7 @@
  */
 import type { Subprocess } from "bun";
 import { join } from "node:path";
-import { killAll, live, stopProcess, track } from "./processes";
+import { firstLine, killAll, live, stopProcess, track } from "./processes";
 
 const QOS0_COUNT = Number(process.env.BENCH_QOS0_COUNT ?? 1_000_000);
 const QOS1_COUNT = Number(process.env.BENCH_QOS1_COUNT ?? 100_000);
@@ -163,26 +163,6 @@ function spawn(cmd: string[], env: Record<string, string> = {}): Subprocess<"ign
 
 function cleanupNow(): void {
   killAll();
-}
-
-/** Reads the first line a process prints. */
-async function firstLine(proc: Subprocess<"ignore", "pipe", "inherit">, what: string): Promise<string> {
-  const reader = proc.stdout.getReader();
-  const decoder = new TextDecoder();
-  let text = "";
-  const timeout = setTimeout(() => proc.kill("SIGKILL"), 15_000);
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) throw new Error(`${what} exited before printing its port`);
-      text += decoder.decode(value, { stream: true });
-      const nl = text.indexOf("\n");
-      if (nl >= 0) return text.slice(0, nl);
-    }
-  } finally {
-    clearTimeout(timeout);
-    reader.releaseLock();
-  }
 }
 
 /** The best of RUNS runs of `library` (each one a fresh broker and publisher). */

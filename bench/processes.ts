@@ -25,3 +25,23 @@ export function killAll(): void {
   for (const p of live) p.kill("SIGKILL");
   live.clear();
 }
+
+/** Reads the first line a process prints on stdout (SIGKILL after 15 s of silence). */
+export async function firstLine(proc: Subprocess<"ignore", "pipe" | "ignore", "inherit">, what: string): Promise<string> {
+  const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  const timeout = setTimeout(() => proc.kill("SIGKILL"), 15_000);
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) throw new Error(`${what} exited before printing its port`);
+      text += decoder.decode(value, { stream: true });
+      const nl = text.indexOf("\n");
+      if (nl >= 0) return text.slice(0, nl);
+    }
+  } finally {
+    clearTimeout(timeout);
+    reader.releaseLock();
+  }
+}

@@ -37,6 +37,26 @@ interface Matches {
 }
 
 const MATCH_CACHE_MAX = 10_000;
+/** Longest delay one setTimeout takes; a longer one fires at once. */
+const MAX_TIMEOUT_MS = 2_147_483_647;
+
+/** A cancellable timer for delays up to the spec's 0xFFFFFFFE seconds (Session Expiry, Will Delay). */
+interface LongTimer {
+  clear(): void;
+}
+
+/** Runs `fn` after `ms`, in steps setTimeout can take; unref'd, so it never keeps the process alive. */
+function longTimeout(fn: () => void, ms: number): LongTimer {
+  const deadline = Date.now() + ms;
+  let t: Timer;
+  const arm = () => {
+    const left = deadline - Date.now();
+    t = setTimeout(left > MAX_TIMEOUT_MS ? arm : fn, Math.min(Math.max(left, 0), MAX_TIMEOUT_MS));
+    t.unref();
+  };
+  arm();
+  return { clear: () => clearTimeout(t) };
+}
 const SWEEP_MS = 250;
 
 /** Options accepted by the constructor: any subset of the limits, plus a log level. */
@@ -61,8 +81,8 @@ export class Broker {
   private matchCache = new Map<string, Matches>();
   private matchGeneration = -1;
   private sweepTimer: Timer | null = null;
-  private expiryTimers = new Map<Session, Timer>();
-  private willTimers = new Map<Session, { timer: Timer; message: Message }>();
+  private expiryTimers = new Map<Session, LongTimer>();
+  private willTimers = new Map<Session, { timer: LongTimer; message: Message }>();
   private stopped: PromiseWithResolvers<void> | null = null;
   private readonly logLevel: number;
   private readonly logger: (line: string) => void;
@@ -131,9 +151,9 @@ export class Broker {
     this.servers = [];
     if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
     this.sweepTimer = null;
-    for (const t of this.expiryTimers.values()) clearTimeout(t);
+    for (const t of this.expiryTimers.values()) t.clear();
     this.expiryTimers.clear();
-    for (const w of this.willTimers.values()) clearTimeout(w.timer);
+    for (const w of this.willTimers.values()) w.timer.clear();
     this.willTimers.clear();
     this.stopped?.resolve();
   }
@@ -184,10 +204,10 @@ export class Broker {
   /** Stops a session's expiry and pending will (its client is back). [MQTT-3.1.3-9] */
   resumeSession(session: Session): void {
     const t = this.expiryTimers.get(session);
-    if (t !== undefined) clearTimeout(t);
+    if (t !== undefined) t.clear();
     this.expiryTimers.delete(session);
     const w = this.willTimers.get(session);
-    if (w !== undefined) clearTimeout(w.timer);
+    if (w !== undefined) w.timer.clear();
     this.willTimers.delete(session);
   }
 
@@ -215,21 +235,19 @@ export class Broker {
       const delay = Math.min(will.delayMs, expiry === 0xffffffff ? Infinity : expiry * 1000);
       if (delay <= 0) this.publishWill(will.message);
       else {
-        const timer = setTimeout(() => {
+        const timer = longTimeout(() => {
           this.willTimers.delete(session);
           this.publishWill(will.message);
         }, delay); // [MQTT-3.1.3-9]
-        timer.unref();
         this.willTimers.set(session, { timer, message: will.message });
       }
     }
     if (expiry === 0) this.endSession(session);
     else if (expiry !== 0xffffffff) {
-      const timer = setTimeout(() => {
+      const timer = longTimeout(() => {
         this.expiryTimers.delete(session);
         if (!session.connected) this.endSession(session);
       }, expiry * 1000);
-      timer.unref();
       this.expiryTimers.set(session, timer);
     }
   }

@@ -118,6 +118,17 @@ describe("session expiry", () => {
     expect(connack.sessionPresent).toBe(false);
   });
 
+  test("v5: a Session Expiry Interval longer than one setTimeout can take (30 days) keeps the session", async () => {
+    const h = await start();
+    const long = await h.connect({ cleanStart: false, clientId: "month", properties: { sessionExpiryInterval: 30 * 86400 } });
+    await disconnect(h, long, "month");
+    // a session of 1 s disconnected after it expires first: the long one must still be there then
+    const short = await h.connect({ cleanStart: false, clientId: "second", properties: { sessionExpiryInterval: 1 } });
+    await disconnect(h, short, "second");
+    await waitUntil(() => !h.broker.sessions.has("second"), "the 1 s session expired");
+    expect(h.broker.sessions.has("month")).toBe(true);
+  });
+
   test("v5: Session Expiry Interval 0 (or absent): the session ends with the connection", async () => {
     const h = await start();
     const c = await h.connect({ cleanStart: false, clientId: "no-expiry" });

@@ -12,6 +12,9 @@ import type { Socket, TCPSocketListener } from "bun";
 import type { QoS } from "../codec/constants";
 import { PacketType } from "../codec/constants";
 import { ReasonCode } from "../codec/reason-codes";
+import { decodePacket, type Packet } from "../codec/packet";
+import { describePacket } from "../codec/describe";
+import type { PublishPacket } from "../codec/packets/publish";
 import { TopicTrie } from "../topic/trie";
 import { SharedGroup } from "../topic/shared";
 import { topicMatches } from "../topic/match";
@@ -86,6 +89,8 @@ export class Broker {
   private stopped: PromiseWithResolvers<void> | null = null;
   private readonly logLevel: number;
   private readonly logger: (line: string) => void;
+  /** Packet logging, checked before any work on the hot path: 0 none, 1 one compact line per packet (info), 2 every field (debug). */
+  readonly packetLog: 0 | 1 | 2;
 
   constructor(addresses: Addresses = "localhost", options: BrokerInit = {}) {
     const { logLevel = "error", logger = (line: string) => console.error(line), ...limits } = options;
@@ -93,6 +98,12 @@ export class Broker {
     this.listeners = normalizeAddresses(addresses);
     this.logLevel = LEVELS[logLevel];
     this.logger = logger;
+    this.packetLog = logLevel === "debug" ? 2 : logLevel === "info" ? 1 : 0;
+  }
+
+  /** Logs a packet sent to or received from a connection (callers check packetLog first). */
+  logPacket(conn: Connection, direction: "Sent" | "Received", p: Packet): void {
+    this.log(this.packetLog === 2 ? "debug" : "info", `${conn.describe()}: ${direction} ${describePacket(p, this.packetLog === 2)}`);
   }
 
   /** Writes a log line at `level` when the broker's level lets it through. */
@@ -424,6 +435,7 @@ export class Broker {
     if (form.bytes.length > conn.clientMaxPacketSize) return false; // [MQTT-3.1.2-25] dropped for this client only
     const at = conn.append(form.bytes);
     if (qos > 0) conn.patchU16(at + form.packetIdOffset, packetId);
+    if (this.packetLog !== 0) this.logPacket(conn, "Sent", { ...(decodePacket(form.bytes, conn.version) as PublishPacket), packetId });
     return true;
   }
 

@@ -99,10 +99,12 @@ export class Connection {
           this.refuseConnect(e, frame);
           return;
         }
+        if (this.broker.packetLog !== 0) this.broker.logPacket(this, "Received", packet);
         dispatch(this, packet);
       }
       for (let packet = framer.nextPacket(this.version); packet !== null; packet = framer.nextPacket(this.version)) {
         if (this.state === ConnState.Closed) return;
+        if (this.broker.packetLog !== 0) this.broker.logPacket(this, "Received", packet);
         dispatch(this, packet);
       }
     } catch (e) {
@@ -142,6 +144,7 @@ export class Connection {
 
   /** Encodes a packet into the output buffer. */
   writePacket(p: Packet): void {
+    if (this.broker.packetLog !== 0) this.broker.logPacket(this, "Sent", p);
     this.append(encodePacket(p, this.version));
   }
 
@@ -154,7 +157,9 @@ export class Connection {
     if (bytes.length > this.clientMaxPacketSize && p.properties.reasonString !== undefined) {
       const { reasonString: _dropped, ...properties } = p.properties;
       bytes = encodePacket({ ...p, properties }, this.version);
+      p = { ...p, properties };
     }
+    if (this.broker.packetLog !== 0) this.broker.logPacket(this, "Sent", p);
     this.append(bytes);
   }
 

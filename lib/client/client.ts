@@ -15,6 +15,7 @@ import { varintSize } from "../codec/writer";
 import type { ConnackPacket } from "../codec/packets/connack";
 import type { ConnectProperties } from "../codec/properties";
 import { MqttError, ReasonCode, reasonName } from "../codec/reason-codes";
+import { describePacket } from "../codec/describe";
 import { ClientError, ConnectError, ConnectionLostError, ConnectionRefusedError, ProtocolError, SessionResumeError, SubscribeError, TimeoutError, UnsubscribeError } from "./errors";
 import { Message } from "./message";
 import { MessageQueue } from "./queue";
@@ -48,6 +49,10 @@ export interface ClientOptions {
   tls?: boolean | TLSOptions;
   /** 5 (default) or 4 (MQTT 3.1.1). */
   protocolVersion?: 5 | 4;
+  /** "info": one line per packet sent or received; "debug": every field of every packet; otherwise (default "error") none. */
+  logLevel?: "debug" | "info" | "warning" | "error";
+  /** Where log lines go (default: stderr). */
+  logger?: (line: string) => void;
 }
 
 /** Options of a subscription. */
@@ -106,6 +111,8 @@ export class Client {
   private flushScheduled = false;
   private roomWaiters: (() => void)[] = [];
   private reconnecting = false;
+  /** Packet logging: 0 none, 1 compact (info), 2 every field (debug). */
+  private readonly packetLog: 0 | 1 | 2;
 
   constructor(
     readonly host: string,
@@ -117,6 +124,13 @@ export class Client {
     this.delays = options.connectDelays ?? [1, 2, 4, 8];
     this.keepAliveMs = (options.keepAliveS ?? 60) * 1000;
     this.state = new ClientState(this.version, options.topicAliases ?? [], this.version === 5 ? (options.topicAliasMaximum ?? 10) : 0);
+    this.packetLog = options.logLevel === "debug" ? 2 : options.logLevel === "info" ? 1 : 0;
+  }
+
+  /** Logs a packet sent or received (callers check packetLog first). */
+  private logPacket(direction: "Sent" | "Received", p: Packet): void {
+    const line = `${new Date().toISOString()} ${this.packetLog === 2 ? "debug" : "info"}: ${direction} ${describePacket(p, this.packetLog === 2)}`;
+    (this.options.logger ?? ((l: string) => console.error(l)))(line);
   }
 
   /** Bytes encoded and not yet taken by the kernel. */
@@ -269,6 +283,7 @@ export class Client {
     try {
       this.framer.push(data);
       for (let p = this.framer.nextPacket(this.version); p !== null; p = this.framer.nextPacket(this.version)) {
+        if (this.packetLog !== 0) this.logPacket("Received", p);
         if (this.connack !== null) {
           if (p.type !== PacketType.CONNACK) throw new MqttError(ReasonCode.ProtocolError, `protocol error: expected CONNACK, got packet type ${p.type}`);
           const c = this.connack;
@@ -332,6 +347,7 @@ export class Client {
 
   /** Encodes a packet into the output buffer; flushed at the end of this turn. */
   private send(p: Packet): void {
+    if (this.packetLog !== 0) this.logPacket("Sent", p);
     const rl = remainingLength(p, this.version);
     const size = 1 + varintSize(rl) + rl;
     if (this.outLen + size > this.out.length) {

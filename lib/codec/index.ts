@@ -6,6 +6,7 @@ export { Reader, decodeUtf8, validateTopicName } from "./reader";
 export { Writer, utf8Length, varintSize, fieldSize, propertiesSize, propertyBlockSize } from "./writer";
 export { Framer } from "./framer";
 export * from "./packet";
+export { describePacket } from "./describe";
 export type { ConnectPacket, Will } from "./packets/connect";
 export type { ConnackPacket } from "./packets/connack";
 export type { PublishPacket } from "./packets/publish";

@@ -1,8 +1,11 @@
 /** `mqtttools broker`: runs the broker until Ctrl-C or SIGTERM. */
+import { dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import type { TLSOptions } from "bun";
 import pc from "picocolors";
-import { Broker, type LogLevel } from "../lib/broker/broker";
-import { DEFAULT_OPTIONS, type BrokerOptions } from "../lib/broker/options";
+import { Broker } from "../lib/broker/broker";
+import { DEFAULT_OPTIONS, type Address, type BrokerOptions } from "../lib/broker/options";
+import { logLevel as globalLogLevel, parseLogLevel } from "./log";
 import { UsageError } from "./usage";
 
 /** Help text of the broker command. */
@@ -13,6 +16,11 @@ Runs an MQTT 5.0 / 3.1.1 broker.
 Options:
   --host HOST                 address to listen on (default localhost)
   -p, --port PORT             port to listen on (default 1883; 0 = any free port)
+  --secure-port PORT          TLS port, with --certfile and --keyfile (default 8883)
+  --certfile FILE             TLS certificate chain (PEM)
+  --keyfile FILE              TLS private key (PEM)
+  --cafile FILE               CA certificates (PEM): require client certificates signed by them
+  --config FILE.toml          listeners and limits from a TOML file; flags override it
   --max-connections N         most simultaneous clients (default ${DEFAULT_OPTIONS.maxConnections})
   --max-packet-size BYTES     largest packet accepted (default ${DEFAULT_OPTIONS.maxPacketSize})
   --max-queued-messages N     QoS 1/2 messages kept per client (default ${DEFAULT_OPTIONS.maxQueuedMessages})
@@ -21,8 +29,22 @@ Options:
   --max-inflight N            unacknowledged QoS 1/2 messages per client (default ${DEFAULT_OPTIONS.maxInflight})
   --connect-timeout SECONDS   time a new connection has to send CONNECT (default ${DEFAULT_OPTIONS.connectTimeoutMs / 1000})
   --max-keep-alive SECONDS    longest keep alive granted, 0 = any (default ${DEFAULT_OPTIONS.maxKeepAlive})
-  --log-level LEVEL           debug, info, warning or error (default info)
-  -h, --help                  show this help`;
+  --log-level LEVEL           debug, info, warning or error (default: the global
+                              'mqtttools --log-level LEVEL broker', error); info logs every packet
+  -h, --help                  show this help
+
+Config file (TOML); relative file names are relative to the file:
+  [[listener]]                # one table per listener; none = the --host/--port default
+  host = "0.0.0.0"
+  port = 8883
+  certfile = "server.crt"     # with keyfile: a TLS listener
+  keyfile = "server.key"
+  cafile = "ca.crt"           # optional: require client certificates
+  [limits]                    # maxConnections, maxPacketSize, maxQueuedMessages, maxQueuedBytes,
+                              # maxOutputBytes, maxInflight, maxKeepAlive, connectTimeoutMs
+  maxPacketSize = 65536
+Listener flags (--host, --port, --secure-port, --certfile, --keyfile, --cafile) replace the
+file's listeners; each limit flag overrides the same limit.`;
 
 const LIMIT_FLAGS: Record<string, keyof BrokerOptions> = {
   "max-connections": "maxConnections",
@@ -33,6 +55,72 @@ const LIMIT_FLAGS: Record<string, keyof BrokerOptions> = {
   "max-inflight": "maxInflight",
   "max-keep-alive": "maxKeepAlive",
 };
+
+/** The limits a config file's [limits] table may set (BrokerOptions names). */
+const LIMIT_KEYS = [...Object.values(LIMIT_FLAGS), "connectTimeoutMs"] as const;
+
+/** A listener of the config file. */
+interface ListenerConfig {
+  host?: string;
+  port?: number;
+  certfile?: string;
+  keyfile?: string;
+  cafile?: string;
+}
+
+/** Reads a PEM file named by a flag or the config file, with a one-line error when it cannot. */
+async function pem(what: string, path: string): Promise<string> {
+  try {
+    return await Bun.file(path).text();
+  } catch (e) {
+    throw new Error(`cannot read ${what} '${path}': ${(e as Error).message}`);
+  }
+}
+
+/** TLS options from certificate, key and optional CA files; a CA requires client certificates. */
+async function tlsOptions(prefix: string, certfile: string, keyfile: string, cafile: string | undefined): Promise<TLSOptions> {
+  const tls: TLSOptions = { cert: await pem(`${prefix}certfile`, certfile), key: await pem(`${prefix}keyfile`, keyfile) };
+  if (cafile !== undefined) Object.assign(tls, { ca: await pem(`${prefix}cafile`, cafile), requestCert: true, rejectUnauthorized: true });
+  return tls;
+}
+
+/** Reads and checks a config file: its listeners and limits. */
+async function readConfig(path: string): Promise<{ listeners: Address[]; limits: Partial<BrokerOptions> }> {
+  let doc: Record<string, unknown>;
+  try {
+    doc = Bun.TOML.parse(await Bun.file(path).text()) as Record<string, unknown>;
+  } catch (e) {
+    throw new UsageError(`cannot read --config '${path}': ${(e as Error).message}`);
+  }
+  const bad = (what: string) => new UsageError(`--config '${path}': ${what}`);
+  for (const key of Object.keys(doc)) if (key !== "listener" && key !== "limits") throw bad(`unknown key '${key}' (expected [[listener]] and [limits])`);
+  const dir = dirname(resolve(path));
+  const listeners: Address[] = [];
+  const list = doc.listener ?? [];
+  if (!Array.isArray(list)) throw bad("'listener' must be an array of tables ([[listener]])");
+  for (const [i, l] of (list as ListenerConfig[]).entries()) {
+    const what = `listener ${i + 1}`;
+    for (const key of Object.keys(l)) if (!["host", "port", "certfile", "keyfile", "cafile"].includes(key)) throw bad(`${what}: unknown key '${key}'`);
+    const tls = l.certfile !== undefined || l.keyfile !== undefined;
+    const port = l.port ?? (tls ? 8883 : 1883);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw bad(`${what}: port must be an integer from 0 to 65535`);
+    if (tls && (l.certfile === undefined || l.keyfile === undefined)) throw bad(`${what}: certfile and keyfile go together`);
+    if (!tls && l.cafile !== undefined) throw bad(`${what}: cafile needs certfile and keyfile`);
+    const host = l.host ?? "localhost";
+    if (typeof host !== "string") throw bad(`${what}: host must be a string`);
+    const file = (f: string | undefined) => (f === undefined ? undefined : resolve(dir, f));
+    listeners.push(tls ? [host, port, await tlsOptions(`${what} `, file(l.certfile)!, file(l.keyfile)!, file(l.cafile))] : [host, port]);
+  }
+  const limits: Partial<BrokerOptions> = {};
+  const table = (doc.limits ?? {}) as Record<string, unknown>;
+  for (const [key, v] of Object.entries(table)) {
+    if (!(LIMIT_KEYS as readonly string[]).includes(key)) throw bad(`unknown limit '${key}' (one of ${LIMIT_KEYS.join(", ")})`);
+    const min = key === "maxKeepAlive" ? 0 : 1;
+    if (typeof v !== "number" || !Number.isInteger(v) || v < min) throw bad(`limit ${key} must be an integer of at least ${min}`);
+    (limits as Record<string, number>)[key] = v;
+  }
+  return { listeners, limits };
+}
 
 function integer(flag: string, value: string, min = 0): number {
   const n = Number(value);
@@ -45,10 +133,15 @@ export async function brokerCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
     options: {
-      host: { type: "string", default: "localhost" },
-      port: { type: "string", short: "p", default: "1883" },
+      host: { type: "string" },
+      port: { type: "string", short: "p" },
+      "secure-port": { type: "string" },
+      certfile: { type: "string" },
+      keyfile: { type: "string" },
+      cafile: { type: "string" },
+      config: { type: "string" },
       "connect-timeout": { type: "string" },
-      "log-level": { type: "string", default: "info" },
+      "log-level": { type: "string" },
       help: { type: "boolean", short: "h" },
       ...Object.fromEntries(Object.keys(LIMIT_FLAGS).map((f) => [f, { type: "string" as const }])),
     },
@@ -59,20 +152,37 @@ export async function brokerCommand(argv: string[]): Promise<number> {
     console.log(BROKER_HELP);
     return 0;
   }
-  const limits: Partial<BrokerOptions> = {};
+  const config = values.config === undefined ? { listeners: [], limits: {} } : await readConfig(values.config);
+  const limits: Partial<BrokerOptions> = { ...config.limits };
   for (const [flag, key] of Object.entries(LIMIT_FLAGS)) {
     const v = values[flag as keyof typeof values];
     if (typeof v === "string") (limits as Record<string, number>)[key] = integer(flag, v, key === "maxKeepAlive" ? 0 : 1);
   }
   if (values["connect-timeout"] !== undefined) limits.connectTimeoutMs = integer("connect-timeout", values["connect-timeout"], 1) * 1000;
-  const logLevel = values["log-level"] as string;
-  if (!["debug", "info", "warning", "error"].includes(logLevel)) throw new UsageError(`--log-level must be debug, info, warning or error, not '${logLevel}'`);
-  const port = integer("port", values.port as string);
-  if (port > 65535) throw new UsageError(`--port must be at most 65535, not ${port}`);
+  // the command's own --log-level, else the global one (mqtttools --log-level LEVEL broker; default error)
+  const logLevel = values["log-level"] !== undefined ? parseLogLevel(values["log-level"]) : globalLogLevel();
+  const port = (flag: "port" | "secure-port", fallback: string) => {
+    const n = integer(flag, values[flag] ?? fallback);
+    if (n > 65535) throw new UsageError(`--${flag} must be at most 65535, not ${n}`);
+    return n;
+  };
+  const { certfile, keyfile, cafile } = values;
+  if ((certfile === undefined) !== (keyfile === undefined)) throw new UsageError("--certfile and --keyfile go together");
+  if (certfile === undefined && (cafile !== undefined || values["secure-port"] !== undefined)) {
+    throw new UsageError(`--${cafile !== undefined ? "cafile" : "secure-port"} needs --certfile and --keyfile`);
+  }
+  const host = values.host ?? "localhost";
+  let listeners: Address[] = config.listeners;
+  const listenerFlags = ["host", "port", "secure-port", "certfile", "keyfile", "cafile"] as const;
+  if (listeners.length === 0 || listenerFlags.some((f) => values[f] !== undefined)) {
+    listeners = [[host, port("port", "1883")]];
+    if (certfile !== undefined) listeners.push([host, port("secure-port", "8883"), await tlsOptions("--", certfile, keyfile!, cafile)]);
+  }
 
-  const broker = new Broker([[values.host as string, port]], { ...limits, logLevel: logLevel as LogLevel });
+  const broker = new Broker(listeners, { ...limits, logLevel });
   const ports = await broker.start();
-  console.log(`Listening on ${values.host}:${ports[0]}. Press Ctrl-C to stop.`);
+  const where = listeners.map((l, i) => `${(l as [string, number])[0]}:${ports[i]}${(l as unknown[])[2] !== undefined ? " (TLS)" : ""}`);
+  console.log(`Listening on ${where.join(", ")}. Press Ctrl-C to stop.`);
   const stop = () => {
     console.log("Stopping.");
     void broker.stop();

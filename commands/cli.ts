@@ -1,6 +1,7 @@
 /** The command-line entry: parses the first word and dispatches to a command. */
 import pc from "picocolors";
 import pkg from "../package.json" with { type: "json" };
+import { parseLogLevel, setLogLevel } from "./log";
 import { UsageError } from "./usage";
 
 /** The help text of the top-level command. */
@@ -8,26 +9,46 @@ export function helpText(): string {
   return [
     `${pc.bold("mqtttools")} ${pkg.version}: ${pkg.description}`,
     "",
-    `${pc.bold("Usage:")} mqtttools <command> [options]`,
+    `${pc.bold("Usage:")} mqtttools [--log-level LEVEL] <command> [options]`,
     "",
     `${pc.bold("Commands:")}`,
-    "  broker      run an MQTT broker (mqtttools broker --help)",
+    "  broker      run an MQTT broker",
+    "  subscribe   subscribe to topics and print the messages",
+    "  publish     publish messages (or benchmark with --count)",
+    "  monitor     watch topics in a full-screen terminal view",
     "",
-    "Coming next: subscribe, publish, monitor.",
+    "Each command has --help.",
     "",
     `${pc.bold("Options:")}`,
     "  -h, --help     show this help",
     "  -V, --version  print the version",
+    "  --log-level LEVEL  debug, info, warning or error (default error), before the command:",
+    "                     info logs one line per MQTT packet sent or received, debug every field",
   ].join("\n");
 }
 
 /** The commands, by name; each resolves with its exit code. */
 const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   broker: async (argv) => (await import("./broker")).brokerCommand(argv),
+  subscribe: async (argv) => (await import("./subscribe")).subscribeCommand(argv),
+  publish: async (argv) => (await import("./publish")).publishCommand(argv),
+  monitor: async (argv) => (await import("./monitor/monitor")).monitorCommand(argv),
 };
 
 /** Runs the CLI with `argv` (without the runtime and script) and returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
+  // global flags, before the command: --log-level LEVEL / --log-level=LEVEL
+  while (argv[0]?.startsWith("--log-level")) {
+    const [flag, inline] = argv[0].split("=", 2) as [string, string | undefined];
+    if (flag !== "--log-level") break;
+    try {
+      setLogLevel(parseLogLevel(inline ?? argv[1]));
+    } catch (e) {
+      console.error(`mqtttools: ${(e as Error).message} (see 'mqtttools --help')`);
+      return 2;
+    }
+    argv = argv.slice(inline === undefined ? 2 : 1);
+  }
   const [first] = argv;
   if (first === undefined || first === "-h" || first === "--help" || first === "help") {
     console.log(helpText());

@@ -1,0 +1,143 @@
+/** `mqtttools broker`: the TLS listener (--secure-port, --certfile, --keyfile, --cafile) and --config FILE.toml. */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { Client } from "../../lib/client/client";
+import { Message } from "../../lib/client/message";
+import { PacketType } from "../../lib/codec/constants";
+import { RawClient, finished } from "../broker/helpers";
+import { entry, makeCertificates, startBrokerProcess, tempDir, type BrokerProcess } from "./broker-process";
+
+let tmp: ReturnType<typeof tempDir>;
+let certs: { ca: string; cert: string; key: string };
+const running = new Set<BrokerProcess>();
+
+beforeAll(async () => {
+  tmp = tempDir();
+  makeCertificates(tmp.dir);
+  const read = (f: string) => Bun.file(join(tmp.dir, f)).text();
+  certs = { ca: await read("ca.crt"), cert: await read("client.crt"), key: await read("client.key") };
+});
+
+afterAll(async () => {
+  for (const b of running) await b.stop();
+  tmp.remove();
+});
+
+async function broker(...args: string[]): Promise<BrokerProcess> {
+  const b = await startBrokerProcess(["broker", ...args]);
+  running.add(b);
+  return b;
+}
+
+async function stop(b: BrokerProcess): Promise<void> {
+  running.delete(b);
+  expect(await b.stop()).toBe(0);
+}
+
+/** Connects our Client over TLS, subscribes and publishes to itself, and stops. */
+async function tlsRoundTrip(port: number, tls: Record<string, string>): Promise<string> {
+  const client = new Client("127.0.0.1", port, { tls, connectDelays: [] });
+  await client.start();
+  try {
+    await client.subscribe("cli/tls");
+    await client.publish(new Message("cli/tls", "over TLS"));
+    const m = await client.messages.get();
+    return m!.text;
+  } finally {
+    await client.stop();
+  }
+}
+
+const cli = (...args: string[]) => finished(Bun.spawn([process.execPath, entry, ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe" }));
+const file = (name: string) => join(tmp.dir, name);
+
+describe("broker TLS listener", () => {
+  test("--certfile/--keyfile add a TLS listener on --secure-port next to the plain one", async () => {
+    const b = await broker("--host", "127.0.0.1", "--port", "0", "--secure-port", "0", "--certfile", file("server.crt"), "--keyfile", file("server.key"));
+    expect(b.ports).toHaveLength(2);
+    expect(b.stdout).toMatch(/Listening on 127\.0\.0\.1:\d+, 127\.0\.0\.1:\d+ \(TLS\)\./);
+    expect(await tlsRoundTrip(b.ports[1]!, { ca: certs.ca })).toBe("over TLS");
+    // the plain listener still speaks MQTT without TLS
+    const raw = await RawClient.connect(b.ports[0]!);
+    raw.end();
+    await stop(b);
+  });
+
+  test("--cafile requires a client certificate signed by that CA", async () => {
+    const b = await broker("--host", "127.0.0.1", "--port", "0", "--secure-port", "0", "--certfile", file("server.crt"), "--keyfile", file("server.key"), "--cafile", file("ca.crt"));
+    const port = b.ports[1]!;
+    expect(await tlsRoundTrip(port, { ca: certs.ca, cert: certs.cert, key: certs.key })).toBe("over TLS");
+    const anonymous = new Client("127.0.0.1", port, { tls: { ca: certs.ca }, connectDelays: [] });
+    await expect(anonymous.start()).rejects.toThrow(/Connection refused|closed before CONNACK|CERTIFICATE/i);
+    await stop(b);
+  });
+
+  test.each([
+    [["--certfile", "x.crt"], "--certfile and --keyfile go together"],
+    [["--cafile", "ca.crt"], "--cafile needs --certfile and --keyfile"],
+    [["--secure-port", "8883"], "--secure-port needs --certfile and --keyfile"],
+    [["--certfile", "/nonexistent/s.crt", "--keyfile", "/nonexistent/s.key"], "cannot read --certfile '/nonexistent/s.crt'"],
+  ])("%p is a one-line error", async (args, message) => {
+    const r = await cli("broker", "--port", "0", ...args);
+    expect(r.code).toBe(message.startsWith("cannot read") ? 1 : 2);
+    expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    expect(r.stderr).toContain(message);
+  });
+});
+
+describe("broker --config FILE.toml", () => {
+  test("listeners and limits come from the file: a limit shows in CONNACK, certificate paths are relative to the file", async () => {
+    writeFileSync(file("broker.toml"), `
+[[listener]]
+host = "127.0.0.1"
+port = 0
+
+[[listener]]
+host = "127.0.0.1"
+port = 0
+certfile = "server.crt"
+keyfile = "server.key"
+
+[limits]
+maxPacketSize = 4096
+maxKeepAlive = 30
+`);
+    const b = await broker("--config", file("broker.toml"));
+    expect(b.ports).toHaveLength(2);
+    const raw = await RawClient.open(b.ports[0]!);
+    raw.send({ type: PacketType.CONNECT, protocolVersion: 5, cleanStart: true, keepAlive: 0, clientId: "c", will: null, username: null, password: null, properties: {} });
+    const ack = await raw.next(PacketType.CONNACK);
+    expect(ack.type === PacketType.CONNACK && ack.properties).toMatchObject({ maximumPacketSize: 4096, serverKeepAlive: 30 });
+    raw.end();
+    expect(await tlsRoundTrip(b.ports[1]!, { ca: certs.ca })).toBe("over TLS");
+    await stop(b);
+  });
+
+  test("flags override the file: a limit flag wins over [limits], listener flags replace [[listener]]", async () => {
+    writeFileSync(file("override.toml"), `[[listener]]\nhost = "127.0.0.1"\nport = 1\n\n[limits]\nmaxPacketSize = 4096\n`);
+    const b = await broker("--config", file("override.toml"), "--host", "127.0.0.1", "--port", "0", "--max-packet-size", "2048");
+    expect(b.ports).toHaveLength(1);
+    const raw = await RawClient.open(b.ports[0]!);
+    raw.send({ type: PacketType.CONNECT, protocolVersion: 5, cleanStart: true, keepAlive: 0, clientId: "c", will: null, username: null, password: null, properties: {} });
+    const ack = await raw.next(PacketType.CONNACK);
+    expect(ack.type === PacketType.CONNACK && ack.properties.maximumPacketSize).toBe(2048);
+    raw.end();
+    await stop(b);
+  });
+
+  test.each([
+    ["[limits]\nmaxPacketSize = \"big\"\n", "limit maxPacketSize must be an integer"],
+    ["[limits]\nmaxBananas = 3\n", "unknown limit 'maxBananas'"],
+    ["[[listener]]\nport = 70000\n", "listener 1: port must be an integer from 0 to 65535"],
+    ["[[listener]]\ncertfile = \"a.crt\"\n", "listener 1: certfile and keyfile go together"],
+    ["colour = \"blue\"\n", "unknown key 'colour'"],
+    ["[limits\n", "cannot read --config"],
+  ])("a bad file (%p) is a one-line usage error", async (toml, message) => {
+    writeFileSync(file("bad.toml"), toml);
+    const r = await cli("broker", "--config", file("bad.toml"));
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    expect(r.stderr).toContain(message);
+  });
+});

@@ -468,6 +468,11 @@ export class Client {
     if (socket !== null) {
       if (this.connected) this.send({ type: PacketType.DISCONNECT, reasonCode: 0, properties: {} });
       this.flush();
+      // what the kernel did not take yet (the tail of a fast publishing loop) goes out first
+      const deadline = Date.now() + (this.options.responseTimeout ?? 5) * 1000;
+      while (this.outLen > 0 && this.socket !== null && Date.now() < deadline) {
+        await Promise.race([new Promise<void>((resolve) => this.roomWaiters.push(resolve)), Bun.sleep(50)]);
+      }
       socket.end();
       await this.closed?.promise;
     }

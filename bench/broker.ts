@@ -28,7 +28,7 @@ import type { Subprocess } from "bun";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { firstLine, killAll, live, stopProcess, track } from "./processes";
+import { firstLine, killAll, runBench, stopProcess, track } from "./processes";
 
 const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS ?? 1000);
 const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 3000);
@@ -100,13 +100,6 @@ function cleanupNow(): void {
   killAll();
   if (tempDir !== null) rmSync(tempDir, { recursive: true, force: true });
   tempDir = null;
-}
-process.on("exit", cleanupNow);
-for (const sig of ["SIGINT", "SIGTERM"] as const) {
-  process.on(sig, () => {
-    cleanupNow();
-    process.exit(130);
-  });
 }
 
 /** A free TCP port on 127.0.0.1 (bound, read, released). */
@@ -302,12 +295,4 @@ async function main(): Promise<void> {
   if (JSON_OUT) console.log(JSON.stringify(results, null, 2));
 }
 
-try {
-  await main();
-} catch (e) {
-  console.error(`bench failed: ${(e as Error)?.stack ?? e}`);
-  process.exitCode = 1;
-} finally {
-  for (const p of [...live]) await stopProcess(p);
-  cleanupNow();
-}
+await runBench(main, cleanupNow);

@@ -35,7 +35,7 @@
  */
 import type { Subprocess } from "bun";
 import { join } from "node:path";
-import { firstLine, killAll, live, stopProcess, track } from "./processes";
+import { firstLine, runBench, stopProcess, track } from "./processes";
 
 const QOS0_COUNT = Number(process.env.BENCH_QOS0_COUNT ?? 1_000_000);
 const QOS1_COUNT = Number(process.env.BENCH_QOS1_COUNT ?? 100_000);
@@ -161,10 +161,6 @@ function spawn(cmd: string[], env: Record<string, string> = {}): Subprocess<"ign
   return track(proc);
 }
 
-function cleanupNow(): void {
-  killAll();
-}
-
 /** The best of RUNS runs of `library` (each one a fresh broker and publisher). */
 async function measure(library: Library, qos: Qos, count: number): Promise<Result> {
   let best: Result | null = null;
@@ -239,20 +235,5 @@ async function main(): Promise<void> {
 if (process.argv.includes("--child")) {
   await child(process.argv);
 } else {
-  process.on("exit", cleanupNow);
-  for (const sig of ["SIGINT", "SIGTERM"] as const) {
-    process.on(sig, () => {
-      cleanupNow();
-      process.exit(130);
-    });
-  }
-  try {
-    await main();
-  } catch (e) {
-    console.error(`bench failed: ${(e as Error)?.stack ?? e}`);
-    process.exitCode = 1;
-  } finally {
-    for (const p of [...live]) await stopProcess(p);
-    cleanupNow();
-  }
+  await runBench(main);
 }

@@ -45,3 +45,26 @@ export async function firstLine(proc: Subprocess<"ignore", "pipe" | "ignore", "i
     reader.releaseLock();
   }
 }
+
+/**
+ * Runs a benchmark's main(): `cleanup` (which must not wait) runs on exit, SIGINT and SIGTERM;
+ * tracked processes are stopped when main ends, and an error becomes one line and exit code 1.
+ */
+export async function runBench(main: () => Promise<void>, cleanup: () => void = killAll): Promise<void> {
+  process.on("exit", cleanup);
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    process.on(sig, () => {
+      cleanup();
+      process.exit(130);
+    });
+  }
+  try {
+    await main();
+  } catch (e) {
+    console.error(`bench failed: ${(e as Error)?.stack ?? e}`);
+    process.exitCode = 1;
+  } finally {
+    for (const p of [...live]) await stopProcess(p);
+    cleanup();
+  }
+}

@@ -118,23 +118,15 @@ export async function subscribeCommand(argv: string[]): Promise<number> {
 
   const status = format === "json" ? (line: string) => console.error(line) : (line: string) => console.log(line);
   const where = describeBroker(host, port);
-  // [] = fail fast on the first connection; delays pushed once connected are used after a loss
-  // (Client keeps this array, and reconnects with connectDelays once it is not empty)
-  const delays: number[] = [];
-  const client = new Client(host, port, { ...options, connectDelays: delays });
+  // the first connection fails fast; a lost one is re-made with growing delays
+  const client = new Client(host, port, { ...options, connectDelays: [], reconnectDelays: [1, 2, 4, 8] });
   const done = Promise.withResolvers<void>();
   let received = 0;
   let lost = false;
-  let watching: Timer | null = null;
-  /** Waits for the client's reconnection (it has no event for it) and says so. */
-  const watchReconnect = () => {
-    watching ??= setInterval(() => {
-      if (!client.isConnected) return;
-      clearInterval(watching!);
-      watching = null;
-      lost = false;
-      status("Reconnected.");
-    }, 50);
+  client.onConnect = ({ reconnected }) => {
+    if (!reconnected) return;
+    lost = false;
+    status("Reconnected.");
   };
   let ready = false;
   const early: Message[] = []; // retained messages that come with the SUBACK, printed after "Connected."
@@ -151,7 +143,6 @@ export async function subscribeCommand(argv: string[]): Promise<number> {
       lost = true;
       const why = client.lastError?.message;
       status(`Connection lost${why ? ` (${why})` : ""}. Reconnecting to '${where}'.`);
-      watchReconnect();
       return;
     }
     if (ready) print(m);
@@ -166,7 +157,6 @@ export async function subscribeCommand(argv: string[]): Promise<number> {
     await client.stop();
     throw e;
   }
-  delays.push(1, 2, 4, 8);
   status("Connected.");
   ready = true;
   for (const m of early.splice(0)) print(m);
@@ -179,7 +169,6 @@ export async function subscribeCommand(argv: string[]): Promise<number> {
   } finally {
     process.off("SIGINT", stop);
     process.off("SIGTERM", stop);
-    if (watching !== null) clearInterval(watching);
     await client.stop();
   }
   return 0;

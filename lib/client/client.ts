@@ -41,8 +41,10 @@ export interface ClientOptions {
   sessionExpiryInterval?: number;
   /** Subscribed in start(): a topic, or [topic, retainHandling]. */
   subscriptions?: (string | [string, 0 | 1 | 2])[];
-  /** Seconds between connection attempts; the last repeats. Default [1, 2, 4, 8]; [] = one attempt. */
+  /** Seconds between connection attempts in start(); the last repeats. Default [1, 2, 4, 8]; [] = one attempt. */
   connectDelays?: number[];
+  /** Seconds between attempts to reconnect after a lost connection; the last repeats. Default: connectDelays; [] = one attempt. */
+  reconnectDelays?: number[];
   username?: string;
   password?: string | Uint8Array;
   /** true, or Bun TLS options (ca, cert, key, rejectUnauthorized, ...). */
@@ -86,6 +88,8 @@ export class Client {
   readonly messages = new MessageQueue();
   /** Called for each received message and for null (lost connection); by default queues it. */
   onMessage: (m: Message | null) => void = (m) => this.messages.put(m);
+  /** Called each time a connection is made (CONNACK accepted, subscriptions restored); `reconnected` is false for the one start() makes. */
+  onConnect: ((info: { sessionPresent: boolean; reconnected: boolean }) => void) | null = null;
   /** The last error that ended a connection (a broker's bad packet, a lost socket), if any. */
   lastError: Error | null = null;
   /** The error that ends the current connection attempt, if any. */
@@ -94,6 +98,7 @@ export class Client {
   private readonly version: ProtocolVersion;
   private readonly state: ClientState;
   private readonly delays: number[];
+  private readonly reconnectDelays: number[];
   private readonly subscriptions = new Map<string, SubscribeOptions>();
   private socket: Socket<undefined> | null = null;
   private framer = new Framer();
@@ -122,6 +127,7 @@ export class Client {
     this.clientId = options.clientId ?? randomClientId();
     this.version = options.protocolVersion ?? 5;
     this.delays = options.connectDelays ?? [1, 2, 4, 8];
+    this.reconnectDelays = options.reconnectDelays ?? this.delays;
     this.keepAliveMs = (options.keepAliveS ?? 60) * 1000;
     this.state = new ClientState(this.version, options.topicAliases ?? [], this.version === 5 ? (options.topicAliasMaximum ?? 10) : 0);
     this.packetLog = options.logLevel === "debug" ? 2 : options.logLevel === "info" ? 1 : 0;
@@ -155,20 +161,21 @@ export class Client {
       const [topic, retainHandling] = typeof s === "string" ? [s, 0 as const] : s;
       this.subscriptions.set(topic, { retainHandling });
     }
-    const present = await this.connectWithRetry(resumeSession);
+    const present = await this.connectWithRetry(resumeSession, this.delays);
+    this.onConnect?.({ sessionPresent: present, reconnected: false });
     if (resumeSession && !present) throw new SessionResumeError();
   }
 
-  /** Tries to connect until it works (or once, with connectDelays []); resolves with session present. */
-  private async connectWithRetry(resume: boolean): Promise<boolean> {
+  /** Tries to connect until it works (or once, with delays []); resolves with session present. */
+  private async connectWithRetry(resume: boolean, delays: number[]): Promise<boolean> {
     for (let attempt = 0; ; attempt++) {
       try {
         return await this.connectOnce(resume);
       } catch (e) {
         // a refused subscription is connected and final: retrying would not change the answer
-        if (this.delays.length === 0 || this.stopping || e instanceof SubscribeError) throw e;
+        if (delays.length === 0 || this.stopping || e instanceof SubscribeError) throw e;
         this.lastError = e as Error;
-        await sleep(this.delays[Math.min(attempt, this.delays.length - 1)]! * 1000, this.abort.signal);
+        await sleep(delays[Math.min(attempt, delays.length - 1)]! * 1000, this.abort.signal);
         if (this.stopping) throw new ConnectionLostError("the client was stopped");
       }
     }
@@ -335,12 +342,14 @@ export class Client {
 
   private async reconnect(): Promise<void> {
     this.reconnecting = true;
+    let present: boolean;
     try {
-      if (this.delays.length === 0) await this.connectOnce(false);
-      else await this.connectWithRetry(false);
+      present = await this.connectWithRetry(false, this.reconnectDelays);
     } catch (e) {
-      this.lastError = e as Error; // gave up (connectDelays []) or stopped
+      this.lastError = e as Error; // gave up (reconnectDelays []) or stopped
+      return;
     }
+    this.onConnect?.({ sessionPresent: present, reconnected: true });
   }
 
   // ---- output ------------------------------------------------------------------------------

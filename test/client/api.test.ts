@@ -348,6 +348,30 @@ describe.each(targets)("Client against $name", (target) => {
       await second?.stop();
     }
   });
+
+  test("onConnect reports the first connection and each reconnect; reconnectDelays paces the reconnects while start() tried once", async () => {
+    const first = await target.start();
+    const c = clients.make(first.port, { connectDelays: [], reconnectDelays: [0.1] });
+    const events: { sessionPresent: boolean; reconnected: boolean }[] = [];
+    c.onConnect = (info) => events.push(info);
+    let second: Server | null = null;
+    try {
+      await c.start();
+      expect(events).toEqual([{ sessionPresent: false, reconnected: false }]);
+      await first.stop();
+      expect(await c.messages.get()).toBeNull();
+      // the broker is down: attempts fail and are retried rather than given up as connectDelays [] would
+      await waitUntil(() => c.lastError instanceof ConnectionRefusedError, "a reconnect attempt was refused");
+      expect(events.length).toBe(1);
+      second = await target.start(first.port);
+      await waitUntil(() => events.length === 2, "onConnect after the reconnect");
+      expect(events[1]).toEqual({ sessionPresent: false, reconnected: true });
+      expect(c.isConnected).toBe(true);
+    } finally {
+      await c.stop();
+      await second?.stop();
+    }
+  });
 });
 
 describe("Client: Message printing, and the errors of start()", () => {

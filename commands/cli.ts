@@ -28,7 +28,7 @@ export function helpText(): string {
 }
 
 /** The commands, by name; each resolves with its exit code. */
-const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
+export const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   broker: async (argv) => (await import("./broker")).brokerCommand(argv),
   subscribe: async (argv) => (await import("./subscribe")).subscribeCommand(argv),
   publish: async (argv) => (await import("./publish")).publishCommand(argv),

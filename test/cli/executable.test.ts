@@ -1,19 +1,19 @@
 /** The single executable (`bun run build`): it runs every command exactly as `bun index.ts` does. */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readdirSync } from "node:fs";
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import pkg from "../../package.json" with { type: "json" };
-import { finished } from "../broker/helpers";
+import { COMMANDS } from "../../commands/cli";
+import { finished, mosquittoClient } from "../broker/helpers";
+import { freePort, startMosquitto, type Mosquitto } from "../client/helpers";
 import { entry, startBrokerProcess, tempDir } from "./broker-process";
+import { CliProcesses } from "./cli-process";
 
 const root = new URL("../..", import.meta.url).pathname;
 let tmp: ReturnType<typeof tempDir>;
 let exe: string;
 
-/** The commands there are sources for (commands/*.ts other than the CLI's own modules). */
-const commands = readdirSync(join(root, "commands"))
-  .filter((f) => f.endsWith(".ts") && !["cli.ts", "usage.ts", "log.ts"].includes(f))
-  .map((f) => f.slice(0, -3));
+/** Every command the CLI dispatches. */
+const commands = Object.keys(COMMANDS);
 
 beforeAll(async () => {
   tmp = tempDir();
@@ -76,5 +76,68 @@ describe("the compiled executable", () => {
     } finally {
       expect(await b.stop()).toBe(0);
     }
+  });
+});
+
+describe("the compiled executable against Mosquitto", () => {
+  let mosquitto: Mosquitto;
+  let at: string[];
+  let exeCli: CliProcesses;
+  beforeAll(async () => {
+    mosquitto = await startMosquitto({ users: { alice: "wonderland" } });
+    at = ["--host", "127.0.0.1", "--port", String(mosquitto.port), "-u", "alice", "-P", "wonderland"];
+    exeCli = new CliProcesses([exe]);
+  });
+  afterEach(() => exeCli.killAll());
+  afterAll(() => mosquitto.stop());
+
+  test.each(["5", "3.1.1"])("subscribe and publish round trip with --protocol %s: the exact lines", async (protocol) => {
+    const sub = await exeCli.subscriber([...at, "--protocol", protocol, "-C", "2", "-q", "1", "/test/mqtttools/#"]);
+    const pub = await exeCli.run(["publish", ...at, "--protocol", protocol, "/test/mqtttools/foo", "bar"]);
+    expect(pub).toEqual({ code: 0, stdout: ["Published 1 message(s) in 0 seconds from 1 concurrent task(s)."], stderr: "" });
+    expect((await exeCli.run(["publish", ...at, "-q", "2", "/test/mqtttools/bin", "-"], new Uint8Array([0xc3, 0x28]))).code).toBe(0);
+    expect(await sub.exit()).toBe(0);
+    expect(sub.lines).toEqual([
+      `Connecting to '127.0.0.1:${mosquitto.port}'.`,
+      "Connected.",
+      "Topic:   /test/mqtttools/foo",
+      "Message: bar",
+      "Topic:   /test/mqtttools/bin",
+      "Message: c328 (2 bytes, hex)",
+    ]);
+  });
+
+  test("publish --count reaches mosquitto_sub; mosquitto_pub reaches subscribe --format json", async () => {
+    const mosqSub = exeCli.spawn(["-oL", mosquittoClient("mosquitto_sub"), "-d", "-p", String(mosquitto.port), "-h", "127.0.0.1", "-u", "alice", "-P", "wonderland", "-t", "exe/count", "-C", "100", "-q", "1"],
+      undefined, ["stdbuf"]); // stdbuf -oL: a line-buffered stdout, though it is a pipe
+    await mosqSub.line("Subscribed (mid: 1): 1");
+    const r = await exeCli.run(["publish", "--url", `mqtt://alice:wonderland@127.0.0.1:${mosquitto.port}`, "-q", "1", "-C", "100", "exe/count", "m"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toHaveLength(1); // a pipe: the final line only
+    expect(r.stdout[0]).toMatch(/^Published 100 message\(s\) in \d+\.\d\d seconds from 10 concurrent task\(s\)\. Rate: \d+ messages\/s\.$/);
+    expect(await mosqSub.exit()).toBe(0);
+    expect(mosqSub.lines.filter((l) => l === "m")).toHaveLength(100);
+
+    const sub = await exeCli.subscriber([...at, "-q", "1", "-C", "1", "-F", "json", "exe/json"]);
+    const pub = Bun.spawn([mosquittoClient("mosquitto_pub"), "-V", "5", "-p", String(mosquitto.port), "-h", "127.0.0.1", "-u", "alice", "-P", "wonderland",
+      "-t", "exe/json", "-q", "1", "-m", '{"v":1}', "-D", "publish", "user-property", "k", "v"], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+    expect((await finished(pub)).code).toBe(0);
+    expect(await sub.exit()).toBe(0);
+    const m = JSON.parse(sub.lines[0]!);
+    expect(m).toMatchObject({ topic: "exe/json", payload: '{"v":1}', qos: 1, retain: false });
+    expect(m.properties.userProperties).toEqual([["k", "v"]]);
+  });
+
+  test("errors: a wrong password and a refused connection are one line and exit code 1, as from source", async () => {
+    const wrong = await exeCli.run(["subscribe", "--host", "127.0.0.1", "--port", String(mosquitto.port), "-u", "alice", "-P", "nope", "t"]);
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr.trim().split("\n")).toHaveLength(1);
+    expect(wrong.stderr).toMatch(/Connect refused: (Not authorized|Bad user name or password)/i);
+    const port = String(freePort());
+    const [a, b] = await Promise.all([run("publish", "--host", "127.0.0.1", "--port", port, "t", "m"), fromSource("publish", "--host", "127.0.0.1", "--port", port, "t", "m")]);
+    expect(a).toEqual(b);
+    expect(a.code).toBe(1);
+    expect(a.stderr).toStartWith(`mqtttools publish: Connection refused: 127.0.0.1:${port}`);
+    expect(a.stderr.trim().split("\n")).toHaveLength(1);
   });
 });

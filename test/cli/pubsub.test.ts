@@ -4,101 +4,17 @@
  * the errors with their exit codes.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import type { Subprocess } from "bun";
 import { Broker } from "../../lib/broker/broker";
 import { mosquittoClient, startBroker } from "../broker/helpers";
 import { freePort, startMosquitto, type Mosquitto } from "../client/helpers";
+import { CliProcesses } from "./cli-process";
 
-const entry = new URL("../../index.ts", import.meta.url).pathname;
-const decoder = new TextDecoder();
+const cli = new CliProcesses();
+const spawn = (args: string[], stdin?: string | Uint8Array, cmd?: string[]) => cli.spawn(args, stdin, cmd);
+const run = (args: string[], stdin?: string | Uint8Array) => cli.run(args, stdin);
+const subscriber = (args: string[]) => cli.subscriber(args);
 
-/** A CLI process whose stdout is read line by line as it comes. */
-class Cli {
-  readonly lines: string[] = [];
-  stderr = "";
-  private waiters: (() => void)[] = [];
-  private ended = false;
-  private readonly reading: Promise<void>;
-
-  constructor(readonly proc: Subprocess<"pipe" | "ignore", "pipe", "pipe">) {
-    this.reading = Promise.all([this.readOut(), this.readErr()]).then(() => undefined);
-  }
-
-  private async readOut(): Promise<void> {
-    let rest = "";
-    for await (const chunk of this.proc.stdout) {
-      rest += decoder.decode(chunk, { stream: true });
-      const parts = rest.split("\n");
-      rest = parts.pop()!;
-      this.lines.push(...parts);
-      for (const w of this.waiters.splice(0)) w();
-    }
-    if (rest !== "") this.lines.push(rest);
-    this.ended = true;
-    for (const w of this.waiters.splice(0)) w();
-  }
-
-  private async readErr(): Promise<void> {
-    for await (const chunk of this.proc.stderr) {
-      this.stderr += decoder.decode(chunk, { stream: true });
-      for (const w of this.waiters.splice(0)) w();
-    }
-  }
-
-  /** Waits until stdout or stderr has a line equal to `line` or matching it (fails when the process ends first). */
-  async line(line: string | RegExp): Promise<void> {
-    const is = (l: string) => (typeof line === "string" ? l === line : line.test(l));
-    while (!this.lines.some(is) && !this.stderr.split("\n").some(is)) {
-      if (this.ended) throw new Error(`exited without printing '${line}': ${JSON.stringify(this.lines)} ${this.stderr}`);
-      const { promise, resolve } = Promise.withResolvers<void>();
-      this.waiters.push(resolve);
-      await promise;
-    }
-  }
-
-  /** The exit code, once all output is read. */
-  async exit(): Promise<number> {
-    const code = await this.proc.exited;
-    await this.reading;
-    return code;
-  }
-}
-
-const running: Cli[] = [];
-
-/** Starts the CLI from source (or another command); `stdin` is written and closed. */
-function spawn(args: string[], stdin?: string | Uint8Array, cmd = [process.execPath, entry]): Cli {
-  const proc = Bun.spawn([...cmd, ...args], {
-    stdin: stdin === undefined ? "ignore" : "pipe",
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  if (stdin !== undefined && typeof proc.stdin !== "number" && proc.stdin !== undefined) {
-    proc.stdin.write(stdin);
-    void proc.stdin.end();
-  }
-  const cli = new Cli(proc as Subprocess<"pipe" | "ignore", "pipe", "pipe">);
-  running.push(cli);
-  return cli;
-}
-
-/** Runs the CLI to the end. */
-async function run(args: string[], stdin?: string | Uint8Array): Promise<{ code: number; stdout: string[]; stderr: string }> {
-  const cli = spawn(args, stdin);
-  const code = await cli.exit();
-  return { code, stdout: cli.lines, stderr: cli.stderr };
-}
-
-/** A subscriber that has printed "Connected." (so it is subscribed). */
-async function subscriber(args: string[]): Promise<Cli> {
-  const cli = spawn(["subscribe", ...args]);
-  await cli.line("Connected.");
-  return cli;
-}
-
-afterEach(() => {
-  for (const c of running.splice(0)) c.proc.kill("SIGKILL");
-});
+afterEach(() => cli.killAll());
 
 describe("against the project's broker", () => {
   let broker: Awaited<ReturnType<typeof startBroker>>;

@@ -7,6 +7,9 @@ import { finished, mosquittoClient } from "../broker/helpers";
 import { freePort, startMosquitto, type Mosquitto } from "../client/helpers";
 import { entry, startBrokerProcess, tempDir } from "./broker-process";
 import { CliProcesses } from "./cli-process";
+import { Screen } from "./screen";
+import { Client } from "../../lib/client/client";
+import { Message } from "../../lib/client/message";
 
 const root = new URL("../..", import.meta.url).pathname;
 let tmp: ReturnType<typeof tempDir>;
@@ -139,5 +142,34 @@ describe("the compiled executable against Mosquitto", () => {
     expect(a.code).toBe(1);
     expect(a.stderr).toStartWith(`mqtttools publish: Connection refused: 127.0.0.1:${port}`);
     expect(a.stderr.trim().split("\n")).toHaveLength(1);
+  });
+});
+
+describe("the compiled executable's monitor (in a tmux terminal)", () => {
+  afterEach(() => Screen.killAll());
+
+  test("shows the messages of a Mosquitto broker, f cycles the format, q quits and gives the terminal back", async () => {
+    const mosquitto = await startMosquitto();
+    const client = new Client("127.0.0.1", mosquitto.port, { connectDelays: [] });
+    try {
+      await client.start();
+      const screen = Screen.start(["#", "--host", "127.0.0.1", "--port", String(mosquitto.port)], 100, 30, [exe]);
+      await screen.shows("TOPIC & MESSAGE");
+      expect(screen.format("alternate_on")).toBe("1");
+      await client.publish(new Message("exe/monitor", "from mosquitto"));
+      let text = await screen.shows("from mosquitto");
+      expect(text).toContain("q: Quit, p: Play/Pause, f: Format (auto)");
+      screen.keys("f");
+      text = await screen.shows("f: Format (binary)");
+      expect(text).toContain("66 72 6f 6d"); // "from" as a hex dump
+      screen.keys("q");
+      text = await screen.shows("EXIT=0");
+      expect(text).not.toContain("TOPIC & MESSAGE");
+      expect(screen.format("alternate_on")).toBe("0");
+      expect(screen.format("cursor_flag")).toBe("1");
+    } finally {
+      await client.stop();
+      await mosquitto.stop();
+    }
   });
 });

@@ -4,6 +4,7 @@ import { parseArgs } from "node:util";
 import type { TLSOptions } from "bun";
 import pc from "picocolors";
 import { Broker } from "../lib/broker/broker";
+import { BrokerThread } from "../lib/thread/broker-thread";
 import { DEFAULT_OPTIONS, type Address, type BrokerOptions } from "../lib/broker/options";
 import { logLevel as globalLogLevel, parseLogLevel } from "./log";
 import { UsageError } from "./usage";
@@ -29,6 +30,7 @@ Options:
   --max-inflight N            unacknowledged QoS 1/2 messages per client (default ${DEFAULT_OPTIONS.maxInflight})
   --connect-timeout SECONDS   time a new connection has to send CONNECT (default ${DEFAULT_OPTIONS.connectTimeoutMs / 1000})
   --max-keep-alive SECONDS    longest keep alive granted, 0 = any (default ${DEFAULT_OPTIONS.maxKeepAlive})
+  --thread                    run the broker in a worker thread (BrokerThread)
   --log-level LEVEL           debug, info, warning or error (default: the global
                               'mqtttools --log-level LEVEL broker', error); info logs every packet
   -h, --help                  show this help
@@ -128,6 +130,13 @@ function integer(flag: string, value: string, min = 0): number {
   return n;
 }
 
+/** A clearer line for a listener that could not bind (Bun says only "Failed to listen at HOST"). */
+function listenError(e: unknown): unknown {
+  const { code, address, port } = e as { code?: string; address?: string; port?: number };
+  if (code === "EADDRINUSE") return new Error(`cannot listen on ${address}:${port}: the address is already in use`);
+  return e;
+}
+
 /** Runs the broker command; resolves with the exit code once the broker has stopped. */
 export async function brokerCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -142,6 +151,7 @@ export async function brokerCommand(argv: string[]): Promise<number> {
       config: { type: "string" },
       "connect-timeout": { type: "string" },
       "log-level": { type: "string" },
+      thread: { type: "boolean" },
       help: { type: "boolean", short: "h" },
       ...Object.fromEntries(Object.keys(LIMIT_FLAGS).map((f) => [f, { type: "string" as const }])),
     },
@@ -179,10 +189,12 @@ export async function brokerCommand(argv: string[]): Promise<number> {
     if (certfile !== undefined) listeners.push([host, port("secure-port", "8883"), await tlsOptions("--", certfile, keyfile!, cafile)]);
   }
 
-  const broker = new Broker(listeners, { ...limits, logLevel });
-  const ports = await broker.start();
+  const broker = values.thread ? new BrokerThread(listeners, { ...limits, logLevel }) : new Broker(listeners, { ...limits, logLevel });
+  const ports = await broker.start().catch((e: unknown) => {
+    throw listenError(e);
+  });
   const where = listeners.map((l, i) => `${(l as [string, number])[0]}:${ports[i]}${(l as unknown[])[2] !== undefined ? " (TLS)" : ""}`);
-  console.log(`Listening on ${where.join(", ")}. Press Ctrl-C to stop.`);
+  console.log(`Listening on ${where.join(", ")}${values.thread ? " (in a worker thread)" : ""}. Press Ctrl-C to stop.`);
   const stop = () => {
     console.log("Stopping.");
     void broker.stop();

@@ -1,11 +1,11 @@
-/** `mqtttools broker`: the TLS listener (--secure-port, --certfile, --keyfile, --cafile) and --config FILE.toml. */
+/** `mqtttools broker`: the TLS listener (--secure-port, --certfile, --keyfile, --cafile), --config FILE.toml and --thread. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Client } from "../../lib/client/client";
 import { Message } from "../../lib/client/message";
 import { PacketType } from "../../lib/codec/constants";
-import { RawClient, finished } from "../broker/helpers";
+import { RawClient, finished, mosquittoClient } from "../broker/helpers";
 import { entry, makeCertificates, startBrokerProcess, tempDir, type BrokerProcess } from "./broker-process";
 
 let tmp: ReturnType<typeof tempDir>;
@@ -139,5 +139,39 @@ maxKeepAlive = 30
     expect(r.code).toBe(2);
     expect(r.stderr.trim().split("\n")).toHaveLength(1);
     expect(r.stderr).toContain(message);
+  });
+});
+
+describe("broker --thread", () => {
+  test("runs the broker in a worker thread: mosquitto_sub and mosquitto_pub round trip, packets logged at info, SIGTERM stops it with exit code 0", async () => {
+    const b = await startBrokerProcess(["--log-level", "info", "broker", "--thread", "--host", "127.0.0.1", "--port", "0"]);
+    running.add(b);
+    expect(b.stdout).toBe(`Listening on 127.0.0.1:${b.ports[0]} (in a worker thread). Press Ctrl-C to stop.\n`);
+    const at = ["-h", "127.0.0.1", "-p", String(b.ports[0])];
+    const sub = Bun.spawn([mosquittoClient("mosquitto_sub"), ...at, "-i", "thread-sub", "-t", "cli/thread", "-C", "1", "-q", "1"], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+    try {
+      await b.waitStderr(/client 'thread-sub' .*Sent SUBACK/);
+      expect((await finished(Bun.spawn([mosquittoClient("mosquitto_pub"), ...at, "-t", "cli/thread", "-m", "from a worker", "-q", "1"], { stdin: "ignore", stdout: "pipe", stderr: "pipe" }))).code).toBe(0);
+      expect(await finished(sub)).toEqual({ code: 0, stdout: "from a worker\n", stderr: "" });
+    } finally {
+      sub.kill();
+    }
+    await stop(b);
+    expect(b.stderr()).toContain("Received PUBLISH(3): Topic=cli/thread, QoS=1");
+  });
+
+  test("an error in the worker (a port in use) is the same one-line run-time error, exit code 1", async () => {
+    const server = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    try {
+      const [inThread, inMain] = await Promise.all([
+        cli("broker", "--thread", "--host", "127.0.0.1", "--port", String(server.port)),
+        cli("broker", "--host", "127.0.0.1", "--port", String(server.port)),
+      ]);
+      expect(inThread).toEqual(inMain);
+      expect(inThread.code).toBe(1);
+      expect(inThread.stderr).toBe(`mqtttools broker: cannot listen on 127.0.0.1:${server.port}: the address is already in use\n`);
+    } finally {
+      server.stop(true);
+    }
   });
 });

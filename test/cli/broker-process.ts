@@ -22,8 +22,8 @@ export interface BrokerProcess {
  * Runs `[...cmd, ...args]` (cmd defaults to the CLI from source) and resolves once it printed its
  * "Listening on ..." line; rejects with its output when it exits first.
  */
-export async function startBrokerProcess(args: string[], cmd: string[] = [process.execPath, entry]): Promise<BrokerProcess> {
-  const proc = Bun.spawn([...cmd, ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+export async function startBrokerProcess(args: string[], cmd: string[] = [process.execPath, entry], cwd?: string): Promise<BrokerProcess> {
+  const proc = Bun.spawn([...cmd, ...args], { cwd, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
   let err = "";
   const errWaiters: (() => void)[] = [];
   const exited = proc.exited.then(() => errWaiters.splice(0).forEach((w) => w()));

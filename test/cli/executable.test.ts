@@ -82,6 +82,25 @@ describe("the compiled executable", () => {
   });
 });
 
+describe("the compiled executable's broker --thread (the Worker is bundled as a second entrypoint)", () => {
+  test("serves MQTT.js from its worker thread, run from a directory without the sources", async () => {
+    const b = await startBrokerProcess(["broker", "--thread", "--host", "127.0.0.1", "--port", "0"], [exe], tmp.dir);
+    try {
+      expect(b.stdout).toContain("(in a worker thread)");
+      const mqtt = (await import("mqtt")).default;
+      const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${b.ports[0]}`, { reconnectPeriod: 0, clientId: "exe-thread", protocolVersion: 5 });
+      const got = Promise.withResolvers<string>();
+      client.on("message", (_t, m) => got.resolve(m.toString()));
+      await client.subscribeAsync("exe/thread", { qos: 2 });
+      await client.publishAsync("exe/thread", "from the worker", { qos: 2 });
+      expect(await got.promise).toBe("from the worker");
+      await client.endAsync();
+    } finally {
+      expect(await b.stop()).toBe(0);
+    }
+  });
+});
+
 describe("the compiled executable against Mosquitto", () => {
   let mosquitto: Mosquitto;
   let at: string[];

@@ -6,13 +6,17 @@
  *   bun bench/broker-server.ts
  *   BENCH_BROKER_OPTIONS='{"maxQueuedMessages":100000}'   options (JSON) over the defaults
  *   BENCH_BROKER_LOG=info                                 the broker's log level (default error)
+ *   BENCH_BROKER_THREAD=1                                 thread mode: the same broker in a BrokerThread (a Worker)
  */
 import type { BrokerInit } from "../lib/broker/broker";
 import { Broker } from "../lib/broker/broker";
+import { BrokerThread } from "../lib/thread/broker-thread";
 
 const logLevel = (process.env.BENCH_BROKER_LOG ?? "error") as "debug" | "info" | "warning" | "error";
 const options = JSON.parse(process.env.BENCH_BROKER_OPTIONS ?? "{}") as BrokerInit;
-const broker = new Broker([["127.0.0.1", 0]], { ...options, logLevel });
+const broker = process.env.BENCH_BROKER_THREAD === "1"
+  ? new BrokerThread([["127.0.0.1", 0]], { ...options, logLevel })
+  : new Broker([["127.0.0.1", 0]], { ...options, logLevel });
 const [port] = await broker.start();
 
 let stopping = false;

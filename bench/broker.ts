@@ -1,5 +1,6 @@
 /**
- * Broker benchmark: our Broker against Mosquitto, same scenarios, same load generator, one run.
+ * Broker benchmark: our Broker, on the main thread and in thread mode (BrokerThread, a Worker),
+ * against Mosquitto: same scenarios, same load generator, one run.
  *
  *   bun bench/broker.ts            (or: bun run bench:broker)
  *   bun bench/broker.ts --json     also print every raw result as JSON at the end
@@ -132,11 +133,14 @@ interface Running {
   stop(): Promise<void>;
 }
 
-type BrokerName = "mqtttools" | "mosquitto";
+/** The brokers measured, in table order: ours on the main thread, ours in a Worker, Mosquitto. */
+const BROKERS = ["mqtttools", "thread", "mosquitto"] as const;
+type BrokerName = (typeof BROKERS)[number];
 
 async function startBroker(name: BrokerName): Promise<Running> {
-  if (name === "mqtttools") {
-    const proc = spawn([BUN, SERVER], "pipe", { BENCH_BROKER_OPTIONS: JSON.stringify(OUR_OPTIONS) });
+  if (name !== "mosquitto") {
+    const env = { BENCH_BROKER_OPTIONS: JSON.stringify(OUR_OPTIONS), BENCH_BROKER_THREAD: name === "thread" ? "1" : "0" };
+    const proc = spawn([BUN, SERVER], "pipe", env);
     const { port } = JSON.parse(await firstLine(proc, "bench/broker-server.ts")) as { port: number };
     // the pid is the spawned one: `sh -c 'exec ...'` became the broker
     return { port, pid: proc.pid, stop: () => stopProcess(proc) };
@@ -267,11 +271,11 @@ async function main(): Promise<void> {
   console.log(`mqtttools options: defaults + ${JSON.stringify(OUR_OPTIONS)}\n`);
 
   const results: { scenario: string; broker: BrokerName; result: Record<string, number> }[] = [];
-  const rows: string[][] = [["scenario", "mqtttools", "mosquitto", "ratio", "goal", ""]];
+  const rows: string[][] = [["scenario", "mqtttools", "thread mode", "mosquitto", "ratio", "thread ratio", "goal", "met (main / thread)"]];
   const started = performance.now();
   for (const s of SCENARIOS) {
     const measured = {} as Record<BrokerName, Record<string, number>>;
-    for (const name of ["mqtttools", "mosquitto"] as const) {
+    for (const name of BROKERS) {
       const broker = await startBroker(name);
       try {
         measured[name] = await loadgen(broker.port, s.args(broker.pid));
@@ -282,16 +286,20 @@ async function main(): Promise<void> {
       process.stderr.write(`  ${s.name} / ${name}: ${JSON.stringify(measured[name])}\n`);
     }
     for (const row of s.rows) {
-      const ours = row.value(measured.mqtttools);
       const theirs = row.value(measured.mosquitto);
       // ratio > 1 means mqtttools is better: more messages, less time, less memory
-      const ratio = row.better === "higher" ? ours / theirs : theirs / ours;
-      const met = row.goal === null ? "" : row.goal.met(ours, ratio) ? "met" : "MISSED";
-      rows.push([row.label, format(ours, row.unit), format(theirs, row.unit), Number.isFinite(ratio) ? `${ratio.toFixed(2)}x` : "n/a", row.goal?.text ?? "-", met]);
+      const ratioOf = (ours: number) => (row.better === "higher" ? ours / theirs : theirs / ours);
+      const shown = (ratio: number) => (Number.isFinite(ratio) ? `${ratio.toFixed(2)}x` : "n/a");
+      const met = (ours: number) => (row.goal === null ? "" : row.goal.met(ours, ratioOf(ours)) ? "met" : "MISSED");
+      const [main, thread] = [row.value(measured.mqtttools), row.value(measured.thread)];
+      rows.push([
+        row.label, format(main, row.unit), format(thread, row.unit), format(theirs, row.unit),
+        shown(ratioOf(main)), shown(ratioOf(thread)), row.goal?.text ?? "-", row.goal === null ? "" : `${met(main)} / ${met(thread)}`,
+      ]);
     }
   }
   console.log(table(rows));
-  console.log(`\nratio > 1: mqtttools better (msg/s: ours / theirs; ms and KB: theirs / ours). ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  console.log(`\nratio > 1: mqtttools better than mosquitto (msg/s: ours / theirs; ms and KB: theirs / ours); thread mode: the same broker in a BrokerThread. ${((performance.now() - started) / 1000).toFixed(1)} s`);
   if (JSON_OUT) console.log(JSON.stringify(results, null, 2));
 }
 

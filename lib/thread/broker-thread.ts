@@ -37,6 +37,8 @@ export class BrokerThread {
   private reply: { expect: "started" | "stopped"; resolve: (m: FromWorker) => void; reject: (e: Error) => void } | null = null;
   private ended: PromiseWithResolvers<void> | null = null;
   private stopped: PromiseWithResolvers<void> | null = null;
+  /** Why the Worker ended without stop(), if it did. */
+  private failure: Error | null = null;
 
   constructor(
     readonly addresses: Addresses = "localhost",
@@ -46,6 +48,7 @@ export class BrokerThread {
   /** Starts the Worker and its listeners; resolves with the bound ports, in address order. */
   async start(): Promise<number[]> {
     if (this.worker !== null) throw new Error("the broker is already started");
+    this.failure = null;
     const { logger, ...options } = this.options;
     const addresses = (await postable(this.addresses)) as Address | Address[];
     const worker = new Worker(workerUrl());
@@ -70,10 +73,11 @@ export class BrokerThread {
     return this.ports;
   }
 
-  /** Starts (unless started), then waits until stop() is called. */
+  /** Starts (unless started), then waits until stop() is called; throws if the Worker ends by itself. */
   async serveForever(): Promise<void> {
     if (this.worker === null) await this.start();
     await this.stopped!.promise;
+    if (this.failure !== null) throw this.failure;
   }
 
   /** Disconnects every client (v5: DISCONNECT 0x8B), closes the listeners and ends the Worker. */
@@ -125,7 +129,8 @@ export class BrokerThread {
   private lost(): void {
     this.worker = null;
     this.ports = [];
-    this.reply?.reject(new Error("the broker thread ended unexpectedly"));
+    this.failure = new Error("the broker thread ended unexpectedly");
+    this.reply?.reject(this.failure);
     this.reply = null;
     this.stopped?.resolve();
   }

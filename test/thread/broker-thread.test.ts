@@ -105,6 +105,17 @@ describe("BrokerThread lifecycle", () => {
     expect(served).toBe(true);
   });
 
+  test("a Worker that ends without stop(): serveForever() throws, the port is closed, and the BrokerThread can start again", async () => {
+    const { thread, port } = await startThread();
+    const serving = thread.serveForever();
+    // what a crash inside the Worker looks like from here: the Worker is gone
+    (thread as unknown as { worker: Worker }).worker.terminate();
+    await expect(serving).rejects.toThrow("the broker thread ended unexpectedly");
+    expect(thread.ports).toEqual([]);
+    expect(await refused(port)).toBe(true);
+    expect(await thread.start()).toHaveLength(1);
+  });
+
   test("a logger option gets the Worker's log lines: listening, and one line per packet at info", async () => {
     const lines: string[] = [];
     const { port, url } = await startThread({ logLevel: "info", logger: (l) => lines.push(l) });

@@ -335,7 +335,8 @@ export class Broker {
     if (matches !== undefined) return matches;
     const bySession = new Map<Session, Delivery>();
     const groups: Group[] = [];
-    this.trie.match(topic, (subscriber, entry) => {
+    // a denied topic reaches nobody, also through a broader filter such as '#' that was granted
+    if (!this.isDenied(topic)) this.trie.match(topic, (subscriber, entry) => {
       if (entry instanceof SharedGroup) {
         groups.push(entry);
         return;
@@ -349,6 +350,13 @@ export class Broker {
     if (this.matchCache.size >= MATCH_CACHE_MAX) this.matchCache.clear();
     this.matchCache.set(topic, matches);
     return matches;
+  }
+
+  /** True when a denied topic filter (deniedTopicFilters) matches the topic. */
+  private isDenied(topic: string): boolean {
+    const denied = this.options.deniedTopicFilters;
+    for (let i = 0; i < denied.length; i++) if (topicMatches(denied[i]!, topic)) return true;
+    return false;
   }
 
   // ---- subscriptions ---------------------------------------------------------------------
@@ -510,6 +518,7 @@ export class Broker {
     const candidates = exact ? [this.retained.get(filter)].filter((m) => m !== undefined) : this.retained.values();
     for (const m of candidates) {
       if (!exact && !topicMatches(filter, m.topic)) continue;
+      if (this.isDenied(m.topic)) continue;
       if (m.expiresAt !== 0 && m.expiresAt <= now) {
         this.retained.delete(m.topic);
         continue;

@@ -39,7 +39,7 @@ export interface BrokerOptions {
   subscriptionIdentifierAvailable: boolean;
   /** Whether `$share/` subscriptions are allowed (else SUBACK 0x9E). */
   sharedSubscriptionAvailable: boolean;
-  /** Topic filters no client may subscribe to (SUBACK 0x80); a filter they cover is denied too. */
+  /** Topic filters no client may subscribe to (SUBACK 0x80); a filter they cover is denied too, and messages on topics they match reach nobody. */
   deniedTopicFilters: string[];
   /** Sent as Response Information in CONNACK to a client that asks for it (section 3.1.2.11.7); none when empty. */
   responseInformation: string;

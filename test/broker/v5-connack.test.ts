@@ -595,6 +595,28 @@ describe("deniedTopicFilters", () => {
     expect(c.isClosed).toBe(false);
   });
 
+  test("a broader filter ('#', '+/a', a shared '#') is granted, but receives nothing on a denied topic: live, retained or a will", async () => {
+    const h = await start({ deniedTopicFilters: ["secret/#"] });
+    const pub = await h.connect({ clientId: "pub" });
+    pub.send(publishPacket("secret/kept", "retained secret", { qos: 1, packetId: 1, retain: true }));
+    await pub.next(PacketType.PUBACK);
+    pub.send(publishPacket("public/kept", "retained public", { qos: 1, packetId: 2, retain: true }));
+    await pub.next(PacketType.PUBACK);
+    const c = await h.connect({ clientId: "c" });
+    const ack = await subscribeAll(c, [subscription("#", { qos: 1 }), subscription("+/a", { qos: 1 }), subscription("$share/g/#", { qos: 1 })]);
+    expect(ack.reasonCodes).toEqual([1, 1, 1]);
+    await settle(c);
+    expect(takePublishes(c).map((p) => text(p.topic))).toEqual(["public/kept"]);
+    const willing = await h.connect({ clientId: "willing", will: { topic: "secret/will", payload: utf8("gone"), qos: 0, retain: false, properties: {} } });
+    for (const topic of ["secret/a", "secret", "public/a"]) pub.send(publishPacket(topic, "live"));
+    willing.end(); // no DISCONNECT: the will is published, to nobody
+    await waitUntil(() => !h.broker.clients.has("willing"), "the willing client is gone");
+    pub.send(publishPacket("public/last", "live"));
+    await settle(pub, c);
+    // public/a: once for '#' and '+/a' together, once for the shared group; public/last likewise through '#' and the group
+    expect(takePublishes(c).map((p) => text(p.topic))).toEqual(["public/a", "public/a", "public/last", "public/last"]);
+  });
+
   test("a shared subscription to a denied filter is denied too: SUBACK 0x80", async () => {
     const h = await start({ deniedTopicFilters: ["secret/#"] });
     const c = await h.connect({ clientId: "c" });

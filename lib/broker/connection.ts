@@ -12,6 +12,7 @@ import { Framer } from "../codec/framer";
 import { decodePacket, encodePacket, type Packet } from "../codec/packet";
 import { PacketType } from "../codec/constants";
 import { MqttError, ReasonCode, reasonName } from "../codec/reason-codes";
+import { decodeUtf8 } from "../codec/reader";
 import type { Broker } from "./broker";
 import type { Message } from "./message";
 import type { Session } from "./session";
@@ -47,6 +48,9 @@ export class Connection {
   clientMaxPacketSize = Number.MAX_SAFE_INTEGER;
   /** Topic aliases the client has set towards us (section 3.3.2.3.4). */
   inboundAliases: Map<number, string> | null = null;
+  /** The topic of the last PUBLISH received, as bytes (a copy) and as the string made from them. */
+  private lastTopicBytes: Uint8Array | null = null;
+  private lastTopic = "";
   /** Topic Alias Maximum the client gave in CONNECT: how many aliases we may assign it. */
   clientTopicAliasMax = 0;
   /** Aliases we assigned towards the client, by topic; forgotten with the connection. */
@@ -125,6 +129,25 @@ export class Connection {
   }
 
   /** Answers a CONNECT that could not be decoded, in the form its protocol level expects. */
+  /**
+   * The topic name a received PUBLISH carries, as a string. A publisher usually repeats its topic:
+   * when the bytes are the last ones again, the string made then is reused, which saves decoding
+   * it and lets the broker's match cache find it by a string whose hash is already known.
+   */
+  topicName(bytes: Uint8Array): string {
+    const last = this.lastTopicBytes;
+    const n = bytes.length;
+    if (last !== null && last.length === n) {
+      let i = 0;
+      while (i < n && last[i] === bytes[i]) i++;
+      if (i === n) return this.lastTopic;
+    }
+    const topic = decodeUtf8(bytes, 0, n, "the topic name");
+    this.lastTopicBytes = bytes.slice();
+    this.lastTopic = topic;
+    return topic;
+  }
+
   private refuseConnect(e: unknown, frame: Uint8Array): void {
     if (!(e instanceof MqttError)) return this.fail(e);
     // the protocol level sits after the fixed header and the protocol name

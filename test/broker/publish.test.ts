@@ -186,6 +186,23 @@ describe("QoS 0, 1 and 2 from publisher to subscriber", () => {
   });
 });
 
+describe("topics of consecutive PUBLISHes", () => {
+  test("a publisher's topics, repeated, alternating, of equal length, differing in one byte or not ASCII, each reach exactly their subscribers", async () => {
+    const h = await start();
+    const sub = await h.connect({ clientId: "sub" });
+    const one = await h.connect({ clientId: "one" });
+    await rawSubscribe(sub, "t/+", 0);
+    await rawSubscribe(one, "t/1", 0);
+    const pub = await h.connect({ clientId: "pub" });
+    const topics = ["t/1", "t/1", "t/2", "t/1", "t/ü", "t/ü", "t/ö", "t/1", "t/12", "t/1"];
+    for (const [i, topic] of topics.entries()) pub.send(publishPacket(topic, String(i)));
+    const got = await receivePublishes(sub, topics.length);
+    expect(got.map((p) => `${text(p.topic)} ${text(p.payload)}`)).toEqual(topics.map((t, i) => `${t} ${i}`));
+    await settle(pub, one);
+    expect(takePublishes(one).map((p) => text(p.payload))).toEqual(["0", "1", "3", "7", "9"]);
+  });
+});
+
 describe("packet identifiers and acknowledgements", () => {
   test("[MQTT-2.2.1-4] identifiers of outgoing QoS 1 messages are non-zero, unique among the unacknowledged ones, and reused once acknowledged", async () => {
     const window = 1000;

@@ -35,7 +35,7 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
       (conn.inboundAliases ??= new Map()).set(alias, topic);
     }
   } else {
-    topic = decodeUtf8(topicBytes, 0, topicBytes.length, "the topic name");
+    topic = conn.topicName(topicBytes);
   }
   if (props.subscriptionIdentifiers !== undefined) protocolError("a PUBLISH from a client must not carry a Subscription Identifier"); // [MQTT-3.3.4-6]
   if (props.payloadFormatIndicator === 1) {

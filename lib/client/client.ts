@@ -66,6 +66,8 @@ export interface SubscribeOptions {
 }
 
 const HIGH_WATER = 1024 * 1024;
+/** What publish() returns when there is nothing to wait for: one settled promise, shared. */
+const RESOLVED: Promise<void> = Promise.resolve();
 const OUT_INITIAL = 64 * 1024;
 /** Output this large is written at once rather than at the end of the turn. */
 const FLUSH_AT = 256 * 1024;
@@ -426,9 +428,9 @@ export class Client {
    */
   publish(message: Message): Promise<void> {
     const { packets, done } = this.state.publish(message, this.connected);
-    for (const p of packets) this.send(p);
+    for (let i = 0; i < packets.length; i++) this.send(packets[i]!);
     if (done !== null) return done;
-    if (this.outLen < HIGH_WATER || !this.connected) return Promise.resolve();
+    if (this.outLen < HIGH_WATER || !this.connected) return RESOLVED;
     return new Promise((resolve) => this.roomWaiters.push(resolve));
   }
 

@@ -17,6 +17,9 @@ export interface MessageOptions {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const inspect = Symbol.for("nodejs.util.inspect.custom");
+/** Shared defaults, so that a plain `new Message(topic, payload)` allocates nothing but itself. */
+const NO_OPTIONS: MessageOptions = Object.freeze({});
+const NONE: never[] = Object.freeze([]) as unknown as never[];
 
 /** An MQTT application message. Prints as `Message('/my/topic', 'my-message')`. */
 export class Message {
@@ -31,17 +34,17 @@ export class Message {
   readonly contentType: string | undefined;
   readonly payloadFormatIndicator: 0 | 1 | undefined;
   /** Subscription identifiers that matched (received messages only). */
-  subscriptionIdentifiers: number[] = [];
+  subscriptionIdentifiers: readonly number[] = NONE;
 
-  constructor(topic: string, payload: Uint8Array | string = new Uint8Array(0), options: MessageOptions = {}) {
+  constructor(topic: string, payload: Uint8Array | string = new Uint8Array(0), options: MessageOptions = NO_OPTIONS) {
     this.topic = topic;
     this.payload = typeof payload === "string" ? encoder.encode(payload) : payload;
     this.qos = options.qos ?? 0;
     this.retain = options.retain ?? false;
     this.responseTopic = options.responseTopic;
     this.correlationData = typeof options.correlationData === "string" ? encoder.encode(options.correlationData) : options.correlationData;
-    const up = options.userProperties ?? [];
-    this.userProperties = Array.isArray(up) ? up : Object.entries(up);
+    const up = options.userProperties;
+    this.userProperties = up === undefined ? NONE : Array.isArray(up) ? up : Object.entries(up);
     this.messageExpiryInterval = options.messageExpiryInterval;
     this.contentType = options.contentType;
     this.payloadFormatIndicator = options.payloadFormatIndicator;

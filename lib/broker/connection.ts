@@ -48,8 +48,8 @@ export class Connection {
   clientMaxPacketSize = Number.MAX_SAFE_INTEGER;
   /** Topic aliases the client has set towards us (section 3.3.2.3.4). */
   inboundAliases: Map<number, string> | null = null;
-  /** The topic of the last PUBLISH received, as bytes (a copy) and as the string made from them. */
-  private lastTopicBytes: Uint8Array | null = null;
+  /** The topic of the last PUBLISH received, as bytes (a copy; see TopicCache) and as the string made from them. */
+  lastTopicBytes: Uint8Array | null = null;
   private lastTopic = "";
   /** Topic Alias Maximum the client gave in CONNECT: how many aliases we may assign it. */
   clientTopicAliasMax = 0;
@@ -106,7 +106,7 @@ export class Connection {
         if (this.broker.packetLog !== 0) this.broker.logPacket(this, "Received", packet);
         dispatch(this, packet);
       }
-      for (let packet = framer.nextPacket(this.version); packet !== null; packet = framer.nextPacket(this.version)) {
+      for (let packet = framer.nextPacket(this.version, this); packet !== null; packet = framer.nextPacket(this.version, this)) {
         if (this.state === ConnState.Closed) return;
         if (this.broker.packetLog !== 0) this.broker.logPacket(this, "Received", packet);
         dispatch(this, packet);
@@ -131,17 +131,13 @@ export class Connection {
   /** Answers a CONNECT that could not be decoded, in the form its protocol level expects. */
   /**
    * The topic name a received PUBLISH carries, as a string. A publisher usually repeats its topic:
-   * when the bytes are the last ones again, the string made then is reused, which saves decoding
-   * it and lets the broker's match cache find it by a string whose hash is already known.
+   * the decoder then hands back lastTopicBytes itself (this connection is its TopicCache), and the
+   * string made from them before is reused. That saves decoding it, and lets the broker's match
+   * cache find it by a string whose hash is already known.
    */
   topicName(bytes: Uint8Array): string {
-    const last = this.lastTopicBytes;
+    if (bytes === this.lastTopicBytes) return this.lastTopic;
     const n = bytes.length;
-    if (last !== null && last.length === n) {
-      let i = 0;
-      while (i < n && last[i] === bytes[i]) i++;
-      if (i === n) return this.lastTopic;
-    }
     const topic = decodeUtf8(bytes, 0, n, "the topic name");
     this.lastTopicBytes = bytes.slice();
     this.lastTopic = topic;

@@ -10,6 +10,7 @@
  */
 import { MAX_PACKET_SIZE, type ProtocolVersion } from "./constants";
 import { decodePacketAt, type Packet } from "./packet";
+import type { TopicCache } from "./reader";
 import { malformed, MqttError, ReasonCode } from "./reason-codes";
 
 /** The chunk of a framer that holds nothing: shared, so an idle connection allocates none. */
@@ -61,8 +62,8 @@ export class Framer {
    * The next whole frame decoded (decodePacket without the intermediate frame view), or null
    * when more bytes are needed. Views in the packet point into the pushed chunk.
    */
-  nextPacket(version: ProtocolVersion): Packet | null {
-    return this.advance() ? decodePacketAt(this.frameBuf, this.frameStart, this.frameEnd, version) : null;
+  nextPacket(version: ProtocolVersion, topicCache: TopicCache | null = null): Packet | null {
+    return this.advance() ? decodePacketAt(this.frameBuf, this.frameStart, this.frameEnd, version, topicCache) : null;
   }
 
   /** Type of the next frame's first byte, if any byte is held (to check that the first packet is CONNECT). */

@@ -4,7 +4,7 @@
  */
 import { PACKET_NAMES, PacketType, REQUIRED_FLAGS, type ProtocolVersion } from "./constants";
 import { malformed } from "./reason-codes";
-import { Reader } from "./reader";
+import { Reader, type TopicCache } from "./reader";
 import { varintSize, Writer } from "./writer";
 import { decodeConnect, encodeConnect, sizeConnect, type ConnectPacket } from "./packets/connect";
 import { decodeConnack, encodeConnack, sizeConnack, type ConnackPacket } from "./packets/connack";
@@ -35,8 +35,8 @@ export function decodePacket(frame: Uint8Array, version: ProtocolVersion): Packe
   return decodePacketAt(frame, 0, frame.length, version);
 }
 
-/** decodePacket over the frame `buf[start, end)`, without making a view of it first. */
-export function decodePacketAt(buf: Uint8Array, start: number, end: number, version: ProtocolVersion): Packet {
+/** decodePacket over the frame `buf[start, end)`, without making a view of it first; `topicCache` see TopicCache. */
+export function decodePacketAt(buf: Uint8Array, start: number, end: number, version: ProtocolVersion, topicCache: TopicCache | null = null): Packet {
   const length = end - start;
   if (length < 2) malformed(`a frame of ${length} byte(s) is shorter than a fixed header`);
   const b0 = buf[start]!;
@@ -71,7 +71,7 @@ export function decodePacketAt(buf: Uint8Array, start: number, end: number, vers
   switch (type) {
     case PacketType.CONNECT: return decodeConnect(r);
     case PacketType.CONNACK: return decodeConnack(r, version);
-    case PacketType.PUBLISH: return decodePublish(r, flags, version);
+    case PacketType.PUBLISH: return decodePublish(r, flags, version, topicCache);
     case PacketType.PUBACK:
     case PacketType.PUBREC:
     case PacketType.PUBREL:

@@ -67,6 +67,15 @@ const PROPERTIES_WHERE: readonly string[] = Array.from({ length: WILL_CONTEXT + 
 );
 const PROPERTY_LENGTH_WHAT: readonly string[] = PROPERTIES_WHERE.map((w) => `the property length of ${w}`);
 
+/**
+ * The topic of the last PUBLISH a connection received, as bytes its owner keeps (never a view of a
+ * frame). A PUBLISH that repeats it decodes to these very bytes: no view made, nothing validated
+ * again, and the owner can tell a repeat by identity.
+ */
+export interface TopicCache {
+  lastTopicBytes: Uint8Array | null;
+}
+
 /** Cursor over `buf[pos, end)`. `packet` names the packet for error messages. */
 export class Reader {
   constructor(
@@ -153,10 +162,21 @@ export class Reader {
     return v;
   }
 
-  /** A topic name as a validated view of the frame. */
-  topicName(what: string): Uint8Array {
+  /** A topic name as a validated view of the frame, or the cache's bytes when it repeats them. */
+  topicName(what: string, cache: TopicCache | null = null): Uint8Array {
     const len = this.fieldLength(what);
     this.need(len, what);
+    const last = cache === null ? null : cache.lastTopicBytes;
+    if (last !== null && last.length === len) {
+      const b = this.buf;
+      const p = this.pos;
+      let i = 0;
+      while (i < len && b[p + i] === last[i]) i++;
+      if (i === len) {
+        this.pos = p + len;
+        return last; // validated when it was first received
+      }
+    }
     validateTopicName(this.buf, this.pos, this.pos + len, what);
     const v = this.buf.subarray(this.pos, this.pos + len);
     this.pos += len;

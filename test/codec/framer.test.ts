@@ -14,7 +14,9 @@ import {
   PacketType,
   ReasonCode,
   type Packet,
+  type PublishPacket,
 } from "../../lib/codec";
+import { decodePacketAt } from "../../lib/codec/packet";
 import { prng } from "../fixtures/prng";
 
 
@@ -387,3 +389,36 @@ describe("reset()", () => {
 function* drain(framer: Framer): Generator<Uint8Array> {
   for (let f = framer.next(); f !== null; f = framer.next()) yield f.slice();
 }
+
+describe("TopicCache: a repeated topic decodes to the cache's own bytes", () => {
+  const publish = (topic: string, payload = "p") =>
+    encodePacket({ type: PacketType.PUBLISH, dup: false, qos: 0, retain: false, topic, packetId: 0, properties: {}, payload: new TextEncoder().encode(payload) }, 5);
+
+  test("the same bytes come back as the cache's Uint8Array; other bytes of the same length as a view of the frame", () => {
+    const cache = { lastTopicBytes: new TextEncoder().encode("a/b") };
+    const framer = new Framer();
+    framer.push(new Uint8Array([...publish("a/b", "1"), ...publish("a/c", "2"), ...publish("a/b/c", "3")]));
+    const first = framer.nextPacket(5, cache) as PublishPacket;
+    expect(first.topic).toBe(cache.lastTopicBytes);
+    expect(new TextDecoder().decode(first.payload)).toBe("1");
+    const second = framer.nextPacket(5, cache) as PublishPacket;
+    expect(second.topic).not.toBe(cache.lastTopicBytes);
+    expect(new TextDecoder().decode(second.topic as Uint8Array)).toBe("a/c");
+    const third = framer.nextPacket(5, cache) as PublishPacket;
+    expect(new TextDecoder().decode(third.topic as Uint8Array)).toBe("a/b/c");
+  });
+
+  test("[MQTT-3.3.2-2] a topic that differs from the cache is still validated: a wildcard is refused with 0x90", () => {
+    const cache = { lastTopicBytes: new TextEncoder().encode("a/b") };
+    const bad = publish("a/b", "x");
+    bad[bad.indexOf(0x62, 4)] = 0x2b; // "a/b" -> "a/+"
+    let error: unknown = null;
+    try {
+      decodePacketAt(bad, 0, bad.length, 5, cache);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(MqttError);
+    expect((error as MqttError).reasonCode).toBe(ReasonCode.TopicNameInvalid);
+  });
+});

@@ -2,7 +2,7 @@
 import { PacketType, PublishFlag, type ProtocolVersion, type QoS } from "../constants";
 import { malformed, protocolError } from "../reason-codes";
 import { NO_PROPERTIES, type PublishProperties } from "../properties";
-import type { Reader } from "../reader";
+import type { Reader, TopicCache } from "../reader";
 import { fieldSize, propertiesSize, varintSize, type Writer } from "../writer";
 
 /**
@@ -21,13 +21,13 @@ export interface PublishPacket {
   payload: Uint8Array;
 }
 
-/** Decodes a PUBLISH; `flags` is the fixed header's low nibble. */
-export function decodePublish(r: Reader, flags: number, version: ProtocolVersion): PublishPacket {
+/** Decodes a PUBLISH; `flags` is the fixed header's low nibble; `topicCache` see TopicCache. */
+export function decodePublish(r: Reader, flags: number, version: ProtocolVersion, topicCache: TopicCache | null = null): PublishPacket {
   const qos = (flags & PublishFlag.QOS_MASK) >> PublishFlag.QOS_SHIFT;
   if (qos === 3) malformed("PUBLISH QoS is 3"); // [MQTT-3.3.1-4]
   const dup = (flags & PublishFlag.DUP) !== 0;
   if (dup && qos === 0) malformed("PUBLISH has DUP set at QoS 0"); // [MQTT-3.3.1-2]
-  const topic = r.topicName("the topic name"); // [MQTT-3.3.2-1] [MQTT-3.3.2-2]
+  const topic = r.topicName("the topic name", topicCache); // [MQTT-3.3.2-1] [MQTT-3.3.2-2]
   let packetId = 0;
   if (qos > 0) {
     packetId = r.u16("the packet identifier");

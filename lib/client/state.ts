@@ -29,6 +29,9 @@ interface Outgoing {
 }
 
 const NOTHING = { packets: [], done: null };
+/** Shared answers of receive() that carry nothing: callers only read them. */
+const NO_PACKETS: Packet[] = [];
+const NO_REPLY = { reply: NO_PACKETS, message: null };
 
 /** A SUBSCRIBE or UNSUBSCRIBE waiting for its acknowledgement. */
 export interface PendingAck {
@@ -135,14 +138,17 @@ export class ClientState {
 
   /** Messages not yet sent on this connection that fit in the broker's window [MQTT-3.3.4-7]. */
   sendable(): Packet[] {
+    if (this.unsentHead >= this.unsent.length || this.outstanding >= this.brokerReceiveMaximum) return NO_PACKETS;
     const out: Packet[] = [];
+    const aliases = this.version === 5 && this.outAliases.size > 0;
     while (this.outstanding < this.brokerReceiveMaximum && this.unsentHead < this.unsent.length) {
       const o = this.unsent[this.unsentHead]!;
       this.unsent[this.unsentHead++] = undefined!;
       if (this.outgoing.get(o.packet.packetId) !== o) continue; // acknowledged or renumbered meanwhile
       o.sent = true;
       this.outstanding++;
-      out.push({ ...o.packet, dup: o.transmitted, ...this.topicFor(o.packet) }); // DUP on a re-send [MQTT-3.3.1-1]
+      // DUP on a re-send [MQTT-3.3.1-1]; a first send without aliases goes out as it is
+      out.push(!o.transmitted && !aliases ? o.packet : { ...o.packet, dup: o.transmitted, ...this.topicFor(o.packet) });
       o.transmitted = true;
     }
     if (this.unsentHead > 1024 && this.unsentHead * 2 > this.unsent.length) {
@@ -234,9 +240,10 @@ export class ClientState {
       case PacketType.PUBACK:
       case PacketType.PUBCOMP: {
         const o = this.outgoing.get(p.packetId);
-        if (o === undefined || o.packet.qos !== (p.type === PacketType.PUBACK ? 1 : 2)) return { reply: [], message: null }; // unknown: ignored
+        if (o === undefined || o.packet.qos !== (p.type === PacketType.PUBACK ? 1 : 2)) return NO_REPLY; // unknown: ignored
         this.finish(o); // a failure code still ends the exchange (section 4.3)
-        return { reply: this.sendable(), message: null };
+        const next = this.sendable();
+        return next === NO_PACKETS ? NO_REPLY : { reply: next, message: null };
       }
       case PacketType.PUBREC: {
         const o = this.outgoing.get(p.packetId);

@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { decodePacket, encodePacket, NO_PROPERTIES, packetSize, PacketType, type Packet } from "../../lib/codec";
+import { encodePacketInto } from "../../lib/codec/packet";
 import { FIXTURES, type Fixture } from "../fixtures/packets";
 
 /** Every Uint8Array field a decoded packet holds that must be a view of the frame. */
@@ -37,6 +38,19 @@ describe("byte fixture catalogue", () => {
 
   test.each(FIXTURES.map((f) => [f.name, f] as [string, Fixture]))("encode: %s", (_name, f) => {
     expect(Array.from(encodePacket(f.packet, f.version))).toEqual(f.bytes);
+  });
+
+  // encodePacket returns uninitialized memory (Bun.allocUnsafe) that the encoder overwrites: every
+  // byte must be written, which a buffer of garbage shows
+  test.each(FIXTURES.map((f) => [f.name, f] as [string, Fixture]))("encode into a buffer of garbage writes every byte: %s", (_name, f) => {
+    const size = packetSize(f.packet, f.version);
+    for (const garbage of [0x00, 0xa5, 0xff]) {
+      const buf = new Uint8Array(size + 8).fill(garbage);
+      expect(encodePacketInto(f.packet, f.version, buf, 4)).toBe(4 + size);
+      expect(Array.from(buf.subarray(4, 4 + size))).toEqual(f.bytes);
+      expect(Array.from(buf.subarray(0, 4))).toEqual([garbage, garbage, garbage, garbage]);
+      expect(Array.from(buf.subarray(4 + size))).toEqual(Array(4).fill(garbage));
+    }
   });
 
   test.each(FIXTURES.map((f) => [f.name, f] as [string, Fixture]))("size === encode(p).length: %s", (_name, f) => {

@@ -13,9 +13,18 @@ function cannotEncode(message: string): never {
   throw new MqttError(ReasonCode.MalformedPacket, `cannot encode: ${message}`);
 }
 
+/**
+ * The UTF-8 bytes of the last long string written twice in a row (a publisher's topic, say): the
+ * next time it is only copied, and its length is known. A string seen once is not kept, so
+ * alternating strings cost no allocation.
+ */
+let repeated = "";
+let repeatedBytes: Uint8Array = new Uint8Array(0);
+let lastWritten = "";
+
 /** Bytes a JS string takes in UTF-8 (a lone surrogate becomes U+FFFD, 3 bytes, as TextEncoder writes it). */
 export function utf8Length(s: string): number {
-  if (s.length > 12) return Buffer.byteLength(s, "utf8"); // native, and faster past a dozen chars; same count
+  if (s.length > 12) return s === repeated ? repeatedBytes.length : Buffer.byteLength(s, "utf8"); // native, and faster past a dozen chars; same count
   let n = s.length;
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
@@ -131,8 +140,18 @@ export class Writer {
     this.pos += 2;
     let n = 0;
     if (v.length > 16) {
-      // Buffer's native UTF-8 writer works on any Uint8Array and beats a JS loop on longer strings
-      n = utf8Write.call(this.buf, v, this.pos, this.buf.length - this.pos);
+      if (v === repeated) {
+        n = repeatedBytes.length;
+        this.buf.set(repeatedBytes, this.pos);
+      } else {
+        // Buffer's native UTF-8 writer works on any Uint8Array and beats a JS loop on longer strings
+        n = utf8Write.call(this.buf, v, this.pos, this.buf.length - this.pos);
+        if (v === lastWritten) {
+          repeated = v;
+          repeatedBytes = this.buf.slice(this.pos, this.pos + n);
+        }
+        lastWritten = v;
+      }
       this.pos += n;
       this.buf[start] = n >>> 8;
       this.buf[start + 1] = n;

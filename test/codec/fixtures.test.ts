@@ -119,4 +119,18 @@ describe("non-canonical but valid input", () => {
     const p = { ...(f.packet as Extract<Packet, { type: 3 }>), topic: "ü/€" };
     expect(Array.from(encodePacket(p, 4))).toEqual(f.bytes);
   });
+
+  test("long topics repeated, alternating, of equal length or not ASCII each encode to their own bytes (the writer keeps a repeated one)", () => {
+    const a = "sensors/building-7/floor-3/room-12/temperature";
+    const b = "sensors/building-7/floor-3/room-12/humidity-xx"; // the same length as a
+    const u = "sensors/gebäude-7/stockwerk-3/raum-12/température";
+    const seq = [a, a, a, b, a, b, b, u, u, u, a, "short/topic", a, `${a}`.slice(0, -1) + "E"];
+    for (const topic of seq) {
+      const p: Packet = { type: PacketType.PUBLISH, dup: false, qos: 0, retain: false, topic, packetId: 0, properties: NO_PROPERTIES, payload: new Uint8Array([1]) };
+      const bytes = encodePacket(p, 5);
+      expect(bytes.length).toBe(packetSize(p, 5));
+      const decoded = decodePacket(bytes, 5) as Extract<Packet, { type: 3 }>;
+      expect(new TextDecoder().decode(decoded.topic as Uint8Array)).toBe(topic);
+    }
+  });
 });

@@ -427,6 +427,12 @@ export class Client {
    * on PUBACK / PUBCOMP for QoS 1/2. A QoS 0 message published while disconnected is dropped.
    */
   publish(message: Message): Promise<void> {
+    if (message.qos === 0) {
+      const packet = this.state.publishQos0(message, this.connected);
+      if (packet !== null) this.send(packet);
+      if (this.outLen < HIGH_WATER || !this.connected) return RESOLVED;
+      return new Promise((resolve) => this.roomWaiters.push(resolve));
+    }
     const { packets, done } = this.state.publish(message, this.connected);
     for (let i = 0; i < packets.length; i++) this.send(packets[i]!);
     if (done !== null) return done;

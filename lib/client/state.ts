@@ -176,8 +176,15 @@ export class ClientState {
     return { topic: p.topic, properties };
   }
 
-  /** A PUBLISH for `m`: QoS 0 goes out at once, QoS 1/2 is tracked until acknowledged. */
-  publish(m: Message, connected: boolean): { packets: Packet[]; done: Promise<void> | null } {
+  /** The PUBLISH of a QoS 0 message, to send now; null while disconnected (it is dropped). */
+  publishQos0(m: Message, connected: boolean): PublishPacket | null {
+    if (!connected) return null;
+    const packet: PublishPacket = { type: PacketType.PUBLISH, dup: false, qos: 0, retain: m.retain, topic: m.topic, packetId: 0, properties: this.propertiesOf(m), payload: m.payload };
+    return this.outAliases.size === 0 ? packet : { ...packet, ...this.topicFor(packet) };
+  }
+
+  /** The PUBLISH properties of a message (none at 3.1.1). */
+  private propertiesOf(m: Message): PublishProperties {
     let properties: PublishProperties = NO_PROPERTIES;
     if (this.version === 5 && m.hasProperties) {
       properties = {};
@@ -188,13 +195,16 @@ export class ClientState {
       if (m.correlationData !== undefined) properties.correlationData = m.correlationData;
       if (m.userProperties.length > 0) properties.userProperties = m.userProperties;
     }
-    const packet: PublishPacket = { type: PacketType.PUBLISH, dup: false, qos: m.qos, retain: m.retain, topic: m.topic, packetId: 0, properties, payload: m.payload };
+    return properties;
+  }
+
+  /** A PUBLISH for `m`: QoS 0 goes out at once, QoS 1/2 is tracked until acknowledged. */
+  publish(m: Message, connected: boolean): { packets: Packet[]; done: Promise<void> | null } {
     if (m.qos === 0) {
-      if (!connected) return NOTHING;
-      if (this.outAliases.size === 0) return { packets: [packet], done: null };
-      return { packets: [{ ...packet, ...this.topicFor(packet) }], done: null };
+      const p = this.publishQos0(m, connected);
+      return p === null ? NOTHING : { packets: [p], done: null };
     }
-    packet.packetId = this.allocateId();
+    const packet: PublishPacket = { type: PacketType.PUBLISH, dup: false, qos: m.qos, retain: m.retain, topic: m.topic, packetId: this.allocateId(), properties: this.propertiesOf(m), payload: m.payload };
     const { promise, resolve, reject } = Promise.withResolvers<void>();
     const o: Outgoing = { packet, sent: false, released: false, transmitted: false, resolve, reject };
     this.outgoing.set(packet.packetId, o);

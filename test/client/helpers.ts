@@ -138,7 +138,7 @@ export class Mosquitto {
 }
 
 /** True once something accepts a TCP connection on 127.0.0.1:port. */
-async function accepts(port: number): Promise<boolean> {
+export async function accepts(port: number): Promise<boolean> {
   try {
     const s = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } });
     s.end();

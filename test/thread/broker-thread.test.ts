@@ -13,7 +13,7 @@ import { BrokerThread } from "../../lib/thread/broker-thread";
 import { MqttError } from "../../lib/codec/reason-codes";
 import { finished, mosquittoClient, Peers, waitUntil } from "../broker/helpers";
 import { CliProcesses } from "../cli/cli-process";
-import { makeCertificate, removeDir, tempDir } from "../client/helpers";
+import { accepts, makeCertificate, removeDir, tempDir } from "../client/helpers";
 
 const peers = new Peers();
 const processes = new CliProcesses();
@@ -39,15 +39,7 @@ afterEach(async () => {
 const threadCount = () => Number(/Threads:\s+(\d+)/.exec(readFileSync("/proc/self/status", "utf8"))![1]);
 
 /** Whether a TCP connection to the port is refused (nothing listens). */
-async function refused(port: number): Promise<boolean> {
-  try {
-    const s = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } });
-    s.end();
-    return false;
-  } catch {
-    return true;
-  }
-}
+const refused = async (port: number) => !(await accepts(port));
 
 describe("BrokerThread lifecycle", () => {
   test("start() resolves with the bound ports; stop() sends v5 clients DISCONNECT 0x8B, closes the port and ends the Worker", async () => {

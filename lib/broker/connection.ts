@@ -9,7 +9,8 @@
  */
 import type { Socket } from "bun";
 import { Framer } from "../codec/framer";
-import { decodePacket, encodePacket, type Packet } from "../codec/packet";
+import { decodePacket, encodePacket, encodePacketInto, remainingLength, type Packet } from "../codec/packet";
+import { varintSize } from "../codec/writer";
 import { PacketType } from "../codec/constants";
 import { MqttError, ReasonCode, reasonName } from "../codec/reason-codes";
 import { decodeUtf8 } from "../codec/reader";
@@ -161,10 +162,12 @@ export class Connection {
     this.close(null, e.message);
   }
 
-  /** Encodes a packet into the output buffer. */
+  /** Encodes a packet straight into the output buffer. */
   writePacket(p: Packet): void {
     if (this.broker.packetLog !== 0) this.broker.logPacket(this, "Sent", p);
-    this.append(encodePacket(p, this.version));
+    const rl = remainingLength(p, this.version);
+    const at = this.reserve(1 + varintSize(rl) + rl);
+    encodePacketInto(p, this.version, this.out!, at, rl);
   }
 
   /**
@@ -184,7 +187,13 @@ export class Connection {
 
   /** Appends bytes to the output buffer and marks the connection for the next flush. */
   append(bytes: Uint8Array): number {
-    const n = bytes.length;
+    const at = this.reserve(bytes.length);
+    this.out!.set(bytes, at);
+    return at;
+  }
+
+  /** Makes room for `n` bytes at the end of the output buffer, marks the connection for the next flush, and returns where they go. */
+  private reserve(n: number): number {
     let out = this.out;
     if (out === null) {
       out = this.out = n <= POOL_BUFFER_SIZE ? (pool.pop() ?? new Uint8Array(POOL_BUFFER_SIZE)) : new Uint8Array(n);
@@ -195,7 +204,6 @@ export class Connection {
       out = this.out = grown;
     }
     const at = this.outLen;
-    out.set(bytes, at);
     this.outLen = at + n;
     if (!this.dirty) {
       this.dirty = true;

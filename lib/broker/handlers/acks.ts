@@ -1,5 +1,6 @@
 /** PUBACK, PUBREC, PUBREL and PUBCOMP from a client: the QoS 1/2 flows (section 4.3). */
 import { PacketType } from "../../codec/constants";
+import { NO_PROPERTIES } from "../../codec/properties";
 import { ReasonCode } from "../../codec/reason-codes";
 import type { PubackPacket, PubcompPacket, PubrecPacket, PubrelPacket } from "../../codec/packets/pub-acks";
 import type { Connection } from "../connection";
@@ -18,7 +19,7 @@ export function handlePubrec(conn: Connection, p: PubrecPacket): void {
   const session = conn.session!;
   const m = session.inflight.get(p.packetId);
   if (m === undefined || m.qos !== 2) {
-    conn.writePacket({ type: PacketType.PUBREL, packetId: p.packetId, reasonCode: ReasonCode.PacketIdentifierNotFound, properties: {} });
+    conn.writePacket({ type: PacketType.PUBREL, packetId: p.packetId, reasonCode: ReasonCode.PacketIdentifierNotFound, properties: NO_PROPERTIES });
     return;
   }
   if (p.reasonCode >= 0x80) { // section 4.3.3: a failed PUBREC ends the exchange
@@ -27,13 +28,13 @@ export function handlePubrec(conn: Connection, p: PubrecPacket): void {
     return;
   }
   m.released = true; // [MQTT-4.3.3-4]
-  conn.writePacket({ type: PacketType.PUBREL, packetId: p.packetId, reasonCode: 0, properties: {} });
+  conn.writePacket({ type: PacketType.PUBREL, packetId: p.packetId, reasonCode: 0, properties: NO_PROPERTIES });
 }
 
 /** QoS 2 from the client, step 2: release the identifier and answer PUBCOMP. */
 export function handlePubrel(conn: Connection, p: PubrelPacket): void {
   const known = conn.session!.incomingQos2.delete(p.packetId); // [MQTT-4.3.3-11]
-  conn.writePacket({ type: PacketType.PUBCOMP, packetId: p.packetId, reasonCode: known ? 0 : ReasonCode.PacketIdentifierNotFound, properties: {} });
+  conn.writePacket({ type: PacketType.PUBCOMP, packetId: p.packetId, reasonCode: known ? 0 : ReasonCode.PacketIdentifierNotFound, properties: NO_PROPERTIES });
 }
 
 /** QoS 2 delivery to the client completed. */

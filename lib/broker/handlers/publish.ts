@@ -1,5 +1,6 @@
 /** PUBLISH from a client: checks, topic alias resolution, routing, and the QoS 1/2 acknowledgement. */
 import { PacketType } from "../../codec/constants";
+import { NO_PROPERTIES } from "../../codec/properties";
 import { MqttError, protocolError, ReasonCode } from "../../codec/reason-codes";
 import { decodeUtf8 } from "../../codec/reader";
 import type { PublishPacket } from "../../codec/packets/publish";
@@ -49,7 +50,7 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   if (p.qos === 2) {
     if (session.incomingQos2.has(p.packetId)) {
       // a re-sent PUBLISH of a message already received: acknowledge, do not deliver again [MQTT-4.3.3-10]
-      conn.writePacket({ type: PacketType.PUBREC, packetId: p.packetId, reasonCode: 0, properties: {} });
+      conn.writePacket({ type: PacketType.PUBREC, packetId: p.packetId, reasonCode: 0, properties: NO_PROPERTIES });
       return;
     }
     if (session.incomingQos2.size >= o.receiveMaximum) {
@@ -60,9 +61,9 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   broker.route(messageFromPublish(p, topic, topicBytes), session);
 
   if (p.qos === 1) {
-    conn.writePacket({ type: PacketType.PUBACK, packetId: p.packetId, reasonCode: 0, properties: {} }); // [MQTT-4.3.2-4]
+    conn.writePacket({ type: PacketType.PUBACK, packetId: p.packetId, reasonCode: 0, properties: NO_PROPERTIES }); // [MQTT-4.3.2-4]
   } else if (p.qos === 2) {
     session.incomingQos2.add(p.packetId);
-    conn.writePacket({ type: PacketType.PUBREC, packetId: p.packetId, reasonCode: 0, properties: {} }); // [MQTT-4.3.3-8]
+    conn.writePacket({ type: PacketType.PUBREC, packetId: p.packetId, reasonCode: 0, properties: NO_PROPERTIES }); // [MQTT-4.3.3-8]
   }
 }

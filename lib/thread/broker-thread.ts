@@ -37,6 +37,8 @@ export class BrokerThread {
   private reply: { expect: "started" | "stopped"; resolve: (m: FromWorker) => void; reject: (e: Error) => void } | null = null;
   private ended: PromiseWithResolvers<void> | null = null;
   private stopped: PromiseWithResolvers<void> | null = null;
+  /** The start() under way, if any. */
+  private starting: Promise<number[]> | null = null;
   /** Why the Worker ended without stop(), if it did. */
   private failure: Error | null = null;
 
@@ -46,8 +48,16 @@ export class BrokerThread {
   ) {}
 
   /** Starts the Worker and its listeners; resolves with the bound ports, in address order. */
-  async start(): Promise<number[]> {
-    if (this.worker !== null) throw new Error("the broker is already started");
+  start(): Promise<number[]> {
+    if (this.worker !== null || this.starting !== null) return Promise.reject(new Error("the broker is already started"));
+    const starting = this.launch().finally(() => {
+      this.starting = null;
+    });
+    this.starting = starting;
+    return starting;
+  }
+
+  private async launch(): Promise<number[]> {
     this.failure = null;
     const { logger, ...options } = this.options;
     const addresses = (await postable(this.addresses)) as Address | Address[];
@@ -82,6 +92,8 @@ export class BrokerThread {
 
   /** Disconnects every client (v5: DISCONNECT 0x8B), closes the listeners and ends the Worker. */
   async stop(): Promise<void> {
+    // a start() under way finishes first; if it fails there is nothing to stop
+    if (this.starting !== null) await this.starting.catch(() => undefined);
     if (this.worker === null) return;
     try {
       await this.request({ type: "stop" }, "stopped");
@@ -109,7 +121,7 @@ export class BrokerThread {
       return;
     }
     const reply = this.reply;
-    if (reply === null) return;
+    if (reply === null || (m.type !== "failed" && m.type !== reply.expect)) return;
     this.reply = null;
     if (m.type === "failed") reply.reject(deserializeError(m.error));
     else reply.resolve(m);

@@ -86,6 +86,18 @@ describe("BrokerThread lifecycle", () => {
     expect(peer.connack.returnCode ?? peer.connack.reasonCode ?? 0).toBe(0);
   });
 
+  test("start() and stop() called together: stop() waits for the start, both settle, the port is closed; a second start() at once is refused", async () => {
+    const thread = new BrokerThread([["127.0.0.1", 0]]);
+    threads.push(thread);
+    const starting = thread.start();
+    await expect(thread.start()).rejects.toThrow("the broker is already started");
+    const stopping = thread.stop();
+    const [port] = await starting;
+    await stopping;
+    expect(thread.ports).toEqual([]);
+    expect(await refused(port!)).toBe(true);
+  });
+
   test("serveForever() resolves once stop() has run", async () => {
     const { thread } = await startThread();
     let served = false;

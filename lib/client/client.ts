@@ -433,11 +433,10 @@ export class Client {
       if (this.outLen < HIGH_WATER || !this.connected) return RESOLVED;
       return new Promise((resolve) => this.roomWaiters.push(resolve));
     }
-    const { packets, done } = this.state.publish(message, this.connected);
-    for (let i = 0; i < packets.length; i++) this.send(packets[i]!);
-    if (done !== null) return done;
-    if (this.outLen < HIGH_WATER || !this.connected) return RESOLVED;
-    return new Promise((resolve) => this.roomWaiters.push(resolve));
+    const { packet, done } = this.state.publishTracked(message, this.connected);
+    if (packet !== null) this.send(packet);
+    else if (this.connected) for (const p of this.state.sendable()) this.send(p);
+    return done;
   }
 
   /** Subscribes; resolves with the granted QoS, throws SubscribeError when refused. */

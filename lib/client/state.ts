@@ -28,7 +28,6 @@ interface Outgoing {
   reject: (e: Error) => void;
 }
 
-const NOTHING = { packets: [], done: null };
 /** Shared answers of receive() that carry nothing: callers only read them. */
 const NO_PACKETS: Packet[] = [];
 const NO_REPLY = { reply: NO_PACKETS, message: null };
@@ -198,18 +197,23 @@ export class ClientState {
     return properties;
   }
 
-  /** A PUBLISH for `m`: QoS 0 goes out at once, QoS 1/2 is tracked until acknowledged. */
-  publish(m: Message, connected: boolean): { packets: Packet[]; done: Promise<void> | null } {
-    if (m.qos === 0) {
-      const p = this.publishQos0(m, connected);
-      return p === null ? NOTHING : { packets: [p], done: null };
-    }
+  /**
+   * Tracks a QoS 1/2 message until it is acknowledged; `done` settles then. `packet` is its
+   * PUBLISH to send now, when the broker's window has room and nothing waits before it; otherwise
+   * it waits its turn in sendable() (null then).
+   */
+  publishTracked(m: Message, connected: boolean): { packet: PublishPacket | null; done: Promise<void> } {
     const packet: PublishPacket = { type: PacketType.PUBLISH, dup: false, qos: m.qos, retain: m.retain, topic: m.topic, packetId: this.allocateId(), properties: this.propertiesOf(m), payload: m.payload };
     const { promise, resolve, reject } = Promise.withResolvers<void>();
     const o: Outgoing = { packet, sent: false, released: false, transmitted: false, resolve, reject };
     this.outgoing.set(packet.packetId, o);
+    if (connected && this.unsentHead >= this.unsent.length && this.outstanding < this.brokerReceiveMaximum && this.outAliases.size === 0) {
+      o.sent = o.transmitted = true;
+      this.outstanding++;
+      return { packet, done: promise };
+    }
     this.unsent.push(o);
-    return { packets: connected ? this.sendable() : [], done: promise };
+    return { packet: null, done: promise };
   }
 
   /** A SUBSCRIBE or UNSUBSCRIBE: its packet identifier and a promise of its reason codes. */

@@ -6,6 +6,7 @@
 export * from "./lib/codec";
 export { Broker, type BrokerInit, type LogLevel } from "./lib/broker/broker";
 export { BrokerThread } from "./lib/thread/broker-thread";
+export { PasswordFileError } from "./lib/broker/auth";
 export { Client, type ClientOptions, type SubscribeOptions } from "./lib/client/client";
 export { Message, type MessageOptions } from "./lib/client/message";
 export { MessageQueue } from "./lib/client/queue";

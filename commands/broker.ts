@@ -21,7 +21,10 @@ Options:
   --certfile FILE             TLS certificate chain (PEM)
   --keyfile FILE              TLS private key (PEM)
   --cafile FILE               CA certificates (PEM): require client certificates signed by them
-  --config FILE.toml          listeners and limits from a TOML file; flags override it
+  --config FILE.toml          listeners, limits and [auth] from a TOML file; flags override it
+  --password-file FILE        users and password hashes in Mosquitto's format (mosquitto_passwd):
+                              CONNECT must carry a user name and password the file holds
+  --allow-anonymous           with --password-file, let clients without a user name in too
   --max-connections N         most simultaneous clients (default ${DEFAULT_OPTIONS.maxConnections})
   --max-packet-size BYTES     largest packet accepted (default ${DEFAULT_OPTIONS.maxPacketSize})
   --max-queued-messages N     QoS 1/2 messages kept per client (default ${DEFAULT_OPTIONS.maxQueuedMessages})
@@ -45,6 +48,9 @@ Config file (TOML); relative file names are relative to the file:
   [limits]                    # maxConnections, maxPacketSize, maxQueuedMessages, maxQueuedBytes,
                               # maxOutputBytes, maxInflight, maxKeepAlive, connectTimeoutMs
   maxPacketSize = 65536
+  [auth]
+  passwordFile = "passwords"  # made with mosquitto_passwd
+  allowAnonymous = false
 Listener flags (--host, --port, --secure-port, --certfile, --keyfile, --cafile) replace the
 file's listeners; each limit flag overrides the same limit.`;
 
@@ -95,7 +101,7 @@ async function readConfig(path: string): Promise<{ listeners: Address[]; limits:
     throw new UsageError(`cannot read --config '${path}': ${(e as Error).message}`);
   }
   const bad = (what: string) => new UsageError(`--config '${path}': ${what}`);
-  for (const key of Object.keys(doc)) if (key !== "listener" && key !== "limits") throw bad(`unknown key '${key}' (expected [[listener]] and [limits])`);
+  for (const key of Object.keys(doc)) if (!["listener", "limits", "auth"].includes(key)) throw bad(`unknown key '${key}' (expected [[listener]], [limits] and [auth])`);
   const dir = dirname(resolve(path));
   const listeners: Address[] = [];
   const list = doc.listener ?? [];
@@ -120,6 +126,12 @@ async function readConfig(path: string): Promise<{ listeners: Address[]; limits:
     const min = key === "maxKeepAlive" ? 0 : 1;
     if (typeof v !== "number" || !Number.isInteger(v) || v < min) throw bad(`limit ${key} must be an integer of at least ${min}`);
     (limits as Record<string, number>)[key] = v;
+  }
+  const auth = (doc.auth ?? {}) as Record<string, unknown>;
+  for (const [key, v] of Object.entries(auth)) {
+    if (key === "passwordFile" && typeof v === "string") limits.passwordFile = resolve(dir, v);
+    else if (key === "allowAnonymous" && typeof v === "boolean") limits.allowAnonymous = v;
+    else throw bad(`[auth] takes passwordFile (a file name) and allowAnonymous (true or false), not '${key} = ${JSON.stringify(v)}'`);
   }
   return { listeners, limits };
 }
@@ -152,6 +164,8 @@ export async function brokerCommand(argv: string[]): Promise<number> {
       "connect-timeout": { type: "string" },
       "log-level": { type: "string" },
       thread: { type: "boolean" },
+      "password-file": { type: "string" },
+      "allow-anonymous": { type: "boolean" },
       help: { type: "boolean", short: "h" },
       ...Object.fromEntries(Object.keys(LIMIT_FLAGS).map((f) => [f, { type: "string" as const }])),
     },
@@ -169,6 +183,8 @@ export async function brokerCommand(argv: string[]): Promise<number> {
     if (typeof v === "string") (limits as Record<string, number>)[key] = integer(flag, v, key === "maxKeepAlive" ? 0 : 1);
   }
   if (values["connect-timeout"] !== undefined) limits.connectTimeoutMs = integer("connect-timeout", values["connect-timeout"], 1) * 1000;
+  if (values["password-file"] !== undefined) limits.passwordFile = values["password-file"];
+  if (values["allow-anonymous"]) limits.allowAnonymous = true;
   // the command's own --log-level, else the global one (mqtttools --log-level LEVEL broker; default error)
   const logLevel = values["log-level"] !== undefined ? parseLogLevel(values["log-level"]) : globalLogLevel();
   const port = (flag: "port" | "secure-port", fallback: string) => {

@@ -18,6 +18,7 @@ import type { PublishPacket } from "../codec/packets/publish";
 import { TopicTrie } from "../topic/trie";
 import { SharedGroup } from "../topic/shared";
 import { topicMatches } from "../topic/match";
+import { Authenticator } from "./auth";
 import { Connection, ConnState } from "./connection";
 import { encodeForm, messageCost, persist, type Message } from "./message";
 import { DEFAULT_OPTIONS, normalizeAddresses, type Addresses, type BrokerOptions, type Listener } from "./options";
@@ -79,6 +80,8 @@ export class Broker {
   readonly retained = new Map<string, Message>();
 
   private servers: TCPSocketListener<Connection>[] = [];
+  /** Who may connect; loaded in start(). */
+  private authenticator: Authenticator | null = null;
   private dirty: Connection[] = [];
   private flushScheduled = false;
   private matchCache = new Map<string, Matches>();
@@ -114,6 +117,7 @@ export class Broker {
   /** Listens on every address; resolves with the bound ports, in address order. */
   async start(): Promise<number[]> {
     if (this.servers.length > 0) throw new Error("the broker is already started");
+    this.authenticator = await Authenticator.load(this.options.passwordFile, this.options.allowAnonymous);
     const ports: number[] = [];
     try {
       for (const l of this.listeners) {
@@ -167,6 +171,11 @@ export class Broker {
     for (const w of this.willTimers.values()) w.timer.clear();
     this.willTimers.clear();
     this.stopped?.resolve();
+  }
+
+  /** 0 when a CONNECT's user name and password let it in, else the reason code to refuse it with [MQTT-3.1.4-2]. */
+  authenticate(username: string | null, password: Uint8Array | null): number {
+    return this.authenticator === null ? 0 : this.authenticator.check(username, password);
   }
 
   private opened(socket: Socket<Connection>): void {

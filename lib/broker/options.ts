@@ -48,6 +48,13 @@ export interface BrokerOptions {
    * 0x9C Use Another Server, carrying `reference` as Server Reference (section 4.11). Null: serve.
    */
   redirect: { reference: string; permanent: boolean } | null;
+  /**
+   * A password file in Mosquitto's format (made with `mosquitto_passwd`), read in start(): CONNECT
+   * must then carry a user name and password it holds (else CONNACK 0x86 / 3.1.1 0x04). Null: no check.
+   */
+  passwordFile: string | null;
+  /** Whether clients without a user name may connect (else CONNACK 0x87 / 3.1.1 0x05); null: only when there is no password file. */
+  allowAnonymous: boolean | null;
 }
 
 /** The defaults: Mosquitto's where it has one. */
@@ -70,6 +77,8 @@ export const DEFAULT_OPTIONS: BrokerOptions = {
   deniedTopicFilters: [],
   responseInformation: "",
   redirect: null,
+  passwordFile: null,
+  allowAnonymous: null,
 };
 
 /** One listener, normalized. */

@@ -175,3 +175,60 @@ describe("broker --thread", () => {
     }
   });
 });
+
+describe("broker --password-file", () => {
+  let passwords: string;
+  beforeAll(() => {
+    passwords = file("passwords");
+    const made = Bun.spawnSync([Bun.which("mosquitto_passwd") ?? "/usr/bin/mosquitto_passwd", "-c", "-b", passwords, "alice", "wonderland"], { stdout: "pipe", stderr: "pipe" });
+    if (made.exitCode !== 0) throw new Error(`mosquitto_passwd: ${made.stderr.toString()}`);
+  });
+
+  test("a file made by mosquitto_passwd: the right password subscribes and receives, a wrong one and none are one-line errors with exit code 1", async () => {
+    const b = await broker("--host", "127.0.0.1", "--port", "0", "--password-file", passwords);
+    const at = ["--host", "127.0.0.1", "--port", String(b.ports[0])];
+    const sub = Bun.spawn([process.execPath, entry, "subscribe", ...at, "-u", "alice", "-P", "wonderland", "-C", "1", "auth/t"], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+    const reader = sub.stdout.getReader();
+    let out = "";
+    while (!out.includes("Connected.")) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`subscribe ended: ${out}`);
+      out += new TextDecoder().decode(value);
+    }
+    expect((await finished(Bun.spawn([mosquittoClient("mosquitto_pub"), "-h", "127.0.0.1", "-p", String(b.ports[0]), "-u", "alice", "-P", "wonderland", "-t", "auth/t", "-m", "let in"], { stdin: "ignore", stdout: "pipe", stderr: "pipe" }))).code).toBe(0);
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      out += new TextDecoder().decode(value);
+    }
+    expect(await sub.exited).toBe(0);
+    expect(out).toContain("Topic:   auth/t\nMessage: let in\n");
+
+    const wrong = await cli("publish", ...at, "-u", "alice", "-P", "nope", "auth/t", "m");
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toBe("mqtttools publish: Connect refused: Bad User Name Or Password (0x86): bad user name or password\n");
+    const anonymous = await cli("publish", ...at, "--protocol", "3.1.1", "auth/t", "m");
+    expect(anonymous.code).toBe(1);
+    expect(anonymous.stderr.trim().split("\n")).toHaveLength(1);
+    expect(anonymous.stderr).toContain("Not Authorized");
+    await stop(b);
+  });
+
+  test("--allow-anonymous lets clients without a user name in; [auth] in --config does the same with a file name relative to the config", async () => {
+    for (const args of [["--password-file", passwords, "--allow-anonymous"], ["--config", file("auth.toml")]]) {
+      writeFileSync(file("auth.toml"), 'listener = [{ host = "127.0.0.1", port = 0 }]\n[auth]\npasswordFile = "passwords"\nallowAnonymous = true\n');
+      const b = await broker(...(args[0] === "--config" ? args : ["--host", "127.0.0.1", "--port", "0", ...args]));
+      const at = ["--host", "127.0.0.1", "--port", String(b.ports[0])];
+      expect((await cli("publish", ...at, "auth/t", "anonymous")).code).toBe(0);
+      expect((await cli("publish", ...at, "-u", "alice", "-P", "nope", "auth/t", "m")).code).toBe(1);
+      await stop(b);
+    }
+  });
+
+  test("a password file it cannot use is a one-line run-time error, exit code 1", async () => {
+    writeFileSync(file("plain"), "alice:wonderland\n");
+    const r = await cli("broker", "--host", "127.0.0.1", "--port", "0", "--password-file", file("plain"));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`mqtttools broker: ${file("plain")} line 1: the password is not a $7$ or $6$ hash (make the file with mosquitto_passwd)\n`);
+  });
+});

@@ -114,6 +114,11 @@ export class Broker {
     if (LEVELS[level] >= this.logLevel) this.logger(`${new Date().toISOString()} ${level}: ${line}`);
   }
 
+  /** True when lines at `level` are written: check it before building a line that costs something. */
+  logs(level: LogLevel): boolean {
+    return LEVELS[level] >= this.logLevel;
+  }
+
   /** Listens on every address; resolves with the bound ports, in address order. */
   async start(): Promise<number[]> {
     if (this.servers.length > 0) throw new Error("the broker is already started");
@@ -378,7 +383,7 @@ export class Broker {
     const existed = session.subscriptions.has(key);
     if (entry.shareName === null) {
       const node = this.trie.add(entry.filter, session, entry);
-      session.subscriptions.set(key, { entry, node, group: null });
+      session.holdSubscription(key, { entry, node, group: null });
       return !existed;
     }
     let group = this.sharedGroups.get(key);
@@ -391,7 +396,7 @@ export class Broker {
       node = this.trie.find(entry.filter)!;
     }
     group.join(entry, (m) => m.session === session);
-    session.subscriptions.set(key, { entry, node, group });
+    session.holdSubscription(key, { entry, node, group });
     return !existed;
   }
 
@@ -438,7 +443,7 @@ export class Broker {
 
   private sendInflight(conn: Connection, session: Session, message: Message, qos: QoS, retain: boolean, subscriptionIds: number[] | null, now: number): void {
     const packetId = session.allocatePacketId();
-    session.inflight.set(packetId, { packetId, message, qos, retain, subscriptionIds, released: false, held: false });
+    session.addInflight({ packetId, message, qos, retain, subscriptionIds, released: false, held: false });
     if (!this.sendPublish(conn, message, qos, retain, subscriptionIds, packetId, false, now)) session.inflight.delete(packetId); // [MQTT-3.1.2-25] as if delivered
   }
 

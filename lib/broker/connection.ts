@@ -37,7 +37,8 @@ export class Connection {
   /** Protocol level; 5 until CONNECT says otherwise. */
   version: 4 | 5 = 5;
   session: Session | null = null;
-  readonly framer: Framer;
+  /** Held only while it holds bytes of an incomplete frame: an idle connection keeps none. */
+  private framer: Framer | null = null;
   /** Date.now() of the last packet received. */
   lastReceived: number;
   readonly openedAt: number;
@@ -68,7 +69,6 @@ export class Connection {
     readonly broker: Broker,
     readonly socket: Socket<Connection>,
   ) {
-    this.framer = new Framer(broker.options.maxPacketSize);
     this.lastReceived = this.openedAt = Date.now();
   }
 
@@ -86,7 +86,7 @@ export class Connection {
   receive(data: Uint8Array): void {
     if (this.state === ConnState.Closed) return;
     this.lastReceived = Date.now();
-    const framer = this.framer;
+    const framer = (this.framer ??= new Framer(this.broker.options.maxPacketSize));
     framer.push(data);
     try {
       while (this.state === ConnState.AwaitingConnect) {
@@ -114,6 +114,8 @@ export class Connection {
       }
     } catch (e) {
       this.fail(e);
+    } finally {
+      if (framer.buffered === 0) this.framer = null;
     }
   }
 
@@ -267,7 +269,7 @@ export class Connection {
     if (reasonCode !== null && wasConnected && this.version === 5) {
       this.writeWithReason({ type: PacketType.DISCONNECT, reasonCode, properties: { reasonString: reason } });
     }
-    this.broker.log("info", `closing ${this.describe()}: ${reasonCode === null ? "" : `${reasonName(reasonCode)}: `}${reason}`);
+    if (this.broker.logs("info")) this.broker.log("info", `closing ${this.describe()}: ${reasonCode === null ? "" : `${reasonName(reasonCode)}: `}${reason}`);
     this.state = ConnState.Closed;
     this.flush();
     this.socket.end();

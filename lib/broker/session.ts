@@ -59,15 +59,36 @@ export interface QueuedMessage {
   subscriptionIds: number[] | null;
 }
 
+/**
+ * The empty collections every new session starts with, shared: most sessions (an idle sensor, a
+ * publisher that never subscribes) never fill some of them, and an empty Map, Set and Array cost
+ * about 200 bytes a session. A session gets its own on the first write (the add/set methods
+ * below); writing to a shared one throws, so a missed write site shows at once.
+ */
+class SharedEmptyMap<K, V> extends Map<K, V> {
+  override set(): this {
+    throw new Error("internal error: a write to the shared empty map");
+  }
+}
+class SharedEmptySet<T> extends Set<T> {
+  override add(): this {
+    throw new Error("internal error: a write to the shared empty set");
+  }
+}
+const NO_SUBSCRIPTIONS: Map<string, HeldSubscription> = new SharedEmptyMap();
+const NO_INFLIGHT: Map<number, InflightMessage> = new SharedEmptyMap();
+const NO_IDS: Set<number> = new SharedEmptySet();
+const NO_QUEUE: (QueuedMessage | undefined)[] = Object.freeze([]) as unknown as (QueuedMessage | undefined)[];
+
 /** The state of one client identifier. */
 export class Session {
-  /** Subscriptions by topic filter (shared ones by their full `$share/...` filter). */
-  readonly subscriptions = new Map<string, HeldSubscription>();
-  /** Outgoing QoS 1/2 messages by packet identifier, in send order. */
-  readonly inflight = new Map<number, InflightMessage>();
-  /** Incoming QoS 2 packet identifiers awaiting PUBREL [MQTT-4.3.3-9]. */
-  readonly incomingQos2 = new Set<number>();
-  private queue: (QueuedMessage | undefined)[] = [];
+  /** Subscriptions by topic filter (shared ones by their full `$share/...` filter); add with holdSubscription(). */
+  subscriptions = NO_SUBSCRIPTIONS;
+  /** Outgoing QoS 1/2 messages by packet identifier, in send order; add with addInflight(). */
+  inflight = NO_INFLIGHT;
+  /** Incoming QoS 2 packet identifiers awaiting PUBREL [MQTT-4.3.3-9]; add with addIncomingQos2(). */
+  incomingQos2 = NO_IDS;
+  private queue = NO_QUEUE;
   private head = 0;
   /** Payload bytes held in the queue. */
   queuedBytes = 0;
@@ -88,10 +109,29 @@ export class Session {
     return this.queue.length - this.head;
   }
 
+  /** Adds or replaces a subscription. */
+  holdSubscription(key: string, held: HeldSubscription): void {
+    if (this.subscriptions === NO_SUBSCRIPTIONS) this.subscriptions = new Map();
+    this.subscriptions.set(key, held);
+  }
+
+  /** Records an outgoing QoS 1/2 message as in flight. */
+  addInflight(m: InflightMessage): void {
+    if (this.inflight === NO_INFLIGHT) this.inflight = new Map();
+    this.inflight.set(m.packetId, m);
+  }
+
+  /** Records an incoming QoS 2 packet identifier until its PUBREL. */
+  addIncomingQos2(packetId: number): void {
+    if (this.incomingQos2 === NO_IDS) this.incomingQos2 = new Set();
+    this.incomingQos2.add(packetId);
+  }
+
   /** Appends a message to the queue; false when the queue is at its bound. */
   enqueue(q: QueuedMessage, maxMessages: number, maxBytes: number): boolean {
     const cost = messageCost(q.message);
     if (this.queued >= maxMessages || this.queuedBytes + cost > maxBytes) return false;
+    if (this.queue === NO_QUEUE) this.queue = [];
     this.queue.push(q);
     this.queuedBytes += cost;
     return true;
@@ -102,7 +142,10 @@ export class Session {
     if (this.head >= this.queue.length) return undefined;
     const q = this.queue[this.head]!;
     this.queue[this.head++] = undefined;
-    if (this.head > 1024 && this.head * 2 > this.queue.length) {
+    if (this.head === this.queue.length) {
+      this.queue = NO_QUEUE; // drained: give the array back
+      this.head = 0;
+    } else if (this.head > 1024 && this.head * 2 > this.queue.length) {
       this.queue = this.queue.slice(this.head);
       this.head = 0;
     }
@@ -112,7 +155,7 @@ export class Session {
 
   /** Forgets queued and in-flight messages (clean start, or the session ends). */
   clearMessages(): void {
-    this.queue = [];
+    this.queue = NO_QUEUE;
     this.head = 0;
     this.queuedBytes = 0;
     this.inflight.clear();

@@ -142,6 +142,6 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
     if (props.requestResponseInformation === 1 && o.responseInformation !== "") ack.responseInformation = o.responseInformation; // section 3.2.2.3.15
   }
   conn.writePacket({ type: PacketType.CONNACK, sessionPresent: present, reasonCode: 0, properties: ack });
-  broker.log("info", `connected ${conn.describe()} v${v5 ? "5" : "3.1.1"}${present ? ", session resumed" : ""}`);
+  if (broker.logs("info")) broker.log("info", `connected ${conn.describe()} v${v5 ? "5" : "3.1.1"}${present ? ", session resumed" : ""}`);
   if (present) broker.redeliver(conn, session);
 }

@@ -63,7 +63,7 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   if (p.qos === 1) {
     conn.writePacket({ type: PacketType.PUBACK, packetId: p.packetId, reasonCode: 0, properties: NO_PROPERTIES }); // [MQTT-4.3.2-4]
   } else if (p.qos === 2) {
-    session.incomingQos2.add(p.packetId);
+    session.addIncomingQos2(p.packetId);
     conn.writePacket({ type: PacketType.PUBREC, packetId: p.packetId, reasonCode: 0, properties: NO_PROPERTIES }); // [MQTT-4.3.3-8]
   }
 }

@@ -24,7 +24,7 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
   for (const s of p.subscriptions) {
     const shared = parseShared(s.topicFilter);
     if (typeof shared === "string") {
-      broker.log("info", `${conn.describe()}: invalid shared subscription: ${shared}`);
+      if (broker.logs("info")) broker.log("info", `${conn.describe()}: invalid shared subscription: ${shared}`);
       reasonCodes.push(failure(ReasonCode.TopicFilterInvalid)); // [MQTT-4.8.2-1] [MQTT-4.8.2-2]
       continue;
     }
@@ -32,7 +32,7 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
     const filter = shared === null ? s.topicFilter : shared.filter;
     const error = topicFilterError(filter);
     if (error !== null) {
-      broker.log("info", `${conn.describe()}: invalid topic filter: ${error}`);
+      if (broker.logs("info")) broker.log("info", `${conn.describe()}: invalid topic filter: ${error}`);
       reasonCodes.push(failure(ReasonCode.TopicFilterInvalid)); // [MQTT-4.7.1-1] [MQTT-4.7.1-2]
       continue;
     }
@@ -45,7 +45,7 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
       continue;
     }
     if (o.deniedTopicFilters.some((denied) => filterCovers(denied, filter))) {
-      broker.log("info", `${conn.describe()}: subscription to '${filter}' denied by the configuration`);
+      if (broker.logs("info")) broker.log("info", `${conn.describe()}: subscription to '${filter}' denied by the configuration`);
       reasonCodes.push(ReasonCode.UnspecifiedError);
       continue;
     }

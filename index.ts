@@ -7,10 +7,11 @@ export * from "./lib/codec";
 export { Broker, type BrokerInit, type LogLevel } from "./lib/broker/broker";
 export { BrokerThread } from "./lib/thread/broker-thread";
 export { PasswordFileError } from "./lib/broker/auth";
+export { AclFileError } from "./lib/broker/acl";
 export { Client, type ClientOptions, type SubscribeOptions } from "./lib/client/client";
 export { Message, type MessageOptions } from "./lib/client/message";
 export { MessageQueue } from "./lib/client/queue";
-export { ClientError, ConnectError, ConnectionLostError, ConnectionRefusedError, ProtocolError, SessionResumeError, SubscribeError, TimeoutError, UnsubscribeError } from "./lib/client/errors";
+export { ClientError, PublishError, ConnectError, ConnectionLostError, ConnectionRefusedError, ProtocolError, SessionResumeError, SubscribeError, TimeoutError, UnsubscribeError } from "./lib/client/errors";
 export { DEFAULT_OPTIONS, type Address, type Addresses, type BrokerOptions } from "./lib/broker/options";
 
 if (import.meta.main) {

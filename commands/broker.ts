@@ -25,6 +25,8 @@ Options:
   --password-file FILE        users and password hashes in Mosquitto's format (mosquitto_passwd):
                               CONNECT must carry a user name and password the file holds
   --allow-anonymous           with --password-file, let clients without a user name in too
+  --acl-file FILE             access rules in Mosquitto's acl_file format: clients read and
+                              write only the topics the rules grant them
   --max-connections N         most simultaneous clients (default ${DEFAULT_OPTIONS.maxConnections})
   --max-packet-size BYTES     largest packet accepted (default ${DEFAULT_OPTIONS.maxPacketSize})
   --max-queued-messages N     QoS 1/2 messages kept per client (default ${DEFAULT_OPTIONS.maxQueuedMessages})
@@ -51,6 +53,7 @@ Config file (TOML); relative file names are relative to the file:
   [auth]
   passwordFile = "passwords"  # made with mosquitto_passwd
   allowAnonymous = false
+  aclFile = "acl"             # topic/pattern/user rules, as Mosquitto's acl_file
 Listener flags (--host, --port, --secure-port, --certfile, --keyfile, --cafile) replace the
 file's listeners; each limit flag overrides the same limit.`;
 
@@ -131,7 +134,8 @@ async function readConfig(path: string): Promise<{ listeners: Address[]; limits:
   for (const [key, v] of Object.entries(auth)) {
     if (key === "passwordFile" && typeof v === "string") limits.passwordFile = resolve(dir, v);
     else if (key === "allowAnonymous" && typeof v === "boolean") limits.allowAnonymous = v;
-    else throw bad(`[auth] takes passwordFile (a file name) and allowAnonymous (true or false), not '${key} = ${JSON.stringify(v)}'`);
+    else if (key === "aclFile" && typeof v === "string") limits.aclFile = resolve(dir, v);
+    else throw bad(`[auth] takes passwordFile and aclFile (file names) and allowAnonymous (true or false), not '${key} = ${JSON.stringify(v)}'`);
   }
   return { listeners, limits };
 }
@@ -166,6 +170,7 @@ export async function brokerCommand(argv: string[]): Promise<number> {
       thread: { type: "boolean" },
       "password-file": { type: "string" },
       "allow-anonymous": { type: "boolean" },
+      "acl-file": { type: "string" },
       help: { type: "boolean", short: "h" },
       ...Object.fromEntries(Object.keys(LIMIT_FLAGS).map((f) => [f, { type: "string" as const }])),
     },
@@ -185,6 +190,7 @@ export async function brokerCommand(argv: string[]): Promise<number> {
   if (values["connect-timeout"] !== undefined) limits.connectTimeoutMs = integer("connect-timeout", values["connect-timeout"], 1) * 1000;
   if (values["password-file"] !== undefined) limits.passwordFile = values["password-file"];
   if (values["allow-anonymous"]) limits.allowAnonymous = true;
+  if (values["acl-file"] !== undefined) limits.aclFile = values["acl-file"];
   // the command's own --log-level, else the global one (mqtttools --log-level LEVEL broker; default error)
   const logLevel = values["log-level"] !== undefined ? parseLogLevel(values["log-level"]) : globalLogLevel();
   const port = (flag: "port" | "secure-port", fallback: string) => {

@@ -18,6 +18,7 @@ import type { PublishPacket } from "../codec/packets/publish";
 import { TopicTrie } from "../topic/trie";
 import { SharedGroup } from "../topic/shared";
 import { topicMatches } from "../topic/match";
+import { Access, loadAccessRules, type AccessRules } from "./acl";
 import { Authenticator } from "./auth";
 import { Connection, ConnState } from "./connection";
 import { encodeForm, messageCost, persist, type Message } from "./message";
@@ -82,6 +83,8 @@ export class Broker {
   private servers: TCPSocketListener<Connection>[] = [];
   /** Who may connect; loaded in start(). */
   private authenticator: Authenticator | null = null;
+  /** Who may read and write what (aclFile); loaded in start(). */
+  private acl: AccessRules | null = null;
   private dirty: Connection[] = [];
   private flushScheduled = false;
   private matchCache = new Map<string, Matches>();
@@ -123,6 +126,7 @@ export class Broker {
   async start(): Promise<number[]> {
     if (this.servers.length > 0) throw new Error("the broker is already started");
     this.authenticator = await Authenticator.load(this.options.passwordFile, this.options.allowAnonymous);
+    this.acl = this.options.aclFile === null ? null : await loadAccessRules(this.options.aclFile);
     const ports: number[] = [];
     try {
       for (const l of this.listeners) {
@@ -176,6 +180,26 @@ export class Broker {
     for (const w of this.willTimers.values()) w.timer.clear();
     this.willTimers.clear();
     this.stopped?.resolve();
+  }
+
+  /** True when an access control file is in force. */
+  get checksAccess(): boolean {
+    return this.acl !== null;
+  }
+
+  /** Whether a client may write (publish to) a topic; always without an access control file. */
+  mayWrite(username: string | null, clientId: string, topic: string): boolean {
+    return this.acl === null || this.acl.allows(username, clientId, topic, Access.WRITE);
+  }
+
+  /** Whether a session's client may read (receive) a topic; always without an access control file. */
+  mayRead(session: Session, topic: string): boolean {
+    return this.acl === null || this.acl.allows(session.username, session.clientId, topic, Access.READ);
+  }
+
+  /** A session changed hands (CONNECT): with access rules, cached deliveries may no longer hold. */
+  sessionOwnerChanged(): void {
+    if (this.acl !== null) this.matchGeneration = -1;
   }
 
   /** 0 when a CONNECT's user name and password let it in, else the reason code to refuse it with [MQTT-3.1.4-2]. */
@@ -336,6 +360,7 @@ export class Broker {
   private canTake(session: Session, message: Message): boolean {
     const conn = this.clients.get(session.clientId);
     if (conn === undefined || conn.outputFull) return false;
+    if (this.acl !== null && !this.mayRead(session, message.topic)) return false;
     return message.qos === 0 || (session.queued < this.options.maxQueuedMessages && session.queuedBytes + messageCost(message) <= this.options.maxQueuedBytes);
   }
 
@@ -356,6 +381,7 @@ export class Broker {
         return;
       }
       const session = subscriber as Session;
+      if (this.acl !== null && !this.mayRead(session, topic)) return; // read access, checked once per topic and cached
       const d = bySession.get(session);
       if (d === undefined) bySession.set(session, { session, subs: [entry] });
       else d.subs.push(entry);
@@ -532,7 +558,7 @@ export class Broker {
     const candidates = exact ? [this.retained.get(filter)].filter((m) => m !== undefined) : this.retained.values();
     for (const m of candidates) {
       if (!exact && !topicMatches(filter, m.topic)) continue;
-      if (this.isDenied(m.topic)) continue;
+      if (this.isDenied(m.topic) || !this.mayRead(session, m.topic)) continue;
       if (m.expiresAt !== 0 && m.expiresAt <= now) {
         this.retained.delete(m.topic);
         continue;

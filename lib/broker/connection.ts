@@ -53,6 +53,9 @@ export class Connection {
   /** The topic of the last PUBLISH received, as bytes (a copy; see TopicCache) and as the string made from them. */
   lastTopicBytes: Uint8Array | null = null;
   private lastTopic = "";
+  /** The last topic mayWrite() checked, and its answer. */
+  private writeChecked: string | null = null;
+  private writeAllowed = true;
   /** Topic Alias Maximum the client gave in CONNECT: how many aliases we may assign it. */
   clientTopicAliasMax = 0;
   /** Aliases we assigned towards the client, by topic; forgotten with the connection. */
@@ -132,6 +135,16 @@ export class Connection {
   }
 
   /** Answers a CONNECT that could not be decoded, in the form its protocol level expects. */
+  /** Whether this client may publish to `topic` (access rules); the last answer is kept for a repeated topic. */
+  mayWrite(topic: string): boolean {
+    if (!this.broker.checksAccess) return true;
+    if (topic !== this.writeChecked) {
+      this.writeChecked = topic;
+      this.writeAllowed = this.broker.mayWrite(this.session!.username, this.session!.clientId, topic);
+    }
+    return this.writeAllowed;
+  }
+
   /**
    * The topic name a received PUBLISH carries, as a string. A publisher usually repeats its topic:
    * the decoder then hands back lastTopicBytes itself (this connection is its TopicCache), and the

@@ -55,6 +55,11 @@ export interface BrokerOptions {
   passwordFile: string | null;
   /** Whether clients without a user name may connect (else CONNACK 0x87 / 3.1.1 0x05); null: only when there is no password file. */
   allowAnonymous: boolean | null;
+  /**
+   * An access control file in Mosquitto's acl_file format, read in start(): clients then read and
+   * write only the topics its rules grant them (see lib/broker/acl.ts). Null: no check.
+   */
+  aclFile: string | null;
 }
 
 /** The defaults: Mosquitto's where it has one. */
@@ -79,6 +84,7 @@ export const DEFAULT_OPTIONS: BrokerOptions = {
   redirect: null,
   passwordFile: null,
   allowAnonymous: null,
+  aclFile: null,
 };
 
 /** One listener, normalized. */

@@ -101,6 +101,8 @@ export class Session {
   connected = false;
   /** True while some in-flight message is held (see InflightMessage.held). */
   hasHeld = false;
+  /** User name of the client that owns the session now (for access rules). */
+  username: string | null = null;
 
   constructor(readonly clientId: string) {}
 

@@ -53,6 +53,14 @@ export class SubscribeError extends ClientError {
   }
 }
 
+/** The broker refused a QoS 1/2 message (v5 PUBACK, PUBREC or PUBCOMP failure code): it was not delivered. */
+export class PublishError extends ClientError {
+  override name = "PublishError";
+  constructor(reasonCode: number, topic: string) {
+    super(`Publish to '${topic}' refused: ${reasonName(reasonCode)} (0x${reasonCode.toString(16).padStart(2, "0")})`, reasonCode);
+  }
+}
+
 /** The broker refused an unsubscription (UNSUBACK failure code). */
 export class UnsubscribeError extends ClientError {
   override name = "UnsubscribeError";

@@ -13,6 +13,7 @@ import type { PublishPacket } from "../codec/packets/publish";
 import { NO_PROPERTIES, type PublishProperties } from "../codec/properties";
 import { MqttError, ReasonCode, protocolError } from "../codec/reason-codes";
 import { decodeUtf8 } from "../codec/reader";
+import { PublishError } from "./errors";
 import { Message } from "./message";
 
 /** An outgoing QoS 1/2 message waiting for its acknowledgement. */
@@ -158,10 +159,14 @@ export class ClientState {
   }
 
   /** Ends an outgoing message's exchange (acknowledged, or refused by the broker). */
-  private finish(o: Outgoing): void {
+  private finish(o: Outgoing, reasonCode = 0): void {
     this.outgoing.delete(o.packet.packetId);
     if (o.sent) this.outstanding--;
-    o.resolve();
+    if (reasonCode < 0x80) o.resolve();
+    else {
+      const t = o.packet.topic;
+      o.reject(new PublishError(reasonCode, typeof t === "string" ? t : decodeUtf8(t, 0, t.length, "topic")));
+    }
   }
 
   /** Topic and alias fields for a PUBLISH on this connection. */
@@ -255,7 +260,9 @@ export class ClientState {
       case PacketType.PUBCOMP: {
         const o = this.outgoing.get(p.packetId);
         if (o === undefined || o.packet.qos !== (p.type === PacketType.PUBACK ? 1 : 2)) return NO_REPLY; // unknown: ignored
-        this.finish(o); // a failure code still ends the exchange (section 4.3)
+        // a PUBACK failure code (v5) ends the exchange with the message refused; a PUBCOMP one
+        // (0x92) comes after the PUBREC accepted it
+        this.finish(o, p.type === PacketType.PUBACK ? p.reasonCode : 0);
         const next = this.sendable();
         return next === NO_PACKETS ? NO_REPLY : { reply: next, message: null };
       }
@@ -264,8 +271,8 @@ export class ClientState {
         if (o === undefined || o.packet.qos !== 2) {
           return { reply: [{ type: PacketType.PUBREL, packetId: p.packetId, reasonCode: ReasonCode.PacketIdentifierNotFound, properties: {} }], message: null };
         }
-        if (p.reasonCode >= 0x80) { // the broker refused it: the exchange ends [MQTT-4.3.3-?]
-          this.finish(o);
+        if (p.reasonCode >= 0x80) { // the broker refused it: the exchange ends (section 4.3.3)
+          this.finish(o, p.reasonCode);
           return { reply: this.sendable(), message: null };
         }
         o.released = true;

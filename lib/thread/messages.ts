@@ -7,6 +7,7 @@ import type { BrokerInit } from "../broker/broker";
 import type { Addresses } from "../broker/options";
 import { MqttError } from "../codec/reason-codes";
 import { PasswordFileError } from "../broker/auth";
+import { AclFileError } from "../broker/acl";
 
 /** Broker options as they travel to the Worker: no logger function (log lines come back as messages). */
 export type WorkerBrokerInit = Omit<BrokerInit, "logger">;
@@ -52,7 +53,7 @@ export function serializeError(e: unknown): SerializedError {
 
 /** Error classes that can cross by name: the built-in ones and the library's own. */
 const ERROR_CLASSES: Record<string, ErrorConstructor | (new (...args: never[]) => Error)> = {
-  Error, TypeError, RangeError, SyntaxError, ReferenceError, EvalError, URIError, MqttError, PasswordFileError,
+  Error, TypeError, RangeError, SyntaxError, ReferenceError, EvalError, URIError, MqttError, PasswordFileError, AclFileError,
 };
 
 /** Rebuilds an error on this side with the same class, message and fields (an unknown class becomes Error). */

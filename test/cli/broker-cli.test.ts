@@ -225,6 +225,21 @@ describe("broker --password-file", () => {
     }
   });
 
+  test("--acl-file: a publish the rules refuse is an error line with exit code 1; an allowed one is delivered", async () => {
+    writeFileSync(file("acl"), "user alice\ntopic readwrite mine/#\n");
+    const b = await broker("--host", "127.0.0.1", "--port", "0", "--password-file", passwords, "--acl-file", file("acl"));
+    const at = ["--host", "127.0.0.1", "--port", String(b.ports[0]), "-u", "alice", "-P", "wonderland"];
+    const refused = await cli("publish", ...at, "-q", "1", "theirs/t", "m");
+    expect(refused.code).toBe(1);
+    expect(refused.stderr.trim().split("\n")).toHaveLength(1);
+    expect(refused.stderr).toContain("Not Authorized");
+    expect((await cli("publish", ...at, "-q", "1", "--retain", "mine/t", "kept")).code).toBe(0);
+    const sub = await cli("subscribe", ...at, "-C", "1", "mine/#");
+    expect(sub.code).toBe(0);
+    expect(sub.stdout).toContain("Topic:   mine/t\nMessage: kept\n");
+    await stop(b);
+  });
+
   test("a password file it cannot use is a one-line run-time error, exit code 1", async () => {
     writeFileSync(file("plain"), "alice:wonderland\n");
     const r = await cli("broker", "--host", "127.0.0.1", "--port", "0", "--password-file", file("plain"));

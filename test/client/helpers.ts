@@ -57,8 +57,11 @@ export function makeCertificate(dir: string): Certificate {
 export interface MosquittoOptions {
   /** Port to listen on; by default a free one (retried on a clash). */
   port?: number;
-  /** Users of a password file (made with mosquitto_passwd); anonymous clients are then refused. */
+  /** Users of a password file (made with mosquitto_passwd); anonymous clients are then refused unless allowAnonymous. */
   users?: Record<string, string>;
+  allowAnonymous?: boolean;
+  /** An access control file (acl_file), given as its text. */
+  acl?: string;
   /**
    * Topic filters no anonymous client may subscribe to (SUBACK 0x87 / 0x80), through Mosquitto's
    * dynamic security plugin: its acl_file never refuses a SUBSCRIBE, and an invalid filter makes
@@ -169,7 +172,7 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
         const made = Bun.spawnSync(["mosquitto_passwd", "-b", passwordFile, user, password], { stdout: "pipe", stderr: "pipe" });
         if (made.exitCode !== 0) throw new Error(`mosquitto_passwd failed: ${made.stderr.toString()}`);
       }
-      config.push("allow_anonymous false", `password_file ${passwordFile}`);
+      config.push(`allow_anonymous ${options.allowAnonymous === true}`, `password_file ${passwordFile}`);
     } else {
       config.push("allow_anonymous true");
     }
@@ -183,6 +186,10 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
         anonymousGroup: "anonymous",
       }));
       config.push(`plugin ${dynamicSecurityPlugin()}`, `plugin_opt_config_file ${dynsecFile}`);
+    }
+    if (options.acl !== undefined) {
+      writeFileSync(join(dir, "acl"), options.acl);
+      config.push(`acl_file ${join(dir, "acl")}`);
     }
     if (options.tls !== undefined) config.push(`certfile ${options.tls.certFile}`, `keyfile ${options.tls.keyFile}`);
     const configFile = join(dir, "mosquitto.conf");

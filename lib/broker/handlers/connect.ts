@@ -70,6 +70,10 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
     assigned = true;
   }
   if (p.will !== null) {
+    const willTopic = p.will.topic as Uint8Array;
+    if (!broker.mayWrite(p.username, clientId, decodeUtf8(willTopic, 0, willTopic.length, "the will topic"))) {
+      return refuse(conn, ReasonCode.NotAuthorized, "not authorized to publish the will topic");
+    }
     if (p.will.qos > o.maximumQoS) return refuse(conn, ReasonCode.QoSNotSupported, `will QoS ${p.will.qos} exceeds the maximum QoS ${o.maximumQoS}`); // [MQTT-3.2.2-12]
     if (p.will.retain && !o.retainAvailable) return refuse(conn, ReasonCode.RetainNotSupported, "retained wills are not supported"); // [MQTT-3.2.2-13]
   }
@@ -91,6 +95,8 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
     broker.sessions.set(clientId, session);
   }
   session.protocolVersion = p.protocolVersion;
+  session.username = p.username;
+  broker.sessionOwnerChanged();
   session.expiryInterval = v5 ? (props.sessionExpiryInterval ?? 0) : p.cleanStart ? 0 : 0xffffffff; // [MQTT-3.1.2-23]
   session.connected = true;
   conn.session = session;

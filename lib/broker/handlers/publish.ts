@@ -58,6 +58,18 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
     }
   }
 
+  if (!conn.mayWrite(topic)) {
+    // not authorized: nothing is delivered or retained. v5 acknowledgements say so (0x87, which
+    // ends a QoS 2 exchange); 3.1.1 ones cannot, so the message is acknowledged and dropped
+    const reasonCode = conn.version === 5 ? ReasonCode.NotAuthorized : 0;
+    if (p.qos === 1) conn.writePacket({ type: PacketType.PUBACK, packetId: p.packetId, reasonCode, properties: NO_PROPERTIES });
+    else if (p.qos === 2) {
+      if (reasonCode === 0) session.addIncomingQos2(p.packetId);
+      conn.writePacket({ type: PacketType.PUBREC, packetId: p.packetId, reasonCode, properties: NO_PROPERTIES });
+    }
+    return;
+  }
+
   broker.route(messageFromPublish(p, topic, topicBytes), session);
 
   if (p.qos === 1) {

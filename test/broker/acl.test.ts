@@ -8,13 +8,11 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ConnackReturnCode, PacketType, ReasonCode } from "../../lib/codec";
 import { AccessRules, AclFileError, Access } from "../../lib/broker/acl";
-import { BrokerThread } from "../../lib/thread/broker-thread";
-import { Broker } from "../../lib/broker/broker";
 import { Client } from "../../lib/client/client";
 import { PublishError } from "../../lib/client/errors";
 import { Message } from "../../lib/client/message";
 import { removeDir, startMosquitto, tempDir, type Mosquitto } from "../client/helpers";
-import { nextPublish, Peers, publishPacket, rawSubscribe, settle, startBroker, takePublishes, text, useHarness, utf8, type MqttjsPeer } from "./helpers";
+import { nextPublish, Peers, publishPacket, rawSubscribe, settle, startBroker, startErrors, takePublishes, text, useHarness, utf8, type MqttjsPeer } from "./helpers";
 
 const ACL = `# anonymous clients
 topic read public/#
@@ -266,15 +264,11 @@ describe("acl files", () => {
     const bad = join(dir, "bad-acl");
     writeFileSync(bad, "topic\n");
     for (const file of [bad, join(dir, "missing-acl")]) {
-      const errors: Error[] = [];
-      for (const b of [new Broker([["127.0.0.1", 0]], { aclFile: file }), new BrokerThread([["127.0.0.1", 0]], { aclFile: file })]) {
-        await b.start().then(() => errors.push(new Error("started")), (e: Error) => errors.push(e));
-        await b.stop();
-      }
-      expect(errors[0]).toBeInstanceOf(AclFileError);
-      expect(errors[1]).toBeInstanceOf(AclFileError);
-      expect(errors[1]!.message).toBe(errors[0]!.message);
-      expect(errors[0]!.message).toContain(file);
+      const [main, thread] = await startErrors({ aclFile: file });
+      expect(main).toBeInstanceOf(AclFileError);
+      expect(thread).toBeInstanceOf(AclFileError);
+      expect(thread.message).toBe(main.message);
+      expect(main.message).toContain(file);
     }
   });
 });

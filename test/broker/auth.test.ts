@@ -8,11 +8,9 @@ import { createHash } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ConnackReturnCode, ReasonCode } from "../../lib/codec";
-import { Broker } from "../../lib/broker/broker";
 import { parsePasswordFile, PasswordFileError, verifyPassword } from "../../lib/broker/auth";
-import { BrokerThread } from "../../lib/thread/broker-thread";
 import { removeDir, tempDir } from "../client/helpers";
-import { finished, useHarness, utf8 } from "./helpers";
+import { finished, startErrors, useHarness, utf8 } from "./helpers";
 
 const { start, peers } = useHarness();
 let dir: string;
@@ -138,21 +136,11 @@ describe("password files", () => {
     const bad = join(dir, "bad");
     writeFileSync(bad, "alice:plain\n");
     for (const file of [bad, join(dir, "missing")]) {
-      const errors: unknown[] = [];
-      for (const b of [new Broker([["127.0.0.1", 0]], { passwordFile: file }), new BrokerThread([["127.0.0.1", 0]], { passwordFile: file })]) {
-        try {
-          await b.start();
-          errors.push(null);
-        } catch (e) {
-          errors.push(e);
-        } finally {
-          await b.stop();
-        }
-      }
-      expect(errors[0]).toBeInstanceOf(PasswordFileError);
-      expect(errors[1]).toBeInstanceOf(PasswordFileError);
-      expect((errors[1] as Error).message).toBe((errors[0] as Error).message);
-      expect((errors[0] as Error).message).toContain(file);
+      const [main, thread] = await startErrors({ passwordFile: file });
+      expect(main).toBeInstanceOf(PasswordFileError);
+      expect(thread).toBeInstanceOf(PasswordFileError);
+      expect(thread.message).toBe(main.message);
+      expect(main.message).toContain(file);
     }
   });
 });

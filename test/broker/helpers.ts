@@ -2,6 +2,7 @@
 import { afterEach } from "bun:test";
 import type { Socket } from "bun";
 import { Broker, type BrokerInit } from "../../lib/broker/broker";
+import { BrokerThread } from "../../lib/thread/broker-thread";
 import { Framer } from "../../lib/codec/framer";
 import { decodePacket, encodePacket, type Packet } from "../../lib/codec/packet";
 import { PacketType, type ProtocolVersion } from "../../lib/codec/constants";
@@ -406,4 +407,18 @@ export function useHarness(): { start: (options?: BrokerInit) => Promise<RawHarn
     }
   });
   return { start: async (options: BrokerInit = {}) => (h = await RawHarness.start(options)), peers, wires };
+}
+
+/**
+ * What `start()` throws for the same options on this thread (Broker) and in a Worker
+ * (BrokerThread), in that order; both are stopped again. A start that succeeds counts as an Error
+ * saying "started".
+ */
+export async function startErrors(options: BrokerInit): Promise<[Error, Error]> {
+  const errors: Error[] = [];
+  for (const b of [new Broker([["127.0.0.1", 0]], options), new BrokerThread([["127.0.0.1", 0]], options)]) {
+    await b.start().then(() => errors.push(new Error("started")), (e: Error) => errors.push(e));
+    await b.stop();
+  }
+  return [errors[0]!, errors[1]!];
 }

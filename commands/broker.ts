@@ -27,6 +27,7 @@ Options:
   --allow-anonymous           with --password-file, let clients without a user name in too
   --acl-file FILE             access rules in Mosquitto's acl_file format: clients read and
                               write only the topics the rules grant them
+  --persistence FILE          keep retained messages in this SQLite file across restarts
   --max-connections N         most simultaneous clients (default ${DEFAULT_OPTIONS.maxConnections})
   --max-packet-size BYTES     largest packet accepted (default ${DEFAULT_OPTIONS.maxPacketSize})
   --max-queued-messages N     QoS 1/2 messages kept per client (default ${DEFAULT_OPTIONS.maxQueuedMessages})
@@ -171,6 +172,7 @@ export async function brokerCommand(argv: string[]): Promise<number> {
       "password-file": { type: "string" },
       "allow-anonymous": { type: "boolean" },
       "acl-file": { type: "string" },
+      persistence: { type: "string" },
       help: { type: "boolean", short: "h" },
       ...Object.fromEntries(Object.keys(LIMIT_FLAGS).map((f) => [f, { type: "string" as const }])),
     },
@@ -191,6 +193,7 @@ export async function brokerCommand(argv: string[]): Promise<number> {
   if (values["password-file"] !== undefined) limits.passwordFile = values["password-file"];
   if (values["allow-anonymous"]) limits.allowAnonymous = true;
   if (values["acl-file"] !== undefined) limits.aclFile = values["acl-file"];
+  if (values.persistence !== undefined) limits.persistenceFile = values.persistence;
   // the command's own --log-level, else the global one (mqtttools --log-level LEVEL broker; default error)
   const logLevel = values["log-level"] !== undefined ? parseLogLevel(values["log-level"]) : globalLogLevel();
   const port = (flag: "port" | "secure-port", fallback: string) => {

@@ -20,6 +20,7 @@ import { SharedGroup } from "../topic/shared";
 import { topicMatches } from "../topic/match";
 import { Access, loadAccessRules, type AccessRules } from "./acl";
 import { Authenticator } from "./auth";
+import { RetainedStore } from "./store";
 import { Connection, ConnState } from "./connection";
 import { encodeForm, messageCost, persist, type Message } from "./message";
 import { DEFAULT_OPTIONS, normalizeAddresses, type Addresses, type BrokerOptions, type Listener } from "./options";
@@ -85,6 +86,8 @@ export class Broker {
   private authenticator: Authenticator | null = null;
   /** Who may read and write what (aclFile); loaded in start(). */
   private acl: AccessRules | null = null;
+  /** Where retained messages are kept across restarts (persistenceFile); opened in start(). */
+  private store: RetainedStore | null = null;
   private dirty: Connection[] = [];
   private flushScheduled = false;
   private matchCache = new Map<string, Matches>();
@@ -127,6 +130,16 @@ export class Broker {
     if (this.servers.length > 0) throw new Error("the broker is already started");
     this.authenticator = await Authenticator.load(this.options.passwordFile, this.options.allowAnonymous);
     this.acl = this.options.aclFile === null ? null : await loadAccessRules(this.options.aclFile);
+    if (this.options.persistenceFile !== null) {
+      const store = RetainedStore.open(this.options.persistenceFile, this.options.persistenceIntervalMs);
+      try {
+        for (const m of store.load()) this.retained.set(m.topic, m);
+      } catch (e) {
+        store.close();
+        throw e;
+      }
+      this.store = store;
+    }
     const ports: number[] = [];
     try {
       for (const l of this.listeners) {
@@ -152,6 +165,8 @@ export class Broker {
     } catch (e) {
       for (const s of this.servers) s.stop(true);
       this.servers = [];
+      this.store?.close();
+      this.store = null;
       throw e;
     }
     this.sweepTimer = setInterval(() => this.sweep(), SWEEP_MS);
@@ -179,6 +194,8 @@ export class Broker {
     this.expiryTimers.clear();
     for (const w of this.willTimers.values()) w.timer.clear();
     this.willTimers.clear();
+    this.store?.close(); // retained messages written before stop() resolves
+    this.store = null;
     this.stopped?.resolve();
   }
 
@@ -312,8 +329,14 @@ export class Broker {
 
   /** Stores or clears a retained message (an empty payload deletes) [MQTT-3.3.1-5] [MQTT-3.3.1-6]. */
   retain(message: Message): void {
-    if (message.payload.length === 0) this.retained.delete(message.topic);
-    else this.retained.set(message.topic, persist(message));
+    if (message.payload.length === 0) {
+      this.retained.delete(message.topic);
+      this.store?.set(message.topic, null);
+    } else {
+      const kept = persist(message);
+      this.retained.set(message.topic, kept);
+      this.store?.set(message.topic, kept);
+    }
   }
 
   /** Delivers a message to every matching subscription; `origin` is the publishing session. */
@@ -561,6 +584,7 @@ export class Broker {
       if (this.isDenied(m.topic) || !this.mayRead(session, m.topic)) continue;
       if (m.expiresAt !== 0 && m.expiresAt <= now) {
         this.retained.delete(m.topic);
+        this.store?.set(m.topic, null);
         continue;
       }
       const qos = (entry.qos < m.qos ? entry.qos : m.qos) as QoS;

@@ -60,6 +60,10 @@ export interface BrokerOptions {
    * write only the topics its rules grant them (see lib/broker/acl.ts). Null: no check.
    */
   aclFile: string | null;
+  /** A SQLite file that keeps retained messages across restarts (created when missing). Null: memory only. */
+  persistenceFile: string | null;
+  /** Milliseconds between writes of retained-message changes to persistenceFile (also written on stop()). */
+  persistenceIntervalMs: number;
 }
 
 /** The defaults: Mosquitto's where it has one. */
@@ -85,6 +89,8 @@ export const DEFAULT_OPTIONS: BrokerOptions = {
   passwordFile: null,
   allowAnonymous: null,
   aclFile: null,
+  persistenceFile: null,
+  persistenceIntervalMs: 1000,
 };
 
 /** One listener, normalized. */

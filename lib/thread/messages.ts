@@ -8,6 +8,7 @@ import type { Addresses } from "../broker/options";
 import { MqttError } from "../codec/reason-codes";
 import { PasswordFileError } from "../broker/auth";
 import { AclFileError } from "../broker/acl";
+import { PersistenceError } from "../broker/store";
 
 /** Broker options as they travel to the Worker: no logger function (log lines come back as messages). */
 export type WorkerBrokerInit = Omit<BrokerInit, "logger">;
@@ -53,7 +54,7 @@ export function serializeError(e: unknown): SerializedError {
 
 /** Error classes that can cross by name: the built-in ones and the library's own. */
 const ERROR_CLASSES: Record<string, ErrorConstructor | (new (...args: never[]) => Error)> = {
-  Error, TypeError, RangeError, SyntaxError, ReferenceError, EvalError, URIError, MqttError, PasswordFileError, AclFileError,
+  Error, TypeError, RangeError, SyntaxError, ReferenceError, EvalError, URIError, MqttError, PasswordFileError, AclFileError, PersistenceError,
 };
 
 /** Rebuilds an error on this side with the same class, message and fields (an unknown class becomes Error). */

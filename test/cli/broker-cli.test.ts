@@ -247,3 +247,18 @@ describe("broker --password-file", () => {
     expect(r.stderr).toBe(`mqtttools broker: ${file("plain")} line 1: the password is not a $7$ or $6$ hash (make the file with mosquitto_passwd)\n`);
   });
 });
+
+describe("broker --persistence", () => {
+  test("retained messages published through one broker process are there for the next one on the same file", async () => {
+    const db = file("retained.db");
+    const first = await broker("--host", "127.0.0.1", "--port", "0", "--persistence", db);
+    const at = (b: BrokerProcess) => ["--host", "127.0.0.1", "--port", String(b.ports[0])];
+    expect((await cli("publish", ...at(first), "-q", "1", "--retain", "kept/t", "across restarts")).code).toBe(0);
+    await stop(first); // SIGTERM: the broker writes what is pending before it exits
+    const second = await broker("--host", "127.0.0.1", "--port", "0", "--persistence", db);
+    const sub = await cli("subscribe", ...at(second), "-C", "1", "kept/#");
+    expect(sub.code).toBe(0);
+    expect(sub.stdout).toContain("Topic:   kept/t\nMessage: across restarts\n");
+    await stop(second);
+  });
+});

@@ -1,0 +1,152 @@
+/**
+ * Retained messages kept in a SQLite file (persistenceFile) survive a broker restart: with their
+ * QoS and properties, without the ones cleared or expired, and with changes written on stop() and
+ * every persistenceIntervalMs.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { Database } from "bun:sqlite";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { PacketType, type PublishPacket } from "../../lib/codec";
+import type { BrokerInit } from "../../lib/broker/broker";
+import { PersistenceError } from "../../lib/broker/store";
+import { Client } from "../../lib/client/client";
+import { Message } from "../../lib/client/message";
+import { BrokerThread } from "../../lib/thread/broker-thread";
+import { removeDir, tempDir } from "../client/helpers";
+import { publishPacket, RawHarness, rawSubscribe, receivePublishes, settle, startErrors, takePublishes, text, waitUntil } from "./helpers";
+
+let dir: string;
+let n = 0;
+beforeAll(() => {
+  dir = tempDir("mqtttools-persist-");
+});
+afterAll(() => removeDir(dir));
+
+/** A new file name for one test. */
+const freshFile = () => join(dir, `retained-${++n}.db`);
+
+/** Runs `body` with a broker on `file`, then stops it (which writes what is pending). */
+async function withBroker(options: BrokerInit, body: (h: RawHarness) => Promise<void>): Promise<void> {
+  const h = await RawHarness.start(options);
+  try {
+    await body(h);
+  } finally {
+    await h.cleanup();
+  }
+}
+
+/** Publishes retained messages (QoS 1 unless `fields` say 2), each acknowledged before the next. */
+async function retain(h: RawHarness, messages: [string, string, Partial<PublishPacket>?][]): Promise<void> {
+  const c = await h.connect({ clientId: "publisher" });
+  for (const [i, [topic, payload, fields]] of messages.entries()) {
+    const packetId = i + 1;
+    const p = publishPacket(topic, payload, { qos: 1, packetId, retain: true, ...fields });
+    c.send(p);
+    if (p.qos === 2) {
+      await c.next(PacketType.PUBREC, (a) => a.type === PacketType.PUBREC && a.packetId === packetId);
+      c.send({ type: PacketType.PUBREL, packetId, reasonCode: 0, properties: {} });
+      await c.next(PacketType.PUBCOMP, (a) => a.type === PacketType.PUBCOMP && a.packetId === packetId);
+    } else await c.next(PacketType.PUBACK, (a) => a.type === PacketType.PUBACK && a.packetId === packetId);
+  }
+}
+
+/** The retained messages a new subscriber to '#' gets, by topic. */
+async function retained(h: RawHarness, count: number): Promise<Map<string, PublishPacket>> {
+  const c = await h.connect({ clientId: `reader-${++n}` });
+  await rawSubscribe(c, "#", 2);
+  const got = await receivePublishes(c, count);
+  await settle(c);
+  expect(takePublishes(c)).toEqual([]); // no more than `count`
+  return new Map(got.map((p) => [text(p.topic), p]));
+}
+
+describe("retained messages across a restart (persistenceFile)", () => {
+  test("they come back with their payload, QoS and properties; a cleared one stays cleared", async () => {
+    const file = freshFile();
+    await withBroker({ persistenceFile: file }, async (h) => {
+      await retain(h, [
+        ["a/plain", "one"],
+        ["a/props", "two", { qos: 2, properties: { contentType: "text/plain", userProperties: [["k", "v"]], correlationData: new Uint8Array([1, 2]) } }],
+        ["a/cleared", "three"],
+        ["a/cleared", ""],
+        ["a/replaced", "old"],
+        ["a/replaced", "new"],
+      ]);
+    });
+    await withBroker({ persistenceFile: file }, async (h) => {
+      const got = await retained(h, 3);
+      expect([...got.keys()].sort()).toEqual(["a/plain", "a/props", "a/replaced"]);
+      expect(text(got.get("a/plain")!.payload)).toBe("one");
+      expect(text(got.get("a/replaced")!.payload)).toBe("new");
+      const props = got.get("a/props")!;
+      expect(props.qos).toBe(2);
+      expect(props.retain).toBe(true);
+      expect(props.properties).toMatchObject({ contentType: "text/plain", userProperties: [["k", "v"]] });
+      expect(Array.from(props.properties.correlationData!)).toEqual([1, 2]);
+    });
+  });
+
+  test("[MQTT-3.3.2-5] a message whose expiry passed while the broker was down is not sent; one still valid is sent with the interval reduced", async () => {
+    const file = freshFile();
+    await withBroker({ persistenceFile: file }, async (h) => {
+      await retain(h, [["e/short", "gone", { properties: { messageExpiryInterval: 1 } }], ["e/long", "kept", { properties: { messageExpiryInterval: 3600 } }]]);
+    });
+    // the short one's expiry passes while no broker runs
+    const db = new Database(file);
+    const { expires_at: expiresAt } = db.query("SELECT expires_at FROM retained WHERE topic = 'e/short'").get() as { expires_at: number };
+    db.close();
+    await waitUntil(() => Date.now() > expiresAt, "the message expired", 5000);
+    await withBroker({ persistenceFile: file }, async (h) => {
+      const got = await retained(h, 1);
+      expect([...got.keys()]).toEqual(["e/long"]);
+      expect(got.get("e/long")!.properties.messageExpiryInterval).toBeLessThanOrEqual(3600);
+    });
+  });
+
+  test("changes reach the file every persistenceIntervalMs while the broker runs, not only on stop()", async () => {
+    const file = freshFile();
+    await withBroker({ persistenceFile: file, persistenceIntervalMs: 20 }, async (h) => {
+      await retain(h, [["live/t", "written"]]);
+      const rows = () => {
+        const db = new Database(file, { readonly: true });
+        try {
+          return (db.query("SELECT topic FROM retained").all() as { topic: string }[]).map((r) => r.topic);
+        } finally {
+          db.close();
+        }
+      };
+      await waitUntil(() => rows().includes("live/t"), "the retained message is in the file");
+    });
+  });
+
+  test("a BrokerThread keeps them too: SQLite works inside the Worker", async () => {
+    const file = freshFile();
+    for (const round of [1, 2]) {
+      const thread = new BrokerThread([["127.0.0.1", 0]], { persistenceFile: file });
+      const [port] = await thread.start();
+      const client = new Client("127.0.0.1", port!, { connectDelays: [] });
+      try {
+        await client.start();
+        if (round === 1) await client.publish(new Message("thread/kept", "from the worker", { qos: 1, retain: true }));
+        else {
+          await client.subscribe("thread/#");
+          expect((await client.messages.get())?.text).toBe("from the worker");
+        }
+      } finally {
+        await client.stop();
+        await thread.stop();
+      }
+    }
+  });
+
+  test("a file that is not SQLite: start() rejects with PersistenceError, on the main thread and in a BrokerThread alike", async () => {
+    const file = freshFile();
+    writeFileSync(file, "this is not a database, and long enough to be looked at as one ".repeat(20));
+    const [main, thread] = await startErrors({ persistenceFile: file });
+    expect(main).toBeInstanceOf(PersistenceError);
+    expect(thread).toBeInstanceOf(PersistenceError);
+    expect(thread.message).toBe(main.message);
+    expect(main.message).toContain(file);
+  });
+});

@@ -27,7 +27,7 @@ Options:
   --allow-anonymous           with --password-file, let clients without a user name in too
   --acl-file FILE             access rules in Mosquitto's acl_file format: clients read and
                               write only the topics the rules grant them
-  --persistence FILE          keep retained messages in this SQLite file across restarts
+  --persistence FILE          keep retained messages and sessions in this SQLite file across restarts
   --max-connections N         most simultaneous clients (default ${DEFAULT_OPTIONS.maxConnections})
   --max-packet-size BYTES     largest packet accepted (default ${DEFAULT_OPTIONS.maxPacketSize})
   --max-queued-messages N     QoS 1/2 messages kept per client (default ${DEFAULT_OPTIONS.maxQueuedMessages})

@@ -20,7 +20,7 @@ import { SharedGroup } from "../topic/shared";
 import { topicMatches } from "../topic/match";
 import { Access, loadAccessRules, type AccessRules } from "./acl";
 import { Authenticator } from "./auth";
-import { RetainedStore } from "./store";
+import { Store, type StoredSession } from "./store";
 import { Connection, ConnState } from "./connection";
 import { encodeForm, messageCost, persist, type Message } from "./message";
 import { DEFAULT_OPTIONS, normalizeAddresses, type Addresses, type BrokerOptions, type Listener } from "./options";
@@ -87,7 +87,7 @@ export class Broker {
   /** Who may read and write what (aclFile); loaded in start(). */
   private acl: AccessRules | null = null;
   /** Where retained messages are kept across restarts (persistenceFile); opened in start(). */
-  private store: RetainedStore | null = null;
+  private store: Store | null = null;
   private dirty: Connection[] = [];
   private flushScheduled = false;
   private matchCache = new Map<string, Matches>();
@@ -131,9 +131,10 @@ export class Broker {
     this.authenticator = await Authenticator.load(this.options.passwordFile, this.options.allowAnonymous);
     this.acl = this.options.aclFile === null ? null : await loadAccessRules(this.options.aclFile);
     if (this.options.persistenceFile !== null) {
-      const store = RetainedStore.open(this.options.persistenceFile, this.options.persistenceIntervalMs);
+      const store = Store.open(this.options.persistenceFile, this.options.persistenceIntervalMs);
       try {
-        for (const m of store.load()) this.retained.set(m.topic, m);
+        for (const m of store.loadRetained()) this.retained.set(m.topic, m);
+        for (const s of store.loadSessions()) this.restoreSession(s);
       } catch (e) {
         store.close();
         throw e;
@@ -194,8 +195,13 @@ export class Broker {
     this.expiryTimers.clear();
     for (const w of this.willTimers.values()) w.timer.clear();
     this.willTimers.clear();
-    this.store?.close(); // retained messages written before stop() resolves
-    this.store = null;
+    if (this.store !== null) {
+      // written before stop() resolves: what is pending of the retained messages, and the sessions
+      // that outlive their connections (all of them just closed)
+      this.store.saveSessions(this.sessions.values());
+      this.store.close();
+      this.store = null;
+    }
     this.stopped?.resolve();
   }
 
@@ -277,6 +283,32 @@ export class Broker {
     this.willTimers.delete(session);
   }
 
+  /** Recreates a session read from the persistence file: offline, with its subscriptions, messages and remaining expiry. */
+  private restoreSession(s: StoredSession): void {
+    const session = new Session(s.clientId);
+    session.expiryInterval = s.expiryInterval;
+    session.protocolVersion = s.protocolVersion;
+    session.username = s.username;
+    this.sessions.set(s.clientId, session);
+    for (const sub of s.subscriptions) {
+      const { key, ...options } = sub;
+      this.subscribe(session, key, { session, ...options });
+    }
+    for (const q of s.queue) session.enqueue(q, Infinity, Infinity);
+    for (const m of s.inflight) session.addInflight(m);
+    for (const id of s.incomingQos2) session.addIncomingQos2(id);
+    if (s.expiryInterval !== 0xffffffff) this.expireLater(session, Math.max(0, s.savedAt + s.expiryInterval * 1000 - Date.now()));
+  }
+
+  /** Ends an offline session after `ms` unless its client comes back first. */
+  private expireLater(session: Session, ms: number): void {
+    const timer = longTimeout(() => {
+      this.expiryTimers.delete(session);
+      if (!session.connected) this.endSession(session);
+    }, ms);
+    this.expiryTimers.set(session, timer);
+  }
+
   /** Removes a session and its subscriptions, publishing a will still pending. */
   endSession(session: Session): void {
     const w = this.willTimers.get(session); // read before resumeSession() forgets it
@@ -309,13 +341,7 @@ export class Broker {
       }
     }
     if (expiry === 0) this.endSession(session);
-    else if (expiry !== 0xffffffff) {
-      const timer = longTimeout(() => {
-        this.expiryTimers.delete(session);
-        if (!session.connected) this.endSession(session);
-      }, expiry * 1000);
-      this.expiryTimers.set(session, timer);
-    }
+    else if (expiry !== 0xffffffff) this.expireLater(session, expiry * 1000);
   }
 
   private publishWill(message: Message): void {

@@ -139,6 +139,11 @@ export class Session {
     return true;
   }
 
+  /** The queued messages, oldest first (a copy). */
+  queuedMessages(): QueuedMessage[] {
+    return this.queue.slice(this.head) as QueuedMessage[];
+  }
+
   /** Takes the oldest queued message. */
   dequeue(): QueuedMessage | undefined {
     if (this.head >= this.queue.length) return undefined;

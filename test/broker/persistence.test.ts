@@ -7,14 +7,14 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { PacketType, type PublishPacket } from "../../lib/codec";
+import { PacketType, type ConnectPacket, type PublishPacket } from "../../lib/codec";
 import type { BrokerInit } from "../../lib/broker/broker";
 import { PersistenceError } from "../../lib/broker/store";
 import { Client } from "../../lib/client/client";
 import { Message } from "../../lib/client/message";
 import { BrokerThread } from "../../lib/thread/broker-thread";
 import { removeDir, tempDir } from "../client/helpers";
-import { publishPacket, RawHarness, rawSubscribe, receivePublishes, settle, startErrors, takePublishes, text, waitUntil } from "./helpers";
+import { finished, Peers, publishPacket, RawHarness, rawSubscribe, receivePublishes, settle, startErrors, takePublishes, text, waitUntil } from "./helpers";
 
 let dir: string;
 let n = 0;
@@ -150,3 +150,83 @@ describe("retained messages across a restart (persistenceFile)", () => {
     expect(main.message).toContain(file);
   });
 });
+
+describe("sessions across a restart (persistenceFile)", () => {
+  const persistent = (clientId: string, fields: Partial<ConnectPacket> = {}) => ({ clientId, cleanStart: false, properties: { sessionExpiryInterval: 300 }, ...fields });
+
+  test("[MQTT-3.1.2-5] a session with an expiry interval comes back: session present, its subscription, and the QoS 1 messages queued while it was offline", async () => {
+    const file = freshFile();
+    await withBroker({ persistenceFile: file }, async (h) => {
+      const sub = await h.connect(persistent("sleeper"));
+      await rawSubscribe(sub, "q/#", 1);
+      sub.end();
+      await waitUntil(() => !h.broker.clients.has("sleeper"), "the subscriber is offline");
+      await retain(h, [["q/1", "while away", { retain: false }], ["q/2", "also away", { retain: false }]]);
+    });
+    await withBroker({ persistenceFile: file }, async (h) => {
+      const { client, connack } = await h.connectAck(persistent("sleeper"));
+      expect(connack.sessionPresent).toBe(true);
+      const queued = await receivePublishes(client, 2);
+      expect(queued.map((p) => `${text(p.topic)} ${text(p.payload)} q${p.qos}`)).toEqual(["q/1 while away q1", "q/2 also away q1"]);
+      for (const p of queued) client.send({ type: PacketType.PUBACK, packetId: p.packetId, reasonCode: 0, properties: {} });
+      // the subscription itself came back
+      const pub = await h.connect({ clientId: "later" });
+      pub.send(publishPacket("q/3", "after the restart"));
+      expect(text((await receivePublishes(client, 1))[0]!.payload)).toBe("after the restart");
+    });
+  });
+
+  test("[MQTT-4.4.0-1] a QoS 1 message sent but not acknowledged before the restart is sent again with DUP and its packet identifier", async () => {
+    const file = freshFile();
+    let packetId = 0;
+    await withBroker({ persistenceFile: file }, async (h) => {
+      const sub = await h.connect(persistent("unacked"));
+      await rawSubscribe(sub, "u/#", 1);
+      await retain(h, [["u/1", "not acknowledged", { retain: false }]]);
+      packetId = (await receivePublishes(sub, 1))[0]!.packetId; // no PUBACK
+    });
+    await withBroker({ persistenceFile: file }, async (h) => {
+      const client = await h.connect(persistent("unacked"));
+      const [again] = await receivePublishes(client, 1);
+      expect({ topic: text(again!.topic), dup: again!.dup, packetId: again!.packetId }).toEqual({ topic: "u/1", dup: true, packetId });
+    });
+  });
+
+  test("sessions without an expiry interval, and ones that expired while the broker was down, do not come back", async () => {
+    const file = freshFile();
+    await withBroker({ persistenceFile: file }, async (h) => {
+      await h.connect({ clientId: "ephemeral", cleanStart: false });
+      await h.connect(persistent("brief", { properties: { sessionExpiryInterval: 1 } }));
+    });
+    const db = new Database(file, { readonly: true });
+    const saved = (db.query("SELECT state FROM sessions").all() as { state: string }[]).map((r) => JSON.parse(r.state) as { clientId: string; savedAt: number });
+    db.close();
+    expect(saved.map((s) => s.clientId)).toEqual(["brief"]);
+    await waitUntil(() => Date.now() > saved[0]!.savedAt + 1000, "the session's expiry passed", 5000);
+    await withBroker({ persistenceFile: file }, async (h) => {
+      expect((await h.connectAck(persistent("brief"))).connack.sessionPresent).toBe(false);
+      expect((await h.connectAck({ clientId: "ephemeral", cleanStart: false })).connack.sessionPresent).toBe(false);
+    });
+  });
+
+  test("mosquitto_sub -c (a persistent 3.1.1 session) gets what was published while it and the broker were down", async () => {
+    const file = freshFile();
+    const peers = new Peers();
+    try {
+      await withBroker({ persistenceFile: file }, async (h) => {
+        const at = ["-h", "127.0.0.1", "-p", String(h.port)];
+        // subscribe once, with a persistent session, and leave
+        expect((await finished(peers.mosquitto("mosquitto_sub", [...at, "-c", "-i", "durable", "-q", "1", "-t", "d/#", "-E"]))).code).toBe(0); // -E: exit once subscribed
+        expect((await finished(peers.mosquitto("mosquitto_pub", [...at, "-q", "1", "-t", "d/t", "-m", "kept for durable"]))).code).toBe(0);
+      });
+      await withBroker({ persistenceFile: file }, async (h) => {
+        const at = ["-h", "127.0.0.1", "-p", String(h.port)];
+        const got = await finished(peers.mosquitto("mosquitto_sub", [...at, "-c", "-i", "durable", "-q", "1", "-t", "d/#", "-C", "1"]));
+        expect(got).toMatchObject({ code: 0, stdout: "kept for durable\n" });
+      });
+    } finally {
+      await peers.closeAll();
+    }
+  });
+});
+

@@ -192,6 +192,43 @@ describe("sessions across a restart (persistenceFile)", () => {
     });
   });
 
+  test("[MQTT-4.3.3-9] a QoS 2 message received before the restart and not yet released: the PUBREL after it gets PUBCOMP 0, and the message is delivered once", async () => {
+    const file = freshFile();
+    await withBroker({ persistenceFile: file }, async (h) => {
+      const sub = await h.connect(persistent("watcher"));
+      await rawSubscribe(sub, "x/#", 2);
+      sub.end();
+      const pub = await h.connect(persistent("sender"));
+      pub.send(publishPacket("x/once", "exactly once", { qos: 2, packetId: 7 }));
+      await pub.next(PacketType.PUBREC); // no PUBREL yet
+    });
+    await withBroker({ persistenceFile: file }, async (h) => {
+      const pub = await h.connect(persistent("sender"));
+      pub.send({ type: PacketType.PUBREL, packetId: 7, reasonCode: 0, properties: {} });
+      expect(await pub.next(PacketType.PUBCOMP)).toMatchObject({ packetId: 7, reasonCode: 0 });
+      const watcher = await h.connect(persistent("watcher"));
+      const got = await receivePublishes(watcher, 1);
+      expect(text(got[0]!.payload)).toBe("exactly once");
+      watcher.send({ type: PacketType.PUBREC, packetId: got[0]!.packetId, reasonCode: 0, properties: {} });
+      await settle(watcher);
+      expect(takePublishes(watcher).filter((p) => text(p.topic) === "x/once")).toEqual([]);
+    });
+  });
+
+  test("a shared subscription comes back: the group delivers to its member once it reconnects", async () => {
+    const file = freshFile();
+    await withBroker({ persistenceFile: file }, async (h) => {
+      const member = await h.connect(persistent("member"));
+      await rawSubscribe(member, "$share/g/s/#", 1);
+    });
+    await withBroker({ persistenceFile: file }, async (h) => {
+      const member = await h.connect(persistent("member"));
+      const pub = await h.connect({ clientId: "p" });
+      pub.send(publishPacket("s/1", "to the group", { qos: 1, packetId: 1 }));
+      expect(text((await receivePublishes(member, 1))[0]!.payload)).toBe("to the group");
+    });
+  });
+
   test("sessions without an expiry interval, and ones that expired while the broker was down, do not come back", async () => {
     const file = freshFile();
     await withBroker({ persistenceFile: file }, async (h) => {

@@ -10,23 +10,14 @@
  * before they expire.
  */
 import { Database } from "bun:sqlite";
-import { PacketType, type QoS } from "../codec/constants";
+import { PacketType } from "../codec/constants";
 import { decodePacket, encodePacket } from "../codec/packet";
 import type { PublishPacket } from "../codec/packets/publish";
 import { persist, type Message } from "./message";
-import type { InflightMessage, QueuedMessage, Session } from "./session";
+import type { InflightMessage, QueuedMessage, Session, SubscriptionEntry } from "./session";
 
 /** A subscription as stored: the filter as subscribed (`$share/...` included) and its options. */
-export interface StoredSubscription {
-  key: string;
-  filter: string;
-  qos: QoS;
-  noLocal: boolean;
-  retainAsPublished: boolean;
-  retainHandling: 0 | 1 | 2;
-  subscriptionId: number | undefined;
-  shareName: string | null;
-}
+export type StoredSubscription = Omit<SubscriptionEntry, "session"> & { key: string };
 
 /** A session as stored, with the time it was saved. */
 export interface StoredSession {

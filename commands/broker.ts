@@ -55,6 +55,8 @@ Config file (TOML); relative file names are relative to the file:
   passwordFile = "passwords"  # made with mosquitto_passwd
   allowAnonymous = false
   aclFile = "acl"             # topic/pattern/user rules, as Mosquitto's acl_file
+  [persistence]
+  file = "broker.db"          # retained messages and sessions across restarts (SQLite)
 Listener flags (--host, --port, --secure-port, --certfile, --keyfile, --cafile) replace the
 file's listeners; each limit flag overrides the same limit.`;
 
@@ -105,7 +107,7 @@ async function readConfig(path: string): Promise<{ listeners: Address[]; limits:
     throw new UsageError(`cannot read --config '${path}': ${(e as Error).message}`);
   }
   const bad = (what: string) => new UsageError(`--config '${path}': ${what}`);
-  for (const key of Object.keys(doc)) if (!["listener", "limits", "auth"].includes(key)) throw bad(`unknown key '${key}' (expected [[listener]], [limits] and [auth])`);
+  for (const key of Object.keys(doc)) if (!["listener", "limits", "auth", "persistence"].includes(key)) throw bad(`unknown key '${key}' (expected [[listener]], [limits], [auth] and [persistence])`);
   const dir = dirname(resolve(path));
   const listeners: Address[] = [];
   const list = doc.listener ?? [];
@@ -137,6 +139,12 @@ async function readConfig(path: string): Promise<{ listeners: Address[]; limits:
     else if (key === "allowAnonymous" && typeof v === "boolean") limits.allowAnonymous = v;
     else if (key === "aclFile" && typeof v === "string") limits.aclFile = resolve(dir, v);
     else throw bad(`[auth] takes passwordFile and aclFile (file names) and allowAnonymous (true or false), not '${key} = ${JSON.stringify(v)}'`);
+  }
+  const persistence = (doc.persistence ?? {}) as Record<string, unknown>;
+  for (const [key, v] of Object.entries(persistence)) {
+    if (key === "file" && typeof v === "string") limits.persistenceFile = resolve(dir, v);
+    else if (key === "intervalMs" && typeof v === "number" && Number.isInteger(v) && v >= 1) limits.persistenceIntervalMs = v;
+    else throw bad(`[persistence] takes file (a file name) and intervalMs (an integer of at least 1), not '${key} = ${JSON.stringify(v)}'`);
   }
   return { listeners, limits };
 }

@@ -60,12 +60,19 @@ export class Cli {
 export class CliProcesses {
   private readonly running: Cli[] = [];
 
-  /** @param command how the CLI is run: from source by default, or the compiled executable */
-  constructor(private readonly command: string[] = [process.execPath, entry]) {}
+  /**
+   * @param command how the CLI is run: from source by default, or the compiled executable
+   * @param cwd the directory it runs in (default: this process's)
+   */
+  constructor(
+    private readonly command: string[] = [process.execPath, entry],
+    private readonly cwd?: string,
+  ) {}
 
   /** Starts the CLI (or another command, `cmd`); `stdin` is written and closed. */
   spawn(args: string[], stdin?: string | Uint8Array, cmd = this.command): Cli {
     const proc = Bun.spawn([...cmd, ...args], {
+      cwd: this.cwd,
       stdin: stdin === undefined ? "ignore" : "pipe",
       stdout: "pipe",
       stderr: "pipe",

@@ -108,7 +108,7 @@ describe("the compiled executable against Mosquitto", () => {
   beforeAll(async () => {
     mosquitto = await startMosquitto({ users: { alice: "wonderland" } });
     at = ["--host", "127.0.0.1", "--port", String(mosquitto.port), "-u", "alice", "-P", "wonderland"];
-    exeCli = new CliProcesses([exe]);
+    exeCli = new CliProcesses([exe], tmp.dir); // a directory without the sources
   });
   afterEach(() => exeCli.killAll());
   afterAll(() => mosquitto.stop());
@@ -172,7 +172,7 @@ describe("the compiled executable's monitor (in a tmux terminal)", () => {
     const client = new Client("127.0.0.1", mosquitto.port, { connectDelays: [] });
     try {
       await client.start();
-      const screen = Screen.start(["#", "--host", "127.0.0.1", "--port", String(mosquitto.port)], 100, 30, [exe]);
+      const screen = Screen.start(["#", "--host", "127.0.0.1", "--port", String(mosquitto.port)], 100, 30, [exe], tmp.dir);
       await screen.shows("TOPIC & MESSAGE");
       expect(screen.format("alternate_on")).toBe("1");
       await client.publish(new Message("exe/monitor", "from mosquitto"));

@@ -27,10 +27,10 @@ export class Screen {
   }
 
   /** Starts `mqtttools monitor ARGS...` (from source, or `command`) in a new session of the given size. */
-  static start(args: string[], width = 100, height = 30, command = [process.execPath, entry]): Screen {
+  static start(args: string[], width = 100, height = 30, command = [process.execPath, entry], cwd = root): Screen {
     Screen.dir = mkdtempSync(join(tmpdir(), "mqtttools-monitor-"));
     const script = 'echo BEFORE-MONITOR; "$0" "$@"; echo "EXIT=$?"; exec sleep 600';
-    Screen.tmux("new-session", "-d", "-s", Screen.session, "-x", String(width), "-y", String(height), "-c", root, "sh", "-c", script, ...command, "monitor", ...args);
+    Screen.tmux("new-session", "-d", "-s", Screen.session, "-x", String(width), "-y", String(height), "-c", cwd, "sh", "-c", script, ...command, "monitor", ...args);
     return new Screen();
   }
 

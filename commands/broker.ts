@@ -144,7 +144,8 @@ async function readConfig(path: string): Promise<{ listeners: Address[]; limits:
   for (const [key, v] of Object.entries(persistence)) {
     if (key === "file" && typeof v === "string") limits.persistenceFile = resolve(dir, v);
     else if (key === "intervalMs" && typeof v === "number" && Number.isInteger(v) && v >= 1) limits.persistenceIntervalMs = v;
-    else throw bad(`[persistence] takes file (a file name) and intervalMs (an integer of at least 1), not '${key} = ${JSON.stringify(v)}'`);
+    else if (key === "sessionSaveIntervalMs" && typeof v === "number" && Number.isInteger(v) && v >= 0) limits.sessionSaveIntervalMs = v;
+    else throw bad(`[persistence] takes file (a file name), intervalMs (an integer of at least 1) and sessionSaveIntervalMs (0 or more), not '${key} = ${JSON.stringify(v)}'`);
   }
   return { listeners, limits };
 }

@@ -88,6 +88,7 @@ export class Broker {
   private acl: AccessRules | null = null;
   /** Where retained messages are kept across restarts (persistenceFile); opened in start(). */
   private store: Store | null = null;
+  private sessionSaveTimer: Timer | null = null;
   private dirty: Connection[] = [];
   private flushScheduled = false;
   private matchCache = new Map<string, Matches>();
@@ -140,6 +141,10 @@ export class Broker {
         throw e;
       }
       this.store = store;
+      if (this.options.sessionSaveIntervalMs > 0) {
+        this.sessionSaveTimer = setInterval(() => this.store?.saveSessions(this.sessions.values()), this.options.sessionSaveIntervalMs);
+        this.sessionSaveTimer.unref();
+      }
     }
     const ports: number[] = [];
     try {
@@ -166,6 +171,8 @@ export class Broker {
     } catch (e) {
       for (const s of this.servers) s.stop(true);
       this.servers = [];
+      if (this.sessionSaveTimer !== null) clearInterval(this.sessionSaveTimer);
+      this.sessionSaveTimer = null;
       this.store?.close();
       this.store = null;
       throw e;
@@ -195,6 +202,8 @@ export class Broker {
     this.expiryTimers.clear();
     for (const w of this.willTimers.values()) w.timer.clear();
     this.willTimers.clear();
+    if (this.sessionSaveTimer !== null) clearInterval(this.sessionSaveTimer);
+    this.sessionSaveTimer = null;
     if (this.store !== null) {
       // written before stop() resolves: what is pending of the retained messages, and the sessions
       // that outlive their connections (all of them just closed)

@@ -64,6 +64,11 @@ export interface BrokerOptions {
   persistenceFile: string | null;
   /** Milliseconds between writes of retained-message changes to persistenceFile (also written on stop()). */
   persistenceIntervalMs: number;
+  /**
+   * Milliseconds between snapshots of the sessions to persistenceFile, so that a crash loses at
+   * most this much of them (they are also written on stop()); 0: only on stop().
+   */
+  sessionSaveIntervalMs: number;
 }
 
 /** The defaults: Mosquitto's where it has one. */
@@ -91,6 +96,7 @@ export const DEFAULT_OPTIONS: BrokerOptions = {
   aclFile: null,
   persistenceFile: null,
   persistenceIntervalMs: 1000,
+  sessionSaveIntervalMs: 300_000,
 };
 
 /** One listener, normalized. */

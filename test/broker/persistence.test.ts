@@ -229,6 +229,24 @@ describe("sessions across a restart (persistenceFile)", () => {
     });
   });
 
+  test("sessions reach the file every sessionSaveIntervalMs while the broker runs, so a crash does not lose them all", async () => {
+    const file = freshFile();
+    await withBroker({ persistenceFile: file, sessionSaveIntervalMs: 20 }, async (h) => {
+      const c = await h.connect(persistent("saved-live"));
+      await rawSubscribe(c, "live/#", 1);
+      const savedFilters = () => {
+        const db = new Database(file, { readonly: true });
+        try {
+          const rows = db.query("SELECT state FROM sessions").all() as { state: string }[];
+          return rows.flatMap((r) => (JSON.parse(r.state) as { subscriptions: { key: string }[] }).subscriptions.map((s) => s.key));
+        } finally {
+          db.close();
+        }
+      };
+      await waitUntil(() => savedFilters().includes("live/#"), "the session's subscription is in the file");
+    });
+  });
+
   test("sessions without an expiry interval, and ones that expired while the broker was down, do not come back", async () => {
     const file = freshFile();
     await withBroker({ persistenceFile: file }, async (h) => {

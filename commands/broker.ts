@@ -21,7 +21,8 @@ Options:
   --certfile FILE             TLS certificate chain (PEM)
   --keyfile FILE              TLS private key (PEM)
   --cafile FILE               CA certificates (PEM): require client certificates signed by them
-  --config FILE.toml          listeners, limits and [auth] from a TOML file; flags override it
+  --config FILE.toml          listeners, limits, [auth] and [persistence] from a TOML file;
+                              flags override it
   --password-file FILE        users and password hashes in Mosquitto's format (mosquitto_passwd):
                               CONNECT must carry a user name and password the file holds
   --allow-anonymous           with --password-file, let clients without a user name in too

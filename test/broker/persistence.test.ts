@@ -264,6 +264,30 @@ describe("sessions across a restart (persistenceFile)", () => {
     });
   });
 
+  test("MQTT.js (v5, clean: false, Session Expiry Interval 300) resumes its session on the restarted broker: session present, and the QoS 2 message published meanwhile arrives once", async () => {
+    const file = freshFile();
+    const peers = new Peers();
+    const options = { protocolVersion: 5 as const, clientId: "js-durable", clean: false, properties: { sessionExpiryInterval: 300 } };
+    try {
+      await withBroker({ persistenceFile: file }, async (h) => {
+        const js = await peers.mqttjs(`mqtt://127.0.0.1:${h.port}`, options);
+        await js.client.subscribeAsync("js/#", { qos: 2 });
+        await js.client.endAsync();
+        const pub = await peers.mqttjs(`mqtt://127.0.0.1:${h.port}`, { protocolVersion: 5, clientId: "js-pub" });
+        await pub.client.publishAsync("js/t", "while away", { qos: 2 });
+      });
+      await peers.closeAll();
+      await withBroker({ persistenceFile: file }, async (h) => {
+        const js = await peers.mqttjs(`mqtt://127.0.0.1:${h.port}`, options);
+        expect(js.connack.sessionPresent).toBe(true);
+        const [m] = await js.receive(1);
+        expect([m!.topic, m!.payload, m!.packet.qos]).toEqual(["js/t", "while away", 2]);
+      });
+    } finally {
+      await peers.closeAll();
+    }
+  });
+
   test("mosquitto_sub -c (a persistent 3.1.1 session) gets what was published while it and the broker were down", async () => {
     const file = freshFile();
     const peers = new Peers();

@@ -374,6 +374,12 @@ export class Broker {
     }
   }
 
+  /** True when a message on `topic` would reach someone (cached with the topic's matches). */
+  hasSubscribers(topic: string): boolean {
+    const { deliveries, groups } = this.match(topic);
+    return deliveries.length > 0 || groups.length > 0;
+  }
+
   /** Delivers a message to every matching subscription; `origin` is the publishing session. */
   route(message: Message, origin: Session | null): void {
     if (message.retain && this.options.retainAvailable) this.retain(message);

@@ -70,7 +70,8 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
     return;
   }
 
-  broker.route(messageFromPublish(p, topic, topicBytes), session);
+  // a message that reaches nobody and is not retained is not built at all
+  if (p.retain || broker.hasSubscribers(topic)) broker.route(messageFromPublish(p, topic, topicBytes), session);
 
   if (p.qos === 1) {
     conn.writePacket({ type: PacketType.PUBACK, packetId: p.packetId, reasonCode: 0, properties: NO_PROPERTIES }); // [MQTT-4.3.2-4]

@@ -29,6 +29,7 @@ Options:
   --acl-file FILE             access rules in Mosquitto's acl_file format: clients read and
                               write only the topics the rules grant them
   --persistence FILE          keep retained messages and sessions in this SQLite file across restarts
+  --sys-interval SECONDS      how often the $SYS/broker/... topics are updated, 0 = none (default 10)
   --max-connections N         most simultaneous clients (default ${DEFAULT_OPTIONS.maxConnections})
   --max-packet-size BYTES     largest packet accepted (default ${DEFAULT_OPTIONS.maxPacketSize})
   --max-queued-messages N     QoS 1/2 messages kept per client (default ${DEFAULT_OPTIONS.maxQueuedMessages})
@@ -183,6 +184,7 @@ export async function brokerCommand(argv: string[]): Promise<number> {
       "allow-anonymous": { type: "boolean" },
       "acl-file": { type: "string" },
       persistence: { type: "string" },
+      "sys-interval": { type: "string" },
       help: { type: "boolean", short: "h" },
       ...Object.fromEntries(Object.keys(LIMIT_FLAGS).map((f) => [f, { type: "string" as const }])),
     },
@@ -204,6 +206,7 @@ export async function brokerCommand(argv: string[]): Promise<number> {
   if (values["allow-anonymous"]) limits.allowAnonymous = true;
   if (values["acl-file"] !== undefined) limits.aclFile = values["acl-file"];
   if (values.persistence !== undefined) limits.persistenceFile = values.persistence;
+  if (values["sys-interval"] !== undefined) limits.sysIntervalMs = integer("sys-interval", values["sys-interval"], 0) * 1000;
   // the command's own --log-level, else the global one (mqtttools --log-level LEVEL broker; default error)
   const logLevel = values["log-level"] !== undefined ? parseLogLevel(values["log-level"]) : globalLogLevel();
   const port = (flag: "port" | "secure-port", fallback: string) => {

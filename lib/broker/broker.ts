@@ -21,6 +21,8 @@ import { topicMatches } from "../topic/match";
 import { Access, loadAccessRules, type AccessRules } from "./acl";
 import { Authenticator } from "./auth";
 import { Store, type StoredSession } from "./store";
+import { sysMessage, sysValues, type BrokerCounters } from "./sys";
+import pkg from "../../package.json" with { type: "json" };
 import { Connection, ConnState } from "./connection";
 import { encodeForm, messageCost, persist, type Message } from "./message";
 import { DEFAULT_OPTIONS, normalizeAddresses, type Addresses, type BrokerOptions, type Listener } from "./options";
@@ -89,6 +91,12 @@ export class Broker {
   /** Where retained messages are kept across restarts (persistenceFile); opened in start(). */
   private store: Store | null = null;
   private sessionSaveTimer: Timer | null = null;
+  /** Counters for `$SYS`. */
+  readonly counters: BrokerCounters = { messagesReceived: 0, messagesSent: 0 };
+  private sysTimer: Timer | null = null;
+  private startedAt = 0;
+  /** The `$SYS` values last published, by topic. */
+  private sysPublished = new Map<string, string>();
   private dirty: Connection[] = [];
   private flushScheduled = false;
   private matchCache = new Map<string, Matches>();
@@ -179,6 +187,12 @@ export class Broker {
     }
     this.sweepTimer = setInterval(() => this.sweep(), SWEEP_MS);
     this.sweepTimer.unref();
+    this.startedAt = Date.now();
+    if (this.options.sysIntervalMs > 0) {
+      this.publishSys();
+      this.sysTimer = setInterval(() => this.publishSys(), this.options.sysIntervalMs);
+      this.sysTimer.unref();
+    }
     this.stopped = Promise.withResolvers<void>();
     return ports;
   }
@@ -198,6 +212,8 @@ export class Broker {
     this.servers = [];
     if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
     this.sweepTimer = null;
+    if (this.sysTimer !== null) clearInterval(this.sysTimer);
+    this.sysTimer = null;
     for (const t of this.expiryTimers.values()) t.clear();
     this.expiryTimers.clear();
     for (const w of this.willTimers.values()) w.timer.clear();
@@ -370,8 +386,21 @@ export class Broker {
     } else {
       const kept = persist(message);
       this.retained.set(message.topic, kept);
-      this.store?.set(message.topic, kept);
+      if (message.topic.charCodeAt(0) !== 0x24) this.store?.set(message.topic, kept); // not $SYS: the broker's own, made anew
     }
+  }
+
+  /** Publishes the `$SYS` values that changed since the last round (the uptime always). */
+  private publishSys(): void {
+    let subscriptions = 0;
+    for (const s of this.sessions.values()) subscriptions += s.subscriptions.size;
+    const values = sysValues(pkg.version, this.startedAt, this.counters, { connected: this.clients.size, sessions: this.sessions.size, subscriptions, retained: this.retained.size });
+    for (const [topic, value] of values) {
+      if (this.sysPublished.get(topic) === value) continue;
+      this.sysPublished.set(topic, value);
+      this.route(sysMessage(topic, value), null);
+    }
+    this.flushAll();
   }
 
   /** True when a message on `topic` would reach someone (cached with the topic's matches). */
@@ -547,6 +576,7 @@ export class Broker {
     if (form.bytes.length > conn.clientMaxPacketSize) return false; // [MQTT-3.1.2-25] dropped for this client only
     const at = conn.append(form.bytes);
     if (qos > 0) conn.patchU16(at + form.packetIdOffset, packetId);
+    this.counters.messagesSent++;
     if (this.packetLog !== 0) this.logPacket(conn, "Sent", { ...(decodePacket(form.bytes, conn.version) as PublishPacket), packetId });
     return true;
   }

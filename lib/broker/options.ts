@@ -69,6 +69,8 @@ export interface BrokerOptions {
    * most this much of them (they are also written on stop()); 0: only on stop().
    */
   sessionSaveIntervalMs: number;
+  /** Milliseconds between updates of the `$SYS/broker/...` topics (Mosquitto's sys_interval); 0: none. */
+  sysIntervalMs: number;
 }
 
 /** The defaults: Mosquitto's where it has one. */
@@ -97,6 +99,7 @@ export const DEFAULT_OPTIONS: BrokerOptions = {
   persistenceFile: null,
   persistenceIntervalMs: 1000,
   sessionSaveIntervalMs: 300_000,
+  sysIntervalMs: 10_000,
 };
 
 /** One listener, normalized. */

@@ -15,6 +15,7 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   const broker = conn.broker;
   const o = broker.options;
   const session = conn.session!;
+  broker.counters.messagesReceived++;
   if (p.qos > o.maximumQoS) throw new MqttError(ReasonCode.QoSNotSupported, `QoS ${p.qos} exceeds the maximum QoS ${o.maximumQoS}`); // [MQTT-3.2.2-11]
   if (p.retain && !o.retainAvailable) throw new MqttError(ReasonCode.RetainNotSupported, "retained messages are not supported"); // [MQTT-3.2.2-14]
 

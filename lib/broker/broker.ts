@@ -90,7 +90,6 @@ export class Broker {
   private acl: AccessRules | null = null;
   /** Where retained messages are kept across restarts (persistenceFile); opened in start(). */
   private store: Store | null = null;
-  private sessionSaveTimer: Timer | null = null;
   /** Counters for `$SYS`. */
   readonly counters: BrokerCounters = { messagesReceived: 0, messagesSent: 0 };
   private sysTimer: Timer | null = null;
@@ -149,10 +148,7 @@ export class Broker {
         throw e;
       }
       this.store = store;
-      if (this.options.sessionSaveIntervalMs > 0) {
-        this.sessionSaveTimer = setInterval(() => this.store?.saveSessions(this.sessions.values()), this.options.sessionSaveIntervalMs);
-        this.sessionSaveTimer.unref();
-      }
+      if (this.options.sessionSaveIntervalMs > 0) store.saveSessionsEvery(this.options.sessionSaveIntervalMs, () => this.sessions.values());
     }
     const ports: number[] = [];
     try {
@@ -179,8 +175,6 @@ export class Broker {
     } catch (e) {
       for (const s of this.servers) s.stop(true);
       this.servers = [];
-      if (this.sessionSaveTimer !== null) clearInterval(this.sessionSaveTimer);
-      this.sessionSaveTimer = null;
       this.store?.close();
       this.store = null;
       throw e;
@@ -218,8 +212,6 @@ export class Broker {
     this.expiryTimers.clear();
     for (const w of this.willTimers.values()) w.timer.clear();
     this.willTimers.clear();
-    if (this.sessionSaveTimer !== null) clearInterval(this.sessionSaveTimer);
-    this.sessionSaveTimer = null;
     if (this.store !== null) {
       // written before stop() resolves: what is pending of the retained messages, and the sessions
       // that outlive their connections (all of them just closed)

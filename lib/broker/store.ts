@@ -78,7 +78,7 @@ const fromStored = (s: StoredMessage, what: string): Message => decodeMessage(ne
 export class Store {
   /** Changes not yet written: a message to keep, or null to delete, by topic. */
   private pending = new Map<string, Message | null>();
-  private timer: Timer | null = null;
+  private timers: Timer[] = [];
 
   private constructor(
     private readonly db: Database,
@@ -97,9 +97,20 @@ export class Store {
       throw new PersistenceError(`cannot use the persistence file ${path}: ${(e as Error).message}`);
     }
     const store = new Store(db, path);
-    store.timer = setInterval(() => store.flush(), intervalMs);
-    store.timer.unref();
+    store.every(intervalMs, () => store.flush());
     return store;
+  }
+
+  /** Runs `work` every `ms` until close(), without keeping the process alive. */
+  private every(ms: number, work: () => void): void {
+    const timer = setInterval(work, ms);
+    timer.unref();
+    this.timers.push(timer);
+  }
+
+  /** Snapshots the sessions `sessions()` gives every `ms` (see saveSessions), until close(). */
+  saveSessionsEvery(ms: number, sessions: () => Iterable<Session>): void {
+    this.every(ms, () => this.saveSessions(sessions()));
   }
 
   /** The stored retained messages that have not expired. */
@@ -108,9 +119,7 @@ export class Store {
     const rows = this.db.query("SELECT topic, publish, expires_at FROM retained").all() as { topic: string; publish: Uint8Array; expires_at: number }[];
     for (const row of rows) {
       if (row.expires_at !== 0 && row.expires_at <= now) continue;
-      const m = decodeMessage(row.publish, row.expires_at, `${this.path}: the retained message on '${row.topic}'`);
-      m.retain = true;
-      out.push(m);
+      out.push(decodeMessage(row.publish, row.expires_at, `${this.path}: the retained message on '${row.topic}'`)); // stored with RETAIN set
     }
     return out;
   }
@@ -181,16 +190,15 @@ export class Store {
           remove.run(topic);
           continue;
         }
-        const publish = encodePacket({ type: PacketType.PUBLISH, dup: false, qos: m.qos, retain: true, topic: m.topicBytes, packetId: m.qos > 0 ? 1 : 0, properties: m.properties, payload: m.payload }, 5);
-        upsert.run(topic, publish, m.expiresAt);
+        upsert.run(topic, encodeMessage(m), m.expiresAt); // a retained message: RETAIN is set
       }
     })();
   }
 
   /** Writes what is pending and closes the file. */
   close(): void {
-    if (this.timer !== null) clearInterval(this.timer);
-    this.timer = null;
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
     this.flush();
     this.db.close();
   }

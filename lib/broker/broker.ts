@@ -39,7 +39,7 @@ interface Delivery {
 }
 
 /** What a topic matches: sessions with their subscriptions, and shared groups. */
-interface Matches {
+export interface Matches {
   deliveries: Delivery[];
   groups: Group[];
 }
@@ -395,16 +395,10 @@ export class Broker {
     this.flushAll();
   }
 
-  /** True when a message on `topic` would reach someone (cached with the topic's matches). */
-  hasSubscribers(topic: string): boolean {
-    const { deliveries, groups } = this.match(topic);
-    return deliveries.length > 0 || groups.length > 0;
-  }
-
-  /** Delivers a message to every matching subscription; `origin` is the publishing session. */
-  route(message: Message, origin: Session | null): void {
+  /** Delivers a message to every matching subscription (`matches`, when the caller looked them up already); `origin` is the publishing session. */
+  route(message: Message, origin: Session | null, matches: Matches = this.match(message.topic)): void {
     if (message.retain && this.options.retainAvailable) this.retain(message);
-    const { deliveries, groups } = this.match(message.topic);
+    const { deliveries, groups } = matches;
     const now = message.expiresAt === 0 ? 0 : Date.now();
     for (let i = 0; i < deliveries.length; i++) {
       const d = deliveries[i]!;
@@ -450,7 +444,7 @@ export class Broker {
   }
 
   /** Matching sessions for a topic, each with its matching subscriptions, and shared groups; cached per topic. */
-  private match(topic: string): Matches {
+  match(topic: string): Matches {
     if (this.matchGeneration !== this.trie.generation) {
       this.matchCache.clear();
       this.matchGeneration = this.trie.generation;

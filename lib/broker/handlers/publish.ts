@@ -72,7 +72,8 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   }
 
   // a message that reaches nobody and is not retained is not built at all
-  if (p.retain || broker.hasSubscribers(topic)) broker.route(messageFromPublish(p, topic, topicBytes), session);
+  const matches = broker.match(topic);
+  if (p.retain || matches.deliveries.length > 0 || matches.groups.length > 0) broker.route(messageFromPublish(p, topic, topicBytes), session, matches);
 
   if (p.qos === 1) {
     conn.writePacket({ type: PacketType.PUBACK, packetId: p.packetId, reasonCode: 0, properties: NO_PROPERTIES }); // [MQTT-4.3.2-4]

@@ -7,7 +7,7 @@ import { Broker } from "../lib/broker/broker";
 import { BrokerThread } from "../lib/thread/broker-thread";
 import { DEFAULT_OPTIONS, type Address, type BrokerOptions } from "../lib/broker/options";
 import { logLevel as globalLogLevel, parseLogLevel } from "./log";
-import { UsageError } from "./usage";
+import { integerFlag, UsageError } from "./usage";
 
 /** Help text of the broker command. */
 export const BROKER_HELP = `${pc.bold("Usage:")} mqtttools broker [options]
@@ -152,12 +152,6 @@ async function readConfig(path: string): Promise<{ listeners: Address[]; limits:
   return { listeners, limits };
 }
 
-function integer(flag: string, value: string, min = 0): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${flag} must be an integer of at least ${min}, not '${value}'`);
-  return n;
-}
-
 /** A clearer line for a listener that could not bind (Bun says only "Failed to listen at HOST"). */
 function listenError(e: unknown): unknown {
   const { code, address, port } = e as { code?: string; address?: string; port?: number };
@@ -199,21 +193,17 @@ export async function brokerCommand(argv: string[]): Promise<number> {
   const limits: Partial<BrokerOptions> = { ...config.limits };
   for (const [flag, key] of Object.entries(LIMIT_FLAGS)) {
     const v = values[flag as keyof typeof values];
-    if (typeof v === "string") (limits as Record<string, number>)[key] = integer(flag, v, key === "maxKeepAlive" ? 0 : 1);
+    if (typeof v === "string") (limits as Record<string, number>)[key] = integerFlag(flag, v, key === "maxKeepAlive" ? 0 : 1);
   }
-  if (values["connect-timeout"] !== undefined) limits.connectTimeoutMs = integer("connect-timeout", values["connect-timeout"], 1) * 1000;
+  if (values["connect-timeout"] !== undefined) limits.connectTimeoutMs = integerFlag("connect-timeout", values["connect-timeout"], 1) * 1000;
   if (values["password-file"] !== undefined) limits.passwordFile = values["password-file"];
   if (values["allow-anonymous"]) limits.allowAnonymous = true;
   if (values["acl-file"] !== undefined) limits.aclFile = values["acl-file"];
   if (values.persistence !== undefined) limits.persistenceFile = values.persistence;
-  if (values["sys-interval"] !== undefined) limits.sysIntervalMs = integer("sys-interval", values["sys-interval"], 0) * 1000;
+  if (values["sys-interval"] !== undefined) limits.sysIntervalMs = integerFlag("sys-interval", values["sys-interval"], 0) * 1000;
   // the command's own --log-level, else the global one (mqtttools --log-level LEVEL broker; default error)
   const logLevel = values["log-level"] !== undefined ? parseLogLevel(values["log-level"]) : globalLogLevel();
-  const port = (flag: "port" | "secure-port", fallback: string) => {
-    const n = integer(flag, values[flag] ?? fallback);
-    if (n > 65535) throw new UsageError(`--${flag} must be at most 65535, not ${n}`);
-    return n;
-  };
+  const port = (flag: "port" | "secure-port", fallback: string) => integerFlag(flag, values[flag] ?? fallback, 0, 65535);
   const { certfile, keyfile, cafile } = values;
   if ((certfile === undefined) !== (keyfile === undefined)) throw new UsageError("--certfile and --keyfile go together");
   if (certfile === undefined && (cafile !== undefined || values["secure-port"] !== undefined)) {

@@ -12,7 +12,7 @@ import { isCancel, password as promptPassword } from "@clack/prompts";
 import type { ClientOptions } from "../lib/client/client";
 import type { QoS } from "../lib/codec/constants";
 import { clientLogOptions } from "./log";
-import { UsageError } from "./usage";
+import { integerFlag, UsageError } from "./usage";
 
 /** parseArgs option specs of the connection flags. */
 export const CONNECTION_OPTIONS = {
@@ -99,15 +99,6 @@ export function preparePasswordPrompt(argv: string[]): string[] {
     i++;
   }
   return out;
-}
-
-/** Checks an integer flag value. */
-export function integerFlag(flag: string, value: string, min = 0, max = Number.MAX_SAFE_INTEGER): number {
-  const n = Number(value);
-  if (value.trim() === "" || !Number.isInteger(n) || n < min || n > max) {
-    throw new UsageError(`--${flag} must be an integer from ${min} to ${max}, not '${value}'`);
-  }
-  return n;
 }
 
 /** Checks a QoS flag value. */

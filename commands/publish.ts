@@ -9,8 +9,8 @@ import { progress, spinner, type SpinnerResult } from "@clack/prompts";
 import pc from "picocolors";
 import { Client } from "../lib/client/client";
 import { Message, type MessageOptions } from "../lib/client/message";
-import { CONNECTION_HELP, CONNECTION_OPTIONS, clientArguments, integerFlag, preparePasswordPrompt, qosFlag } from "./connection";
-import { UsageError } from "./usage";
+import { CONNECTION_HELP, CONNECTION_OPTIONS, clientArguments, preparePasswordPrompt, qosFlag } from "./connection";
+import { integerFlag, UsageError } from "./usage";
 
 /** Help text of the publish command. */
 export const PUBLISH_HELP = `${pc.bold("Usage:")} mqtttools publish [options] TOPIC [MESSAGE]

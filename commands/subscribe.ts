@@ -9,8 +9,8 @@ import { parseArgs } from "node:util";
 import pc from "picocolors";
 import { Client } from "../lib/client/client";
 import type { Message } from "../lib/client/message";
-import { CONNECTION_HELP, CONNECTION_OPTIONS, clientArguments, describeBroker, integerFlag, preparePasswordPrompt, qosFlag } from "./connection";
-import { UsageError } from "./usage";
+import { CONNECTION_HELP, CONNECTION_OPTIONS, clientArguments, describeBroker, preparePasswordPrompt, qosFlag } from "./connection";
+import { integerFlag, UsageError } from "./usage";
 
 /** Help text of the subscribe command. */
 export const SUBSCRIBE_HELP = `${pc.bold("Usage:")} mqtttools subscribe [options] TOPIC...

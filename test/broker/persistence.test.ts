@@ -26,6 +26,19 @@ afterAll(() => removeDir(dir));
 /** A new file name for one test. */
 const freshFile = () => join(dir, `retained-${++n}.db`);
 
+/** The rows a query returns from a persistence file, read while a broker may have it open. */
+function rows<T>(file: string, sql: string): T[] {
+  const db = new Database(file, { readonly: true });
+  try {
+    return db.query(sql).all() as T[];
+  } finally {
+    db.close();
+  }
+}
+
+/** The sessions saved in a persistence file. */
+const savedSessions = (file: string) => rows<{ state: string }>(file, "SELECT state FROM sessions").map((r) => JSON.parse(r.state) as { clientId: string; savedAt: number; subscriptions: { key: string }[] });
+
 /** Runs `body` with a broker on `file`, then stops it (which writes what is pending). */
 async function withBroker(options: BrokerInit, body: (h: RawHarness) => Promise<void>): Promise<void> {
   const h = await RawHarness.start(options);
@@ -93,9 +106,7 @@ describe("retained messages across a restart (persistenceFile)", () => {
       await retain(h, [["e/short", "gone", { properties: { messageExpiryInterval: 1 } }], ["e/long", "kept", { properties: { messageExpiryInterval: 3600 } }]]);
     });
     // the short one's expiry passes while no broker runs
-    const db = new Database(file);
-    const { expires_at: expiresAt } = db.query("SELECT expires_at FROM retained WHERE topic = 'e/short'").get() as { expires_at: number };
-    db.close();
+    const expiresAt = rows<{ expires_at: number }>(file, "SELECT expires_at FROM retained WHERE topic = 'e/short'")[0]!.expires_at;
     await waitUntil(() => Date.now() > expiresAt, "the message expired", 5000);
     await withBroker({ persistenceFile: file }, async (h) => {
       const got = await retained(h, 1);
@@ -108,15 +119,8 @@ describe("retained messages across a restart (persistenceFile)", () => {
     const file = freshFile();
     await withBroker({ persistenceFile: file, persistenceIntervalMs: 20 }, async (h) => {
       await retain(h, [["live/t", "written"]]);
-      const rows = () => {
-        const db = new Database(file, { readonly: true });
-        try {
-          return (db.query("SELECT topic FROM retained").all() as { topic: string }[]).map((r) => r.topic);
-        } finally {
-          db.close();
-        }
-      };
-      await waitUntil(() => rows().includes("live/t"), "the retained message is in the file");
+      const topics = () => rows<{ topic: string }>(file, "SELECT topic FROM retained").map((r) => r.topic);
+      await waitUntil(() => topics().includes("live/t"), "the retained message is in the file");
     });
   });
 
@@ -234,15 +238,7 @@ describe("sessions across a restart (persistenceFile)", () => {
     await withBroker({ persistenceFile: file, sessionSaveIntervalMs: 20 }, async (h) => {
       const c = await h.connect(persistent("saved-live"));
       await rawSubscribe(c, "live/#", 1);
-      const savedFilters = () => {
-        const db = new Database(file, { readonly: true });
-        try {
-          const rows = db.query("SELECT state FROM sessions").all() as { state: string }[];
-          return rows.flatMap((r) => (JSON.parse(r.state) as { subscriptions: { key: string }[] }).subscriptions.map((s) => s.key));
-        } finally {
-          db.close();
-        }
-      };
+      const savedFilters = () => savedSessions(file).flatMap((s) => s.subscriptions.map((sub) => sub.key));
       await waitUntil(() => savedFilters().includes("live/#"), "the session's subscription is in the file");
     });
   });
@@ -253,9 +249,7 @@ describe("sessions across a restart (persistenceFile)", () => {
       await h.connect({ clientId: "ephemeral", cleanStart: false });
       await h.connect(persistent("brief", { properties: { sessionExpiryInterval: 1 } }));
     });
-    const db = new Database(file, { readonly: true });
-    const saved = (db.query("SELECT state FROM sessions").all() as { state: string }[]).map((r) => JSON.parse(r.state) as { clientId: string; savedAt: number });
-    db.close();
+    const saved = savedSessions(file);
     expect(saved.map((s) => s.clientId)).toEqual(["brief"]);
     await waitUntil(() => Date.now() > saved[0]!.savedAt + 1000, "the session's expiry passed", 5000);
     await withBroker({ persistenceFile: file }, async (h) => {

@@ -134,7 +134,6 @@ export class Connection {
     }
   }
 
-  /** Answers a CONNECT that could not be decoded, in the form its protocol level expects. */
   /** Whether this client may publish to `topic` (access rules); the last answer is kept for a repeated topic. */
   mayWrite(topic: string): boolean {
     if (!this.broker.checksAccess) return true;
@@ -160,6 +159,7 @@ export class Connection {
     return topic;
   }
 
+  /** Answers a CONNECT that could not be decoded, in the form its protocol level expects. */
   private refuseConnect(e: unknown, frame: Uint8Array): void {
     if (!(e instanceof MqttError)) return this.fail(e);
     // the protocol level sits after the fixed header and the protocol name

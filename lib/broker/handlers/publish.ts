@@ -59,26 +59,21 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
     }
   }
 
+  // not authorized: nothing is delivered or retained. v5 acknowledgements say so (0x87, which
+  // ends a QoS 2 exchange); 3.1.1 ones cannot, so the message is acknowledged and dropped
+  let reasonCode = 0;
   if (!conn.mayWrite(topic)) {
-    // not authorized: nothing is delivered or retained. v5 acknowledgements say so (0x87, which
-    // ends a QoS 2 exchange); 3.1.1 ones cannot, so the message is acknowledged and dropped
-    const reasonCode = conn.version === 5 ? ReasonCode.NotAuthorized : 0;
-    if (p.qos === 1) conn.writePacket({ type: PacketType.PUBACK, packetId: p.packetId, reasonCode, properties: NO_PROPERTIES });
-    else if (p.qos === 2) {
-      if (reasonCode === 0) session.addIncomingQos2(p.packetId);
-      conn.writePacket({ type: PacketType.PUBREC, packetId: p.packetId, reasonCode, properties: NO_PROPERTIES });
-    }
-    return;
+    if (conn.version === 5) reasonCode = ReasonCode.NotAuthorized;
+  } else {
+    // a message that reaches nobody and is not retained is not built at all
+    const matches = broker.match(topic);
+    if (p.retain || matches.deliveries.length > 0 || matches.groups.length > 0) broker.route(messageFromPublish(p, topic, topicBytes), session, matches);
   }
 
-  // a message that reaches nobody and is not retained is not built at all
-  const matches = broker.match(topic);
-  if (p.retain || matches.deliveries.length > 0 || matches.groups.length > 0) broker.route(messageFromPublish(p, topic, topicBytes), session, matches);
-
   if (p.qos === 1) {
-    conn.writePacket({ type: PacketType.PUBACK, packetId: p.packetId, reasonCode: 0, properties: NO_PROPERTIES }); // [MQTT-4.3.2-4]
+    conn.writePacket({ type: PacketType.PUBACK, packetId: p.packetId, reasonCode, properties: NO_PROPERTIES }); // [MQTT-4.3.2-4]
   } else if (p.qos === 2) {
-    session.addIncomingQos2(p.packetId);
-    conn.writePacket({ type: PacketType.PUBREC, packetId: p.packetId, reasonCode: 0, properties: NO_PROPERTIES }); // [MQTT-4.3.3-8]
+    if (reasonCode === 0) session.addIncomingQos2(p.packetId);
+    conn.writePacket({ type: PacketType.PUBREC, packetId: p.packetId, reasonCode, properties: NO_PROPERTIES }); // [MQTT-4.3.3-8]
   }
 }

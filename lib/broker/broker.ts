@@ -3,18 +3,16 @@
  *
  * The publish path is: match the topic in the trie (results cached per topic until the
  * subscriptions change), merge a client's overlapping subscriptions into one delivery at the
- * highest granted QoS, then deliver. Delivery appends an encoded form of the message, shared by
- * every subscriber that gets the same form, to the subscriber's output buffer, with the packet
- * identifier patched in place; the touched connections are flushed once when the current event
- * handler returns. Messages are copied only when they must outlive the received frame.
+ * highest granted QoS, then hand it to the outbox (outbox.ts), which appends an encoded form of the
+ * message to the subscriber's output buffer or queues it; the touched connections are flushed
+ * once when the current event handler returns. Messages are copied only when they must outlive
+ * the received frame.
  */
 import type { Socket, TCPSocketListener } from "bun";
 import type { QoS } from "../codec/constants";
-import { PacketType } from "../codec/constants";
 import { ReasonCode } from "../codec/reason-codes";
-import { decodePacket, type Packet } from "../codec/packet";
+import type { Packet } from "../codec/packet";
 import { describePacket } from "../codec/describe";
-import type { PublishPacket } from "../codec/packets/publish";
 import { TopicTrie } from "../topic/trie";
 import { SharedGroup } from "../topic/shared";
 import { topicMatches } from "../topic/match";
@@ -24,7 +22,8 @@ import { Store, type StoredSession } from "./store";
 import { sysMessage, sysValues, type BrokerCounters } from "./sys";
 import pkg from "../../package.json" with { type: "json" };
 import { Connection, ConnState } from "./connection";
-import { encodeForm, messageCost, persist, type Message } from "./message";
+import { persist, type Message } from "./message";
+import { Outbox } from "./outbox";
 import { DEFAULT_OPTIONS, normalizeAddresses, type Addresses, type BrokerOptions, type Listener } from "./options";
 import { Session, type Group, type Subscriber, type SubscriptionEntry } from "./session";
 
@@ -82,6 +81,8 @@ export class Broker {
   /** Shared-subscription groups by their full `$share/{name}/{filter}`. */
   readonly sharedGroups = new Map<string, Group>();
   readonly retained = new Map<string, Message>();
+  /** Delivery to sessions: sending, queues, in-flight windows. */
+  readonly outbox: Outbox;
 
   private servers: TCPSocketListener<Connection>[] = [];
   /** Who may connect; loaded in start(). */
@@ -116,6 +117,7 @@ export class Broker {
     this.logLevel = LEVELS[logLevel];
     this.logger = logger;
     this.packetLog = logLevel === "debug" ? 2 : logLevel === "info" ? 1 : 0;
+    this.outbox = new Outbox(this.clients, this.options, this.counters, this);
   }
 
   /** Logs a packet sent to or received from a connection (callers check packetLog first). */
@@ -420,7 +422,7 @@ export class Broker {
         if (s.retainAsPublished && message.retain) retainFlag = true;
         if (s.subscriptionId !== undefined) (ids ??= []).push(s.subscriptionId);
       }
-      if (qos >= 0) this.deliver(d.session, message, qos as QoS, retainFlag, ids, now);
+      if (qos >= 0) this.outbox.deliver(d.session, message, qos as QoS, retainFlag, ids, now);
     }
     // each shared group once, to one member [MQTT-4.8.2-3]
     for (let i = 0; i < groups.length; i++) {
@@ -432,15 +434,12 @@ export class Broker {
   /** Delivers a message as one subscription asks: its QoS, Retain As Published, identifier. */
   private deliverTo(s: SubscriptionEntry, message: Message, now: number): void {
     const qos = (s.qos < message.qos ? s.qos : message.qos) as QoS;
-    this.deliver(s.session, message, qos, s.retainAsPublished && message.retain, s.subscriptionId === undefined ? null : [s.subscriptionId], now);
+    this.outbox.deliver(s.session, message, qos, s.retainAsPublished && message.retain, s.subscriptionId === undefined ? null : [s.subscriptionId], now);
   }
 
-  /** True when a session is online and has room for the message now (a shared group's choice). */
+  /** True when a session is online, has room for the message now and may read it (a shared group's choice). */
   private canTake(session: Session, message: Message): boolean {
-    const conn = this.clients.get(session.clientId);
-    if (conn === undefined || conn.outputFull) return false;
-    if (this.acl !== null && !this.mayRead(session, message.topic)) return false;
-    return message.qos === 0 || (session.queued < this.options.maxQueuedMessages && session.queuedBytes + messageCost(message) <= this.options.maxQueuedBytes);
+    return this.outbox.hasRoom(session, message) && (this.acl === null || this.mayRead(session, message.topic));
   }
 
   /** Matching sessions for a topic, each with its matching subscriptions, and shared groups; cached per topic. */
@@ -518,118 +517,6 @@ export class Broker {
     return true;
   }
 
-  /**
-   * Sends or queues one message for one session. QoS 0 goes only to a connected client with room
-   * in its output (else it is dropped: the slow-consumer policy drops QoS 0 first). QoS 1/2 is
-   * sent while the client's window has room, otherwise queued; a full queue disconnects the
-   * client with 0x97 Quota Exceeded.
-   */
-  deliver(session: Session, message: Message, qos: QoS, retain: boolean, subscriptionIds: number[] | null, now: number): void {
-    const conn = this.clients.get(session.clientId);
-    if (message.expiresAt !== 0 && message.expiresAt <= (now || Date.now())) return; // section 3.3.2.3.3
-    if (qos === 0) {
-      if (conn === undefined) return;
-      if (conn.outputFull) {
-        conn.dropped++;
-        return;
-      }
-      this.sendPublish(conn, message, 0, retain, subscriptionIds, 0, false, now);
-      return;
-    }
-    if (conn !== undefined && session.queued === 0 && session.inflight.size < conn.sendWindow && !conn.outputFull) {
-      this.sendInflight(conn, session, persist(message), qos, retain, subscriptionIds, now);
-      return;
-    }
-    if (!session.enqueue({ message: persist(message), qos, retain, subscriptionIds }, this.options.maxQueuedMessages, this.options.maxQueuedBytes)) {
-      if (conn !== undefined) conn.close(ReasonCode.QuotaExceeded, "too many messages queued for this client");
-      else this.log("warning", `queue of offline client '${session.clientId}' is full: message dropped`);
-    }
-  }
-
-  private sendInflight(conn: Connection, session: Session, message: Message, qos: QoS, retain: boolean, subscriptionIds: number[] | null, now: number): void {
-    const packetId = session.allocatePacketId();
-    session.addInflight({ packetId, message, qos, retain, subscriptionIds, released: false, held: false });
-    if (!this.sendPublish(conn, message, qos, retain, subscriptionIds, packetId, false, now)) session.inflight.delete(packetId); // [MQTT-3.1.2-25] as if delivered
-  }
-
-  /**
-   * Appends one PUBLISH to a connection's output, from the message's shared encoded form. False
-   * when it is larger than the client's Maximum Packet Size and was not sent.
-   */
-  sendPublish(conn: Connection, message: Message, qos: QoS, retain: boolean, subscriptionIds: number[] | null, packetId: number, dup: boolean, now: number): boolean {
-    const ids = conn.version === 5 ? subscriptionIds : null;
-    const form = conn.clientTopicAliasMax === 0 ? encodeForm(message, conn.version, qos, retain, dup, ids, now) : this.aliasedForm(conn, message, qos, retain, dup, ids, now);
-    if (form.bytes.length > conn.clientMaxPacketSize) return false; // [MQTT-3.1.2-25] dropped for this client only
-    const at = conn.append(form.bytes);
-    if (qos > 0) conn.patchU16(at + form.packetIdOffset, packetId);
-    this.counters.messagesSent++;
-    if (this.packetLog !== 0) this.logPacket(conn, "Sent", { ...(decodePacket(form.bytes, conn.version) as PublishPacket), packetId });
-    return true;
-  }
-
-  /**
-   * A PUBLISH for a client that accepts topic aliases: a topic that has an alias goes out with an
-   * empty name; a new topic gets the next alias while any are left, never more than the client's
-   * Topic Alias Maximum [MQTT-3.3.2-11]; the rest go out with their name only.
-   */
-  private aliasedForm(conn: Connection, message: Message, qos: QoS, retain: boolean, dup: boolean, ids: number[] | null, now: number) {
-    const aliases = (conn.outboundAliases ??= new Map());
-    const known = aliases.get(message.topic);
-    if (known !== undefined) return encodeForm(message, 5, qos, retain, dup, ids, now, known, true);
-    if (aliases.size < conn.clientTopicAliasMax) {
-      const alias = aliases.size + 1;
-      const form = encodeForm(message, 5, qos, retain, dup, ids, now, alias, false);
-      if (form.bytes.length <= conn.clientMaxPacketSize) { // an alias counts only once the client has seen it
-        aliases.set(message.topic, alias);
-        return form;
-      }
-    }
-    return encodeForm(message, 5, qos, retain, dup, ids, now);
-  }
-
-  /** Fills a connected session's window from its queue. */
-  pump(session: Session): void {
-    const conn = this.clients.get(session.clientId);
-    if (conn === undefined) return;
-    const now = Date.now();
-    if (session.hasHeld) this.sendHeld(conn, session, now);
-    while (session.queued > 0 && session.inflight.size < conn.sendWindow && !conn.outputFull) {
-      const q = session.dequeue()!;
-      if (q.message.expiresAt !== 0 && q.message.expiresAt <= now) continue; // section 3.3.2.3.3
-      this.sendInflight(conn, session, q.message, q.qos, q.retain, q.subscriptionIds, now);
-    }
-  }
-
-  /** Re-sends a resumed session's unacknowledged messages [MQTT-4.4.0-1]: PUBREL at once, PUBLISH as the window allows; then its queue. */
-  redeliver(conn: Connection, session: Session): void {
-    for (const m of session.inflight.values()) {
-      m.held = !m.released;
-      if (m.released) conn.writePacket({ type: PacketType.PUBREL, packetId: m.packetId, reasonCode: 0, properties: {} });
-    }
-    session.hasHeld = true;
-    this.pump(session);
-  }
-
-  /**
-   * Re-sends a resumed session's unacknowledged PUBLISH packets, in order, while the client's window
-   * has room: its Receive Maximum may be lower than on the connection they were first sent on [MQTT-3.3.4-9].
-   */
-  private sendHeld(conn: Connection, session: Session, now: number): void {
-    let outstanding = 0;
-    for (const m of session.inflight.values()) if (!m.held || m.released) outstanding++;
-    session.hasHeld = false;
-    for (const m of session.inflight.values()) {
-      if (!m.held || m.released) continue; // released: the client sent PUBREC for what it got before
-      if (outstanding >= conn.sendWindow) {
-        session.hasHeld = true;
-        return;
-      }
-      m.held = false;
-      if (this.sendPublish(conn, m.message, m.qos, m.retain, m.subscriptionIds, m.packetId, true, now)) outstanding++; // DUP [MQTT-3.3.1-1]
-      else session.inflight.delete(m.packetId); // too large now: as if delivered [MQTT-3.1.2-25]
-    }
-  }
-
   /** Sends the retained messages matching a new subscription (section 3.3.1.3). */
   sendRetained(session: Session, entry: SubscriptionEntry): void {
     const now = Date.now();
@@ -645,7 +532,7 @@ export class Broker {
         continue;
       }
       const qos = (entry.qos < m.qos ? entry.qos : m.qos) as QoS;
-      this.deliver(session, m, qos, true, entry.subscriptionId === undefined ? null : [entry.subscriptionId], now); // sent with RETAIN 1, section 3.3.1.3
+      this.outbox.deliver(session, m, qos, true, entry.subscriptionId === undefined ? null : [entry.subscriptionId], now); // sent with RETAIN 1, section 3.3.1.3
     }
   }
 }

@@ -259,7 +259,7 @@ export class Connection {
     // messages queued while the output was full go out once it has room: a write the kernel takes
     // whole is followed by no drain event
     const session = this.session;
-    if (session !== null && session.queued > 0 && this.state === ConnState.Connected && !this.outputFull) this.broker.pump(session);
+    if (session !== null && session.queued > 0 && this.state === ConnState.Connected && !this.outputFull) this.broker.outbox.pump(session);
   }
 
   private release(buf: Uint8Array): void {
@@ -269,7 +269,7 @@ export class Connection {
   /** The socket can take more: write the rest, then refill the window from the queue. */
   drained(): void {
     this.flush();
-    if (this.state === ConnState.Connected && this.session !== null) this.broker.pump(this.session);
+    if (this.state === ConnState.Connected && this.session !== null) this.broker.outbox.pump(this.session);
   }
 
   /**

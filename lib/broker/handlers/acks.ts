@@ -11,7 +11,7 @@ export function handlePuback(conn: Connection, p: PubackPacket): void {
   const m = session.inflight.get(p.packetId);
   if (m === undefined || m.qos !== 1) return; // unknown identifiers are ignored
   session.inflight.delete(p.packetId); // unacknowledged until PUBACK [MQTT-4.3.2-2]
-  conn.broker.pump(session);
+  conn.broker.outbox.pump(session);
 }
 
 /** QoS 2, step 1 done: answer PUBREL (or forget the message if the client refused it). */
@@ -24,7 +24,7 @@ export function handlePubrec(conn: Connection, p: PubrecPacket): void {
   }
   if (p.reasonCode >= 0x80) { // section 4.3.3: a failed PUBREC ends the exchange
     session.inflight.delete(p.packetId);
-    conn.broker.pump(session);
+    conn.broker.outbox.pump(session);
     return;
   }
   m.released = true; // [MQTT-4.3.3-4]
@@ -43,5 +43,5 @@ export function handlePubcomp(conn: Connection, p: PubcompPacket): void {
   const m = session.inflight.get(p.packetId);
   if (m === undefined || m.qos !== 2) return;
   session.inflight.delete(p.packetId);
-  conn.broker.pump(session);
+  conn.broker.outbox.pump(session);
 }

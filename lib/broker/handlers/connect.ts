@@ -149,5 +149,5 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
   }
   conn.writePacket({ type: PacketType.CONNACK, sessionPresent: present, reasonCode: 0, properties: ack });
   if (broker.logs("info")) broker.log("info", `connected ${conn.describe()} v${v5 ? "5" : "3.1.1"}${present ? ", session resumed" : ""}`);
-  if (present) broker.redeliver(conn, session);
+  if (present) broker.outbox.redeliver(conn, session);
 }

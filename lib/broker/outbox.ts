@@ -1,0 +1,154 @@
+/**
+ * Delivery to one session: the outbox. A QoS 0 message goes straight to the connection's output or
+ * is dropped; a QoS 1/2 message is sent while the client's window (its Receive Maximum and our
+ * maxInflight) has room, otherwise queued; the queue is pumped into the window as acknowledgements
+ * free it and as the output drains, and a resumed session's unacknowledged messages are re-sent
+ * from here. What it writes goes to connections' output buffers, flushed once per event-loop turn
+ * by the broker. It knows sessions and connections, not sockets or the trie.
+ */
+import type { QoS } from "../codec/constants";
+import { PacketType } from "../codec/constants";
+import { ReasonCode } from "../codec/reason-codes";
+import { decodePacket, type Packet } from "../codec/packet";
+import type { PublishPacket } from "../codec/packets/publish";
+import type { Connection } from "./connection";
+import { encodeForm, messageCost, persist, type Message } from "./message";
+import type { BrokerOptions } from "./options";
+import type { Session } from "./session";
+import type { BrokerCounters } from "./sys";
+
+/** The logging the outbox needs from its owner. */
+export interface OutboxLogging {
+  readonly packetLog: 0 | 1 | 2;
+  logPacket(conn: Connection, direction: "Sent" | "Received", p: Packet): void;
+  log(level: "debug" | "info" | "warning" | "error", line: string): void;
+}
+
+/** Per-session delivery: sending, queueing, the in-flight window and redelivery. */
+export class Outbox {
+  constructor(
+    private readonly clients: Map<string, Connection>,
+    private readonly options: BrokerOptions,
+    private readonly counters: BrokerCounters,
+    private readonly logging: OutboxLogging,
+  ) {}
+
+  /** True when a session is online and has room for the message now (a shared group's choice). */
+  hasRoom(session: Session, message: Message): boolean {
+    const conn = this.clients.get(session.clientId);
+    if (conn === undefined || conn.outputFull) return false;
+    return message.qos === 0 || (session.queued < this.options.maxQueuedMessages && session.queuedBytes + messageCost(message) <= this.options.maxQueuedBytes);
+  }
+
+  /**
+   * Sends or queues one message for one session. QoS 0 goes only to a connected client with room
+   * in its output (else it is dropped: the slow-consumer policy drops QoS 0 first). QoS 1/2 is
+   * sent while the client's window has room, otherwise queued; a full queue disconnects the
+   * client with 0x97 Quota Exceeded.
+   */
+  deliver(session: Session, message: Message, qos: QoS, retain: boolean, subscriptionIds: number[] | null, now: number): void {
+    const conn = this.clients.get(session.clientId);
+    if (message.expiresAt !== 0 && message.expiresAt <= (now || Date.now())) return; // section 3.3.2.3.3
+    if (qos === 0) {
+      if (conn === undefined) return;
+      if (conn.outputFull) {
+        conn.dropped++;
+        return;
+      }
+      this.sendPublish(conn, message, 0, retain, subscriptionIds, 0, false, now);
+      return;
+    }
+    if (conn !== undefined && session.queued === 0 && session.inflight.size < conn.sendWindow && !conn.outputFull) {
+      this.sendInflight(conn, session, persist(message), qos, retain, subscriptionIds, now);
+      return;
+    }
+    if (!session.enqueue({ message: persist(message), qos, retain, subscriptionIds }, this.options.maxQueuedMessages, this.options.maxQueuedBytes)) {
+      if (conn !== undefined) conn.close(ReasonCode.QuotaExceeded, "too many messages queued for this client");
+      else this.logging.log("warning", `queue of offline client '${session.clientId}' is full: message dropped`);
+    }
+  }
+
+  private sendInflight(conn: Connection, session: Session, message: Message, qos: QoS, retain: boolean, subscriptionIds: number[] | null, now: number): void {
+    const packetId = session.allocatePacketId();
+    session.addInflight({ packetId, message, qos, retain, subscriptionIds, released: false, held: false });
+    if (!this.sendPublish(conn, message, qos, retain, subscriptionIds, packetId, false, now)) session.inflight.delete(packetId); // [MQTT-3.1.2-25] as if delivered
+  }
+
+  /**
+   * Appends one PUBLISH to a connection's output, from the message's shared encoded form. False
+   * when it is larger than the client's Maximum Packet Size and was not sent.
+   */
+  sendPublish(conn: Connection, message: Message, qos: QoS, retain: boolean, subscriptionIds: number[] | null, packetId: number, dup: boolean, now: number): boolean {
+    const ids = conn.version === 5 ? subscriptionIds : null;
+    const form = conn.clientTopicAliasMax === 0 ? encodeForm(message, conn.version, qos, retain, dup, ids, now) : this.aliasedForm(conn, message, qos, retain, dup, ids, now);
+    if (form.bytes.length > conn.clientMaxPacketSize) return false; // [MQTT-3.1.2-25] dropped for this client only
+    const at = conn.append(form.bytes);
+    if (qos > 0) conn.patchU16(at + form.packetIdOffset, packetId);
+    this.counters.messagesSent++;
+    if (this.logging.packetLog !== 0) this.logging.logPacket(conn, "Sent", { ...(decodePacket(form.bytes, conn.version) as PublishPacket), packetId });
+    return true;
+  }
+
+  /**
+   * A PUBLISH for a client that accepts topic aliases: a topic that has an alias goes out with an
+   * empty name; a new topic gets the next alias while any are left, never more than the client's
+   * Topic Alias Maximum [MQTT-3.3.2-11]; the rest go out with their name only.
+   */
+  private aliasedForm(conn: Connection, message: Message, qos: QoS, retain: boolean, dup: boolean, ids: number[] | null, now: number) {
+    const aliases = (conn.outboundAliases ??= new Map());
+    const known = aliases.get(message.topic);
+    if (known !== undefined) return encodeForm(message, 5, qos, retain, dup, ids, now, known, true);
+    if (aliases.size < conn.clientTopicAliasMax) {
+      const alias = aliases.size + 1;
+      const form = encodeForm(message, 5, qos, retain, dup, ids, now, alias, false);
+      if (form.bytes.length <= conn.clientMaxPacketSize) { // an alias counts only once the client has seen it
+        aliases.set(message.topic, alias);
+        return form;
+      }
+    }
+    return encodeForm(message, 5, qos, retain, dup, ids, now);
+  }
+
+  /** Fills a connected session's window from its queue. */
+  pump(session: Session): void {
+    const conn = this.clients.get(session.clientId);
+    if (conn === undefined) return;
+    const now = Date.now();
+    if (session.hasHeld) this.sendHeld(conn, session, now);
+    while (session.queued > 0 && session.inflight.size < conn.sendWindow && !conn.outputFull) {
+      const q = session.dequeue()!;
+      if (q.message.expiresAt !== 0 && q.message.expiresAt <= now) continue; // section 3.3.2.3.3
+      this.sendInflight(conn, session, q.message, q.qos, q.retain, q.subscriptionIds, now);
+    }
+  }
+
+  /** Re-sends a resumed session's unacknowledged messages [MQTT-4.4.0-1]: PUBREL at once, PUBLISH as the window allows; then its queue. */
+  redeliver(conn: Connection, session: Session): void {
+    for (const m of session.inflight.values()) {
+      m.held = !m.released;
+      if (m.released) conn.writePacket({ type: PacketType.PUBREL, packetId: m.packetId, reasonCode: 0, properties: {} });
+    }
+    session.hasHeld = true;
+    this.pump(session);
+  }
+
+  /**
+   * Re-sends a resumed session's unacknowledged PUBLISH packets, in order, while the client's window
+   * has room: its Receive Maximum may be lower than on the connection they were first sent on [MQTT-3.3.4-9].
+   */
+  private sendHeld(conn: Connection, session: Session, now: number): void {
+    let outstanding = 0;
+    for (const m of session.inflight.values()) if (!m.held || m.released) outstanding++;
+    session.hasHeld = false;
+    for (const m of session.inflight.values()) {
+      if (!m.held || m.released) continue; // released: the client sent PUBREC for what it got before
+      if (outstanding >= conn.sendWindow) {
+        session.hasHeld = true;
+        return;
+      }
+      m.held = false;
+      if (this.sendPublish(conn, m.message, m.qos, m.retain, m.subscriptionIds, m.packetId, true, now)) outstanding++; // DUP [MQTT-3.3.1-1]
+      else session.inflight.delete(m.packetId); // too large now: as if delivered [MQTT-3.1.2-25]
+    }
+  }
+}

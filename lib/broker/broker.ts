@@ -92,7 +92,7 @@ export class Broker {
   /** Where retained messages are kept across restarts (persistenceFile); opened in start(). */
   private store: Store | null = null;
   /** Counters for `$SYS`. */
-  readonly counters: BrokerCounters = { messagesReceived: 0, messagesSent: 0 };
+  readonly counters: BrokerCounters = { messagesReceived: 0, messagesSent: 0, messagesDropped: 0 };
   private sysTimer: Timer | null = null;
   private startedAt = 0;
   /** The `$SYS` values last published, by topic. */
@@ -283,10 +283,11 @@ export class Broker {
     for (const conn of this.connections) {
       if (conn.state === ConnState.AwaitingConnect) {
         if (now - conn.openedAt > this.options.connectTimeoutMs) conn.close(null, "no CONNECT within the connect timeout");
-      } else if (conn.keepAliveMs > 0 && now - conn.lastReceived > conn.keepAliveMs * 1.5) {
+      } else if (conn.keepAliveMs > 0 && now - conn.lastReceived > conn.keepAliveMs * 1.5 && !conn.heldBack) { // not read while held back: its packets wait for us
         conn.close(ReasonCode.KeepAliveTimeout, "keep alive timeout"); // [MQTT-3.1.2-22]
       }
     }
+    this.outbox.sweep(now);
     this.flushAll();
   }
 
@@ -345,6 +346,7 @@ export class Broker {
     if (!wasConnected || session === null) return;
     if (this.clients.get(session.clientId) === conn) this.clients.delete(session.clientId);
     session.connected = false;
+    this.outbox.disconnected(conn);
     const will = conn.will;
     conn.will = null;
     const expiry = session.expiryInterval;

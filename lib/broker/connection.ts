@@ -63,6 +63,8 @@ export class Connection {
   will: PendingWill | null = null;
   /** Messages dropped for this client because its output was full (QoS 0). */
   dropped = 0;
+  /** Sessions whose full queues hold this publisher back (see Outbox.overflow); its socket is not read while there are any. */
+  private holds: Set<Session> | null = null;
 
   private out: Uint8Array | null = null;
   private outLen = 0;
@@ -89,8 +91,14 @@ export class Connection {
   receive(data: Uint8Array): void {
     if (this.state === ConnState.Closed) return;
     this.lastReceived = Date.now();
-    const framer = (this.framer ??= new Framer(this.broker.options.maxPacketSize));
-    framer.push(data);
+    (this.framer ??= new Framer(this.broker.options.maxPacketSize)).push(data);
+    if (this.holds === null) this.process();
+  }
+
+  /** Dispatches the whole packets the framer holds, until it has none or the connection is held back. */
+  private process(): void {
+    const framer = this.framer;
+    if (framer === null) return;
     try {
       while (this.state === ConnState.AwaitingConnect) {
         if (framer.peekType() === undefined) return;
@@ -114,12 +122,49 @@ export class Connection {
         if (this.state === ConnState.Closed) return;
         if (this.broker.packetLog !== 0) this.broker.logPacket(this, "Received", packet);
         dispatch(this, packet);
+        if (this.holds !== null) return; // the rest waits until the queues that hold it back have room
       }
     } catch (e) {
       this.fail(e);
     } finally {
       if (framer.buffered === 0) this.framer = null;
     }
+  }
+
+  /** True while full queues hold this publisher back. */
+  get heldBack(): boolean {
+    return this.holds !== null;
+  }
+
+  /** A session's full queue holds this publisher back: stop reading its socket (TCP pushes back on the client). */
+  holdBack(session: Session): void {
+    if (this.holds === null) {
+      this.holds = new Set();
+      this.socket.pause();
+    }
+    this.holds.add(session);
+  }
+
+  /** A session no longer holds this publisher back; true when none does any more (call resume() then). */
+  releaseHold(session: Session): boolean {
+    const holds = this.holds;
+    if (holds === null || !holds.delete(session) || holds.size > 0) return false;
+    this.holds = null;
+    return true;
+  }
+
+  /** Calls `fn` for each session holding this publisher back. */
+  forEachHold(fn: (session: Session) => void): void {
+    if (this.holds !== null) for (const s of this.holds) fn(s);
+  }
+
+  /** Goes on after being held back: the packets that waited are handled, then the socket is read again. */
+  resume(): void {
+    if (this.state === ConnState.Closed || this.holds !== null) return;
+    this.lastReceived = Date.now(); // its keep alive counts from now: we were the ones not reading
+    this.process();
+    if (this.holds === null) this.socket.resume();
+    this.broker.flushAll();
   }
 
   /**

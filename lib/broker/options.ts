@@ -7,16 +7,37 @@ export type Address = string | [string, number] | [string, number, TLSOptions];
 /** What the broker listens on: one address or several. */
 export type Addresses = Address | Address[];
 
+/** What the broker does when a connected client's queue is full: see BrokerOptions.slowConsumerPolicy. */
+export type SlowConsumerPolicy = "backpressure" | "drop" | "disconnect";
+
+/** The slow-consumer policies, for validating configuration. */
+export const SLOW_CONSUMER_POLICIES: readonly SlowConsumerPolicy[] = ["backpressure", "drop", "disconnect"];
+
 /** Limits and features; every field has a default (see DEFAULT_OPTIONS). */
 export interface BrokerOptions {
   /** Most simultaneous connections; more are refused with CONNACK 0x97 (v5) / 0x03 (3.1.1). */
   maxConnections: number;
   /** Largest packet accepted from a client, fixed header included (advertised in CONNACK). */
   maxPacketSize: number;
-  /** QoS 1/2 messages kept for one client (queued while offline or while its window is full). */
+  /**
+   * QoS 1/2 messages kept for one client (queued while offline or while its window is full). What
+   * happens at the bound to an online client is slowConsumerPolicy's choice; an offline client's
+   * new messages are dropped and counted.
+   */
   maxQueuedMessages: number;
-  /** Bytes of payload kept in one client's queue. */
+  /** Bytes of payload kept in one client's queue (same policy as maxQueuedMessages). */
   maxQueuedBytes: number;
+  /**
+   * What happens when a QoS 1/2 message is for an online client whose queue is at its bound:
+   * "backpressure" queues it and stops reading from its publisher until the queue is down to half
+   * (no message is lost); "drop" drops and counts it; "disconnect" ends the client with 0x97.
+   */
+  slowConsumerPolicy: SlowConsumerPolicy;
+  /**
+   * Milliseconds a client may hold publishers back (backpressure) without acknowledging anything;
+   * it is then disconnected with 0x97 Quota Exceeded and its session goes offline.
+   */
+  slowConsumerTimeoutMs: number;
   /** Unsent bytes kept for one connection before QoS 0 messages to it are dropped. */
   maxOutputBytes: number;
   /** QoS 1/2 messages sent to one client and not yet acknowledged (also bounded by its Receive Maximum). */
@@ -79,6 +100,8 @@ export const DEFAULT_OPTIONS: BrokerOptions = {
   maxPacketSize: 16 * 1024 * 1024,
   maxQueuedMessages: 1000,
   maxQueuedBytes: 16 * 1024 * 1024,
+  slowConsumerPolicy: "backpressure",
+  slowConsumerTimeoutMs: 30_000,
   maxOutputBytes: 1024 * 1024,
   maxInflight: 100,
   receiveMaximum: 65535,

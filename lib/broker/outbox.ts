@@ -14,7 +14,7 @@ import type { PublishPacket } from "../codec/packets/publish";
 import type { Connection } from "./connection";
 import { encodeForm, messageCost, persist, type Message } from "./message";
 import type { BrokerOptions } from "./options";
-import type { Session } from "./session";
+import type { QueuedMessage, Session } from "./session";
 import type { BrokerCounters } from "./sys";
 
 /** The logging the outbox needs from its owner. */
@@ -26,6 +26,16 @@ export interface OutboxLogging {
 
 /** Per-session delivery: sending, queueing, the in-flight window and redelivery. */
 export class Outbox {
+  /** Sessions whose full queues hold publishers back, each with the publishers and since when. */
+  private readonly blocked = new Map<Session, { since: number; publishers: Set<Connection> }>();
+  /** Sessions whose dropped messages have been logged, until one is queued again. */
+  private readonly dropping = new WeakSet<Session>();
+  /** Publishers to go on once the current handler is done. */
+  private resuming: Connection[] = [];
+  private resumeScheduled = false;
+  /** The connection whose PUBLISH is being routed, if any: the one a full queue holds back. */
+  publisher: Connection | null = null;
+
   constructor(
     private readonly clients: Map<string, Connection>,
     private readonly options: BrokerOptions,
@@ -42,9 +52,9 @@ export class Outbox {
 
   /**
    * Sends or queues one message for one session. QoS 0 goes only to a connected client with room
-   * in its output (else it is dropped: the slow-consumer policy drops QoS 0 first). QoS 1/2 is
-   * sent while the client's window has room, otherwise queued; a full queue disconnects the
-   * client with 0x97 Quota Exceeded.
+   * in its output, else it is dropped and counted; it never holds a publisher back. QoS 1/2 is sent
+   * while the client's window has room, otherwise queued; what happens at the queue's bound is
+   * overflow()'s part.
    */
   deliver(session: Session, message: Message, qos: QoS, retain: boolean, subscriptionIds: number[] | null, now: number): void {
     const conn = this.clients.get(session.clientId);
@@ -53,6 +63,7 @@ export class Outbox {
       if (conn === undefined) return;
       if (conn.outputFull) {
         conn.dropped++;
+        this.counters.messagesDropped++;
         return;
       }
       this.sendPublish(conn, message, 0, retain, subscriptionIds, 0, false, now);
@@ -62,9 +73,87 @@ export class Outbox {
       this.sendInflight(conn, session, persist(message), qos, retain, subscriptionIds, now);
       return;
     }
-    if (!session.enqueue({ message: persist(message), qos, retain, subscriptionIds }, this.options.maxQueuedMessages, this.options.maxQueuedBytes)) {
-      if (conn !== undefined) conn.close(ReasonCode.QuotaExceeded, "too many messages queued for this client");
-      else this.logging.log("warning", `queue of offline client '${session.clientId}' is full: message dropped`);
+    const q: QueuedMessage = { message: persist(message), qos, retain, subscriptionIds };
+    if (session.enqueue(q, this.options.maxQueuedMessages, this.options.maxQueuedBytes)) this.dropping.delete(session);
+    else this.overflow(conn, session, q);
+  }
+
+  /**
+   * A QoS 1/2 message for a session whose queue is at its bound. An offline session's is dropped
+   * and counted: it never holds a publisher back. An online one's follows slowConsumerPolicy; with
+   * "backpressure" it is queued past the bound and the publisher that sent it is held back (its
+   * socket is not read) until the queue is down to half, so the excess is at most one message
+   * per held publisher. A message that has no publisher to hold back (a will, retained messages
+   * for a new subscription, the client's own publication, which holding back would stop its
+   * acknowledgements too) may take the queue to twice its bound; past that the client is
+   * disconnected with 0x97, as with "disconnect".
+   */
+  private overflow(conn: Connection | undefined, session: Session, q: QueuedMessage): void {
+    const policy = this.options.slowConsumerPolicy;
+    if (conn === undefined || policy === "drop") {
+      this.counters.messagesDropped++;
+      if (!this.dropping.has(session)) {
+        this.dropping.add(session);
+        this.logging.log("warning", `queue of ${conn === undefined ? "offline " : ""}client '${session.clientId}' is full: messages for it are dropped`);
+      }
+      return;
+    }
+    const publisher = this.publisher;
+    const holdable = publisher !== null && publisher.session !== session && policy === "backpressure";
+    if (policy === "disconnect" || (!holdable && !session.enqueue(q, this.options.maxQueuedMessages * 2, this.options.maxQueuedBytes * 2))) {
+      conn.close(ReasonCode.QuotaExceeded, "too many messages queued for this client");
+      return;
+    }
+    if (!holdable) return;
+    session.enqueue(q, Infinity, Infinity);
+    let blocked = this.blocked.get(session);
+    if (blocked === undefined) {
+      blocked = { since: Date.now(), publishers: new Set() };
+      this.blocked.set(session, blocked);
+    }
+    if (!blocked.publishers.has(publisher)) {
+      blocked.publishers.add(publisher);
+      publisher.holdBack(session);
+    }
+  }
+
+  /** Lets the publishers a session held back go on, once its queue is down to half its bound (or it went offline). */
+  private release(session: Session): void {
+    const blocked = this.blocked.get(session);
+    if (blocked === undefined) return;
+    this.blocked.delete(session);
+    for (const p of blocked.publishers) if (p.releaseHold(session)) this.resuming.push(p);
+    if (this.resuming.length > 0 && !this.resumeScheduled) {
+      this.resumeScheduled = true;
+      queueMicrotask(this.resumeAll); // not inside the handler that freed the queue: a publisher's buffered packets route again
+    }
+  }
+
+  private readonly resumeAll = (): void => {
+    this.resumeScheduled = false;
+    const resuming = this.resuming;
+    this.resuming = [];
+    for (const p of resuming) p.resume();
+  };
+
+  /** A connection ended: publishers its session held back go on, and it holds nobody's queue any more. */
+  disconnected(conn: Connection): void {
+    if (conn.session !== null && this.clients.get(conn.session.clientId) === undefined) this.release(conn.session);
+    conn.forEachHold((session) => this.blocked.get(session)?.publishers.delete(conn));
+  }
+
+  /**
+   * Disconnects, with 0x97, clients that have held publishers back for slowConsumerTimeoutMs
+   * without acknowledging anything; their sessions go offline and the publishers go on.
+   */
+  sweep(now: number): void {
+    if (this.blocked.size === 0) return;
+    const timeout = this.options.slowConsumerTimeoutMs;
+    for (const [session, blocked] of this.blocked) {
+      if (now - Math.max(blocked.since, session.lastAcknowledged) < timeout) continue;
+      const conn = this.clients.get(session.clientId);
+      if (conn === undefined) this.release(session);
+      else conn.close(ReasonCode.QuotaExceeded, `no acknowledgement for ${timeout} ms while the queue was full`);
     }
   }
 
@@ -120,6 +209,7 @@ export class Outbox {
       if (q.message.expiresAt !== 0 && q.message.expiresAt <= now) continue; // section 3.3.2.3.3
       this.sendInflight(conn, session, q.message, q.qos, q.retain, q.subscriptionIds, now);
     }
+    if (this.blocked.size !== 0 && session.queued <= this.options.maxQueuedMessages >>> 1 && session.queuedBytes <= this.options.maxQueuedBytes / 2) this.release(session);
   }
 
   /** Re-sends a resumed session's unacknowledged messages [MQTT-4.4.0-1]: PUBREL at once, PUBLISH as the window allows; then its queue. */

@@ -103,6 +103,8 @@ export class Session {
   hasHeld = false;
   /** User name of the client that owns the session now (for access rules). */
   username: string | null = null;
+  /** When the client last acknowledged a message (PUBACK, PUBREC, PUBCOMP): its progress, for slowConsumerTimeoutMs. */
+  lastAcknowledged = 0;
 
   constructor(readonly clientId: string) {}
 

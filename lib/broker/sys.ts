@@ -13,6 +13,8 @@ export interface BrokerCounters {
   messagesReceived: number;
   /** PUBLISH packets sent to clients. */
   messagesSent: number;
+  /** QoS 0 messages dropped for full outputs, QoS 1/2 messages dropped for full queues. */
+  messagesDropped: number;
 }
 
 /** The values of one `$SYS` round, by topic. */
@@ -24,6 +26,7 @@ export function sysValues(version: string, startedAt: number, counters: BrokerCo
     ["$SYS/broker/clients/total", String(state.sessions)],
     ["$SYS/broker/messages/received", String(counters.messagesReceived)],
     ["$SYS/broker/messages/sent", String(counters.messagesSent)],
+    ["$SYS/broker/publish/messages/dropped", String(counters.messagesDropped)],
     ["$SYS/broker/subscriptions/count", String(state.subscriptions)],
     ["$SYS/broker/retained messages/count", String(state.retained)],
   ];

@@ -176,10 +176,10 @@ describe("slow consumers", () => {
     expect(takePublishes(fast).length).toBeGreaterThan(0);
   }, 30_000); // 50 MB through the broker: bounds a hang generously on a loaded machine
 
-  test("a stalled subscriber at QoS 1: once its output is full messages are queued, and when the queue passes maxQueuedMessages the broker drops the client (0x97), keeping its output bounded", async () => {
+  test("slowConsumerPolicy \"disconnect\": a stalled subscriber at QoS 1: once its output is full messages are queued, and when the queue passes maxQueuedMessages the broker drops the client (0x97), keeping its output bounded", async () => {
     const maxQueuedMessages = 100;
     const log: string[] = [];
-    const h = await start({ maxQueuedMessages, maxInflight: 65535, logLevel: "info", logger: (line) => log.push(line) });
+    const h = await start({ slowConsumerPolicy: "disconnect", maxQueuedMessages, maxInflight: 65535, logLevel: "info", logger: (line) => log.push(line) });
     const bound = h.broker.options.maxOutputBytes;
     const slow = await stream("slow");
     await slow.write(encodePacket({ type: PacketType.SUBSCRIBE, packetId: 1, subscriptions: [subscription("flood", { qos: 1 })], properties: {} }, 5));
@@ -232,8 +232,8 @@ describe("slow consumers", () => {
     expect(takePublishes(sub).every((p) => text(p.topic) === "mix/0")).toBe(true);
   });
 
-  test("[MQTT-3.3.4-9] a subscriber that reads but does not acknowledge: maxInflight messages are sent, maxQueuedMessages wait, and one more gets the subscriber DISCONNECT 0x97 Quota exceeded", async () => {
-    const h = await start({ maxInflight: 5, maxQueuedMessages: 10 });
+  test("[MQTT-3.3.4-9] slowConsumerPolicy \"disconnect\": a subscriber that reads but does not acknowledge: maxInflight messages are sent, maxQueuedMessages wait, and one more gets the subscriber DISCONNECT 0x97 Quota exceeded", async () => {
+    const h = await start({ slowConsumerPolicy: "disconnect", maxInflight: 5, maxQueuedMessages: 10 });
     const sub = await h.connect({ clientId: "sub" });
     await rawSubscribe(sub, "q", 1);
     const pub = await h.connect({ clientId: "pub" });
@@ -254,8 +254,8 @@ describe("slow consumers", () => {
 });
 
 describe("queue bounds", () => {
-  test("maxQueuedBytes bounds a connected client's queue by size: a message that does not fit gets the client DISCONNECT 0x97", async () => {
-    const h = await start({ maxInflight: 1, maxQueuedBytes: 1000 });
+  test("slowConsumerPolicy \"disconnect\": maxQueuedBytes bounds a connected client's queue by size: a message that does not fit gets the client DISCONNECT 0x97", async () => {
+    const h = await start({ slowConsumerPolicy: "disconnect", maxInflight: 1, maxQueuedBytes: 1000 });
     const sub = await h.connect({ clientId: "sub" });
     await rawSubscribe(sub, "qb", 1);
     const pub = await h.connect({ clientId: "pub" });

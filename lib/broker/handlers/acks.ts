@@ -11,6 +11,7 @@ export function handlePuback(conn: Connection, p: PubackPacket): void {
   const m = session.inflight.get(p.packetId);
   if (m === undefined || m.qos !== 1) return; // unknown identifiers are ignored
   session.inflight.delete(p.packetId); // unacknowledged until PUBACK [MQTT-4.3.2-2]
+  session.lastAcknowledged = conn.lastReceived;
   conn.broker.outbox.pump(session);
 }
 
@@ -28,6 +29,7 @@ export function handlePubrec(conn: Connection, p: PubrecPacket): void {
     return;
   }
   m.released = true; // [MQTT-4.3.3-4]
+  session.lastAcknowledged = conn.lastReceived;
   conn.writePacket({ type: PacketType.PUBREL, packetId: p.packetId, reasonCode: 0, properties: NO_PROPERTIES });
 }
 
@@ -43,5 +45,6 @@ export function handlePubcomp(conn: Connection, p: PubcompPacket): void {
   const m = session.inflight.get(p.packetId);
   if (m === undefined || m.qos !== 2) return;
   session.inflight.delete(p.packetId);
+  session.lastAcknowledged = conn.lastReceived;
   conn.broker.outbox.pump(session);
 }

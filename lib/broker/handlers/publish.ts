@@ -67,7 +67,12 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   } else {
     // a message that reaches nobody and is not retained is not built at all
     const matches = broker.match(topic);
-    if (p.retain || matches.deliveries.length > 0 || matches.groups.length > 0) broker.route(messageFromPublish(p, topic, topicBytes), session, matches);
+    if (p.retain || matches.deliveries.length > 0 || matches.groups.length > 0) {
+      const outbox = broker.outbox;
+      outbox.publisher = conn; // a full queue holds this connection back (flow control, section 4.9)
+      broker.route(messageFromPublish(p, topic, topicBytes), session, matches);
+      outbox.publisher = null;
+    }
   }
 
   if (p.qos === 1) {

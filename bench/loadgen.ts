@@ -5,6 +5,8 @@
  *
  *   bun bench/loadgen.ts --port P --mode throughput --pubs 1 --subs 1 --qos 0 --filter bench/0
  *                        [--inflight 100] [--warmup-ms 1000] [--duration-ms 3000]
+ *   bun bench/loadgen.ts --port P --mode count --pubs 1 --subs 10 --qos 1 --count 30000
+ *                        [--inflight 100] [--slow-subs 1 --slow-ack-rate 2000] [--stall-ms 10000] [--ack-each 1]
  *   bun bench/loadgen.ts --port P --mode latency --rate 2000 [--warmup-ms 1000] [--duration-ms 5000]
  *   bun bench/loadgen.ts --port P --mode memory --conns 2000 --pid BROKER_PID
  *   common: [--host 127.0.0.1] [--version 5|4] [--payload 64]
@@ -16,6 +18,14 @@
  *   every PUBLISH they receive, one write of acks per data event. Subscribers count frames by
  *   parsing fixed headers only (QoS 1 also reads the packet identifier). Result: messages
  *   delivered per second across all subscribers, counted after the warm-up.
+ * count: like throughput, but each publisher publishes exactly `--count` messages, each payload
+ *   starting with performance.now() at the time of the write, and the run ends when every
+ *   subscriber has all of them, or when none arrived for `--stall-ms`. The first `--slow-subs`
+ *   subscribers PUBACK at most `--slow-ack-rate` messages per second (a slow consumer); with
+ *   `--ack-each 1` the others PUBACK each message with a write of its own as it arrives, as Paho
+ *   and mosquitto_sub do (else one write per data event). A connection
+ *   the broker closes is counted, not fatal. Result: delivered / expected, the rate, the latency
+ *   p50 / p99 / max in ms over every delivery, and how many connections the broker closed.
  * latency: one publisher, one subscriber, QoS 0, `--rate` messages/s paced by a 1 ms timer, each
  *   payload starting with performance.now() at the time of the write (float64); the subscriber
  *   takes the difference on arrival. Result: p50 / p99 / max in ms after the warm-up.
@@ -183,11 +193,11 @@ class Conn {
   }
 
   private lost(why: string): void {
-    if (this.ending) return;
+    if (this.ending || this.closedUnexpectedly) return;
     this.closedUnexpectedly = true;
     this.waiter?.reject(new Error(`${this.clientId}: ${why}`));
     this.waiter = null;
-    fail(`${this.clientId}: connection lost: ${why}`);
+    if (MODE !== "count") fail(`${this.clientId}: connection lost: ${why}`);
   }
 
   end(): void {
@@ -497,6 +507,158 @@ async function throughput(): Promise<never> {
   });
 }
 
+// ---- count -------------------------------------------------------------------------------------
+
+async function count(): Promise<never> {
+  const pubs = num("pubs", 1);
+  const subs = num("subs", 1);
+  const qos = num("qos", 1) as QoS;
+  const filter = str("filter", "bench/0");
+  const inflight = num("inflight", 100);
+  const perPublisher = num("count");
+  const slowSubs = num("slow-subs", 0);
+  const slowAckRate = num("slow-ack-rate", 1000);
+  const stallMs = num("stall-ms", 10_000);
+  const ackEach = num("ack-each", 0) === 1;
+  if (PAYLOAD < 8) fatal("--payload must be at least 8 bytes for the timestamp");
+  if (qos === 0) fatal("count mode is for QoS 1 and 2 (QoS 0 may be dropped by design)");
+
+  const subscribers = await openMany(subs, "sub");
+  for (const s of subscribers) await s.subscribe(filter, qos);
+  const publishers = await openMany(pubs, "pub");
+  const expected = perPublisher * pubs * subs;
+  const latencies = new Float64Array(expected);
+  let samples = 0;
+  const timers: Timer[] = [];
+
+  subscribers.forEach((s, index) => {
+    const slow = index < slowSubs;
+    let ids: number[] = [];
+    const control = s.onFrame;
+    s.onFrame = (buf, off, hdr, rem) => {
+      if (buf[off]! >> 4 !== PacketType.PUBLISH) return control(buf, off, hdr, rem);
+      const now = performance.now();
+      s.publishes++;
+      const q = (buf[off]! >> 1) & 3;
+      const p = off + hdr + 2 + ((buf[off + hdr]! << 8) | buf[off + hdr + 1]!);
+      if (q > 0) ids.push((buf[p]! << 8) | buf[p + 1]!);
+      const at = payloadOffset(buf, off, hdr, q);
+      if (samples < expected) latencies[samples++] = now - new DataView(buf.buffer, buf.byteOffset + at, 8).getFloat64(0, true);
+      if (ackEach && !slow) ack(ids.length);
+    };
+    /** PUBACK (or PUBREC) for the first `n` identifiers received, in one write. */
+    const ack = (n: number) => {
+      if (n === 0 || s.closedUnexpectedly) return;
+      const acks = new Uint8Array(n * 4);
+      for (let i = 0; i < n; i++) {
+        const id = ids[i]!;
+        acks[i * 4] = qos === 1 ? 0x40 : 0x50;
+        acks[i * 4 + 1] = 2;
+        acks[i * 4 + 2] = id >> 8;
+        acks[i * 4 + 3] = id & 0xff;
+      }
+      ids = ids.slice(n);
+      s.send(acks);
+    };
+    if (!slow) {
+      s.onDataEnd = () => ack(ids.length);
+      return;
+    }
+    // a slow consumer: at most slowAckRate acknowledgements a second, released by a 1 ms timer
+    const started = performance.now();
+    let acked = 0;
+    timers.push(setInterval(() => {
+      const allowed = Math.floor(((performance.now() - started) * slowAckRate) / 1000) - acked;
+      const n = Math.min(allowed, ids.length);
+      acked += n;
+      ack(n);
+    }, 1));
+  });
+
+  // QoS 2 at the subscriber: PUBREL from the broker is answered with PUBCOMP
+  if (qos === 2) for (const s of subscribers) {
+    const control = s.onFrame;
+    s.onFrame = (buf, off, hdr, rem) => {
+      if (buf[off]! >> 4 !== PacketType.PUBREL) return control(buf, off, hdr, rem);
+      s.send(new Uint8Array([0x70, 2, buf[off + hdr]!, buf[off + hdr + 1]!]));
+    };
+  }
+
+  const t0 = performance.now();
+  publishers.forEach((p, index) => {
+    const t = publishTemplate(`bench/${index}`, qos);
+    const used = new Uint8Array(65536);
+    let nextId = 0;
+    let outstanding = 0;
+    let sent = 0;
+    const refill = () => {
+      const n = Math.min(inflight - outstanding, perPublisher - sent);
+      if (n <= 0 || p.closedUnexpectedly) return;
+      const b = repeat(t.frame, n);
+      const view = new DataView(b.buffer);
+      const now = performance.now();
+      for (let i = 0; i < n; i++) {
+        do nextId = nextId === 65535 ? 1 : nextId + 1;
+        while (used[nextId] === 1);
+        used[nextId] = 1;
+        b[i * t.frame.length + t.idAt] = nextId >> 8;
+        b[i * t.frame.length + t.idAt + 1] = nextId & 0xff;
+        view.setFloat64(i * t.frame.length + t.payloadAt, now, true);
+      }
+      outstanding += n;
+      sent += n;
+      p.send(b);
+    };
+    const control = p.onFrame;
+    p.onFrame = (buf, off, hdr, rem) => {
+      const type = buf[off]! >> 4;
+      if (type !== PacketType.PUBACK && type !== PacketType.PUBREC && type !== PacketType.PUBCOMP) return control(buf, off, hdr, rem);
+      const id = (buf[off + hdr]! << 8) | buf[off + hdr + 1]!;
+      if (type === PacketType.PUBREC) {
+        p.send(new Uint8Array([0x62, 2, id >> 8, id & 0xff])); // PUBREL; the identifier is free at PUBCOMP
+        return;
+      }
+      if (used[id] === 1) {
+        used[id] = 0;
+        outstanding--;
+      }
+    };
+    p.onDataEnd = refill;
+    refill();
+  });
+
+  const delivered = () => subscribers.reduce((n, s) => n + s.publishes, 0);
+  let last = -1;
+  let lastChange = performance.now();
+  while (delivered() < expected) {
+    await sleep(20);
+    const d = delivered();
+    if (d !== last) {
+      last = d;
+      lastChange = performance.now();
+    } else if (performance.now() - lastChange > stallMs) break;
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  for (const t of timers) clearInterval(t);
+  const lat = latencies.subarray(0, samples).sort();
+  const pct = (q: number) => (samples === 0 ? NaN : lat[Math.min(samples - 1, Math.floor(q * samples))]!);
+  return done({
+    mode: "count",
+    pubs,
+    subs,
+    qos,
+    delivered: delivered(),
+    expected,
+    seconds,
+    rate: delivered() / seconds,
+    p50: pct(0.5),
+    p99: pct(0.99),
+    max: samples === 0 ? NaN : lat[samples - 1],
+    disconnected: conns.filter((c) => c.closedUnexpectedly).length,
+    perSubscriber: subscribers.map((s) => s.publishes),
+  });
+}
+
 // ---- latency -----------------------------------------------------------------------------------
 
 async function latency(): Promise<never> {
@@ -588,6 +750,7 @@ const watchdog = setTimeout(() => fail("the load generator timed out"), 120_000)
 watchdog.unref();
 try {
   if (MODE === "throughput") await throughput();
+  else if (MODE === "count") await count();
   else if (MODE === "latency") await latency();
   else if (MODE === "memory") await memory();
   else fatal(`unknown --mode '${MODE}'`);

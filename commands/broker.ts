@@ -5,7 +5,7 @@ import type { TLSOptions } from "bun";
 import pc from "picocolors";
 import { Broker } from "../lib/broker/broker";
 import { BrokerThread } from "../lib/thread/broker-thread";
-import { DEFAULT_OPTIONS, type Address, type BrokerOptions } from "../lib/broker/options";
+import { DEFAULT_OPTIONS, SLOW_CONSUMER_POLICIES, type Address, type BrokerOptions, type SlowConsumerPolicy } from "../lib/broker/options";
 import { logLevel as globalLogLevel, parseLogLevel } from "./log";
 import { integerFlag, UsageError } from "./usage";
 
@@ -36,6 +36,10 @@ Options:
   --max-queued-bytes BYTES    bytes kept in a client's queue (default ${DEFAULT_OPTIONS.maxQueuedBytes})
   --max-output-bytes BYTES    unsent bytes per connection before QoS 0 is dropped (default ${DEFAULT_OPTIONS.maxOutputBytes})
   --max-inflight N            unacknowledged QoS 1/2 messages per client (default ${DEFAULT_OPTIONS.maxInflight})
+  --slow-consumer-policy P    when a connected client's queue is full: backpressure (hold its
+                              publishers back, lose nothing), drop or disconnect (default ${DEFAULT_OPTIONS.slowConsumerPolicy})
+  --slow-consumer-timeout S   seconds a client may hold publishers back without acknowledging
+                              anything before it is disconnected (default ${DEFAULT_OPTIONS.slowConsumerTimeoutMs / 1000})
   --connect-timeout SECONDS   time a new connection has to send CONNECT (default ${DEFAULT_OPTIONS.connectTimeoutMs / 1000})
   --max-keep-alive SECONDS    longest keep alive granted, 0 = any (default ${DEFAULT_OPTIONS.maxKeepAlive})
   --thread                    run the broker in a worker thread (BrokerThread)
@@ -51,8 +55,10 @@ Config file (TOML); relative file names are relative to the file:
   keyfile = "server.key"
   cafile = "ca.crt"           # optional: require client certificates
   [limits]                    # maxConnections, maxPacketSize, maxQueuedMessages, maxQueuedBytes,
-                              # maxOutputBytes, maxInflight, maxKeepAlive, connectTimeoutMs
+                              # maxOutputBytes, maxInflight, maxKeepAlive, connectTimeoutMs,
+                              # slowConsumerPolicy, slowConsumerTimeoutMs
   maxPacketSize = 65536
+  slowConsumerPolicy = "backpressure"
   [auth]
   passwordFile = "passwords"  # made with mosquitto_passwd
   allowAnonymous = false
@@ -73,7 +79,13 @@ const LIMIT_FLAGS: Record<string, keyof BrokerOptions> = {
 };
 
 /** The limits a config file's [limits] table may set (BrokerOptions names). */
-const LIMIT_KEYS = [...Object.values(LIMIT_FLAGS), "connectTimeoutMs"] as const;
+const LIMIT_KEYS = [...Object.values(LIMIT_FLAGS), "connectTimeoutMs", "slowConsumerPolicy", "slowConsumerTimeoutMs"] as const;
+
+/** A slow-consumer policy named by a flag or the config file; `what` names it in the error. */
+function slowConsumerPolicy(what: string, v: unknown): SlowConsumerPolicy {
+  if (typeof v !== "string" || !(SLOW_CONSUMER_POLICIES as readonly string[]).includes(v)) throw new UsageError(`${what} must be one of ${SLOW_CONSUMER_POLICIES.join(", ")}, not ${JSON.stringify(v)}`);
+  return v as SlowConsumerPolicy;
+}
 
 /** A listener of the config file. */
 interface ListenerConfig {
@@ -131,6 +143,10 @@ async function readConfig(path: string): Promise<{ listeners: Address[]; limits:
   const table = (doc.limits ?? {}) as Record<string, unknown>;
   for (const [key, v] of Object.entries(table)) {
     if (!(LIMIT_KEYS as readonly string[]).includes(key)) throw bad(`unknown limit '${key}' (one of ${LIMIT_KEYS.join(", ")})`);
+    if (key === "slowConsumerPolicy") {
+      limits.slowConsumerPolicy = slowConsumerPolicy(`--config '${path}': limit slowConsumerPolicy`, v);
+      continue;
+    }
     const min = key === "maxKeepAlive" ? 0 : 1;
     if (typeof v !== "number" || !Number.isInteger(v) || v < min) throw bad(`limit ${key} must be an integer of at least ${min}`);
     (limits as Record<string, number>)[key] = v;
@@ -179,6 +195,8 @@ export async function brokerCommand(argv: string[]): Promise<number> {
       "acl-file": { type: "string" },
       persistence: { type: "string" },
       "sys-interval": { type: "string" },
+      "slow-consumer-policy": { type: "string" },
+      "slow-consumer-timeout": { type: "string" },
       help: { type: "boolean", short: "h" },
       ...Object.fromEntries(Object.keys(LIMIT_FLAGS).map((f) => [f, { type: "string" as const }])),
     },
@@ -200,6 +218,8 @@ export async function brokerCommand(argv: string[]): Promise<number> {
   if (values["allow-anonymous"]) limits.allowAnonymous = true;
   if (values["acl-file"] !== undefined) limits.aclFile = values["acl-file"];
   if (values.persistence !== undefined) limits.persistenceFile = values.persistence;
+  if (values["slow-consumer-policy"] !== undefined) limits.slowConsumerPolicy = slowConsumerPolicy("--slow-consumer-policy", values["slow-consumer-policy"]);
+  if (values["slow-consumer-timeout"] !== undefined) limits.slowConsumerTimeoutMs = integerFlag("slow-consumer-timeout", values["slow-consumer-timeout"], 1) * 1000;
   if (values["sys-interval"] !== undefined) limits.sysIntervalMs = integerFlag("sys-interval", values["sys-interval"], 0) * 1000;
   // the command's own --log-level, else the global one (mqtttools --log-level LEVEL broker; default error)
   const logLevel = values["log-level"] !== undefined ? parseLogLevel(values["log-level"]) : globalLogLevel();

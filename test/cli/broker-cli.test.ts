@@ -126,7 +126,28 @@ maxKeepAlive = 30
     await stop(b);
   });
 
+  test("the slow-consumer policy from [limits], and --slow-consumer-policy over it: \"disconnect\" ends a subscriber whose queue is full with 0x97, \"drop\" keeps it", async () => {
+    writeFileSync(file("slow.toml"), `[limits]\nmaxInflight = 1\nmaxQueuedMessages = 1\nslowConsumerPolicy = "disconnect"\n`);
+    for (const [extra, disconnected] of [[[], true], [["--slow-consumer-policy", "drop"], false]] as const) {
+      const b = await broker("--config", file("slow.toml"), "--host", "127.0.0.1", "--port", "0", ...extra);
+      const connect = (clientId: string) => ({ type: PacketType.CONNECT, protocolVersion: 5, cleanStart: true, keepAlive: 0, clientId, will: null, username: null, password: null, properties: {} }) as const;
+      const sub = await RawClient.connect(b.ports[0]!, connect("sub"));
+      sub.send({ type: PacketType.SUBSCRIBE, packetId: 1, subscriptions: [{ topicFilter: "s", qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0 }], properties: {} });
+      await sub.next(PacketType.SUBACK);
+      const pub = await RawClient.connect(b.ports[0]!, connect("pub"));
+      for (let id = 1; id <= 3; id++) pub.send({ type: PacketType.PUBLISH, dup: false, qos: 1, retain: false, topic: "s", packetId: id, properties: {}, payload: new Uint8Array(1) }); // one in flight, one queued, one over
+      await pub.next(PacketType.PUBACK, (p) => p.type === PacketType.PUBACK && p.packetId === 3);
+      sub.send({ type: PacketType.PINGREQ });
+      const answer = await sub.next(undefined, (p) => p.type === PacketType.DISCONNECT || p.type === PacketType.PINGRESP);
+      expect(answer.type === PacketType.DISCONNECT && answer.reasonCode).toBe(disconnected ? 0x97 : false);
+      sub.end();
+      pub.end();
+      await stop(b);
+    }
+  });
+
   test.each([
+    ["[limits]\nslowConsumerPolicy = \"fast\"\n", "limit slowConsumerPolicy must be one of backpressure, drop, disconnect"],
     ["[limits]\nmaxPacketSize = \"big\"\n", "limit maxPacketSize must be an integer"],
     ["[limits]\nmaxBananas = 3\n", "unknown limit 'maxBananas'"],
     ["[[listener]]\nport = 70000\n", "listener 1: port must be an integer from 0 to 65535"],

@@ -345,6 +345,67 @@ function repeat(frame: Uint8Array, count: number): Uint8Array {
   return out;
 }
 
+/** Acknowledgements of one type (first byte: PUBACK 0x40, PUBREC 0x50) for the first `n` identifiers, in one buffer. */
+function acknowledgements(firstByte: number, ids: number[], n: number): Uint8Array {
+  const out = new Uint8Array(n * 4);
+  for (let i = 0; i < n; i++) {
+    const id = ids[i]!;
+    out[i * 4] = firstByte;
+    out[i * 4 + 1] = 2;
+    out[i * 4 + 2] = id >> 8;
+    out[i * 4 + 3] = id & 0xff;
+  }
+  return out;
+}
+
+/**
+ * Makes `p` a QoS 1/2 publisher that keeps `inflight` PUBLISHes of `t` unacknowledged, refilling
+ * the window once per data event, until `limit` are sent or `stopped()`. A PUBREC is answered
+ * with PUBREL; an identifier is free again at PUBACK / PUBCOMP. With `stamp` each payload starts
+ * with performance.now() at the time of the write. Returns how many it has sent so far.
+ */
+function keepWindow(p: Conn, t: ReturnType<typeof publishTemplate>, inflight: number, limit: number, stamp: boolean, stopped: () => boolean): () => number {
+  const used = new Uint8Array(65536);
+  let nextId = 0;
+  let outstanding = 0;
+  let sent = 0;
+  const refill = () => {
+    const n = Math.min(inflight - outstanding, limit - sent);
+    if (stopped() || n <= 0 || p.closedUnexpectedly) return;
+    const b = repeat(t.frame, n);
+    const view = new DataView(b.buffer);
+    const now = performance.now();
+    for (let i = 0; i < n; i++) {
+      do nextId = nextId === 65535 ? 1 : nextId + 1;
+      while (used[nextId] === 1);
+      used[nextId] = 1;
+      b[i * t.frame.length + t.idAt] = nextId >> 8;
+      b[i * t.frame.length + t.idAt + 1] = nextId & 0xff;
+      if (stamp) view.setFloat64(i * t.frame.length + t.payloadAt, now, true);
+    }
+    outstanding += n;
+    sent += n;
+    p.send(b);
+  };
+  const control = p.onFrame;
+  p.onFrame = (buf, off, hdr, rem) => {
+    const type = buf[off]! >> 4;
+    if (type !== PacketType.PUBACK && type !== PacketType.PUBREC && type !== PacketType.PUBCOMP) return control(buf, off, hdr, rem);
+    const id = (buf[off + hdr]! << 8) | buf[off + hdr + 1]!;
+    if (type === PacketType.PUBREC) {
+      p.send(new Uint8Array([0x62, 2, id >> 8, id & 0xff])); // PUBREL
+      return;
+    }
+    if (used[id] === 1) {
+      used[id] = 0;
+      outstanding--;
+    }
+  };
+  p.onDataEnd = refill;
+  refill();
+  return () => sent;
+}
+
 // ---- lifecycle ---------------------------------------------------------------------------------
 
 const conns: Conn[] = [];
@@ -395,7 +456,9 @@ async function throughput(): Promise<never> {
   for (const s of subscribers) await s.subscribe(filter, qos);
   const publishers = await openMany(pubs, "pub");
   let stopped = false;
-  let sent = 0;
+  let sent = 0; // QoS 0; QoS 1 publishers count in their windows
+  const windows: (() => number)[] = [];
+  const published = () => windows.reduce((n, w) => n + w(), sent);
 
   for (const s of subscribers) {
     if (qos === 0) {
@@ -412,18 +475,9 @@ async function throughput(): Promise<never> {
       ids.push((buf[p]! << 8) | buf[p + 1]!);
     };
     s.onDataEnd = () => {
-      const n = ids.length;
-      if (n === 0) return;
-      const acks = new Uint8Array(n * 4);
-      for (let i = 0; i < n; i++) {
-        const id = ids[i]!;
-        acks[i * 4] = 0x40;
-        acks[i * 4 + 1] = 2;
-        acks[i * 4 + 2] = id >> 8;
-        acks[i * 4 + 3] = id & 0xff;
-      }
+      if (ids.length === 0) return;
+      s.send(acknowledgements(0x40, ids, ids.length));
       ids = [];
-      s.send(acks);
     };
   }
 
@@ -450,47 +504,17 @@ async function throughput(): Promise<never> {
       pump();
       return;
     }
-    // QoS 1: keep `inflight` PUBLISHes unacknowledged
-    const block = repeat(t.frame, inflight);
-    const used = new Uint8Array(65536);
-    let nextId = 0;
-    let outstanding = 0;
-    const refill = () => {
-      const n = inflight - outstanding;
-      if (stopped || n <= 0) return;
-      const b = block.slice(0, n * t.frame.length);
-      for (let i = 0; i < n; i++) {
-        do nextId = nextId === 65535 ? 1 : nextId + 1;
-        while (used[nextId] === 1);
-        used[nextId] = 1;
-        b[i * t.frame.length + t.idAt] = nextId >> 8;
-        b[i * t.frame.length + t.idAt + 1] = nextId & 0xff;
-      }
-      outstanding += n;
-      sent += n;
-      p.send(b);
-    };
-    const control = p.onFrame;
-    p.onFrame = (buf, off, hdr, rem) => {
-      if (buf[off]! >> 4 !== PacketType.PUBACK) return control(buf, off, hdr, rem);
-      const id = (buf[off + hdr]! << 8) | buf[off + hdr + 1]!;
-      if (used[id] === 1) {
-        used[id] = 0;
-        outstanding--;
-      }
-    };
-    p.onDataEnd = refill;
-    refill();
+    windows.push(keepWindow(p, t, inflight, Infinity, false, () => stopped)); // QoS 1
   });
 
   const delivered = () => subscribers.reduce((n, s) => n + s.publishes, 0);
   await sleep(warmupMs);
   const c0 = delivered();
-  const s0 = sent;
+  const s0 = published();
   const t0 = performance.now();
   await sleep(durationMs);
   const c1 = delivered();
-  const s1 = sent;
+  const s1 = published();
   const t1 = performance.now();
   stopped = true;
   const seconds = (t1 - t0) / 1000;
@@ -549,16 +573,8 @@ async function count(): Promise<never> {
     /** PUBACK (or PUBREC) for the first `n` identifiers received, in one write. */
     const ack = (n: number) => {
       if (n === 0 || s.closedUnexpectedly) return;
-      const acks = new Uint8Array(n * 4);
-      for (let i = 0; i < n; i++) {
-        const id = ids[i]!;
-        acks[i * 4] = qos === 1 ? 0x40 : 0x50;
-        acks[i * 4 + 1] = 2;
-        acks[i * 4 + 2] = id >> 8;
-        acks[i * 4 + 3] = id & 0xff;
-      }
+      s.send(acknowledgements(qos === 1 ? 0x40 : 0x50, ids, n));
       ids = ids.slice(n);
-      s.send(acks);
     };
     if (!slow) {
       s.onDataEnd = () => ack(ids.length);
@@ -585,47 +601,7 @@ async function count(): Promise<never> {
   }
 
   const t0 = performance.now();
-  publishers.forEach((p, index) => {
-    const t = publishTemplate(`bench/${index}`, qos);
-    const used = new Uint8Array(65536);
-    let nextId = 0;
-    let outstanding = 0;
-    let sent = 0;
-    const refill = () => {
-      const n = Math.min(inflight - outstanding, perPublisher - sent);
-      if (n <= 0 || p.closedUnexpectedly) return;
-      const b = repeat(t.frame, n);
-      const view = new DataView(b.buffer);
-      const now = performance.now();
-      for (let i = 0; i < n; i++) {
-        do nextId = nextId === 65535 ? 1 : nextId + 1;
-        while (used[nextId] === 1);
-        used[nextId] = 1;
-        b[i * t.frame.length + t.idAt] = nextId >> 8;
-        b[i * t.frame.length + t.idAt + 1] = nextId & 0xff;
-        view.setFloat64(i * t.frame.length + t.payloadAt, now, true);
-      }
-      outstanding += n;
-      sent += n;
-      p.send(b);
-    };
-    const control = p.onFrame;
-    p.onFrame = (buf, off, hdr, rem) => {
-      const type = buf[off]! >> 4;
-      if (type !== PacketType.PUBACK && type !== PacketType.PUBREC && type !== PacketType.PUBCOMP) return control(buf, off, hdr, rem);
-      const id = (buf[off + hdr]! << 8) | buf[off + hdr + 1]!;
-      if (type === PacketType.PUBREC) {
-        p.send(new Uint8Array([0x62, 2, id >> 8, id & 0xff])); // PUBREL; the identifier is free at PUBCOMP
-        return;
-      }
-      if (used[id] === 1) {
-        used[id] = 0;
-        outstanding--;
-      }
-    };
-    p.onDataEnd = refill;
-    refill();
-  });
+  publishers.forEach((p, index) => keepWindow(p, publishTemplate(`bench/${index}`, qos), inflight, perPublisher, true, () => false));
 
   const delivered = () => subscribers.reduce((n, s) => n + s.publishes, 0);
   let last = -1;

@@ -13,7 +13,7 @@ import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { encodePacket, PacketType, ReasonCode, type DisconnectPacket, type PublishPacket } from "../../lib/codec";
 import type { Broker } from "../../lib/broker/broker";
-import { finished, nextPublish, publishPacket, rawSubscribe, roundTrip, settle, takePublishes, text, useHarness, waitUntil, type RawClient } from "./helpers";
+import { leaveOffline, finished, nextPublish, publishPacket, rawSubscribe, roundTrip, settle, takePublishes, text, useHarness, waitUntil, type RawClient } from "./helpers";
 
 const { start, peers } = useHarness();
 const LOADGEN = join(import.meta.dir, "../../bench/loadgen.ts");
@@ -195,12 +195,7 @@ describe("offline sessions and the other policies", () => {
   test("an offline session's full queue drops new messages and counts them ($SYS/broker/publish/messages/dropped, a warning); the publisher is never held back", async () => {
     const log: string[] = [];
     const h = await start({ maxQueuedMessages: 5, sysIntervalMs: 50, logLevel: "warning", logger: (l) => log.push(l) });
-    const persistent = { clientId: "away", cleanStart: false, properties: { sessionExpiryInterval: 60 } };
-    const away = await h.connect(persistent);
-    await rawSubscribe(away, "off", 1);
-    away.send({ type: PacketType.DISCONNECT, reasonCode: 0, properties: {} });
-    await away.closed.promise;
-    await waitUntil(() => !h.broker.clients.has("away"), "the broker let the client go");
+    await leaveOffline(h, "away", "off", 1);
     const pub = await h.connect({ clientId: "pub" });
     publishMany(pub, "off", 12, 1);
     for (let id = 1; id <= 12; id++) await pub.next(PacketType.PUBACK, (p) => p.type === PacketType.PUBACK && p.packetId === id);

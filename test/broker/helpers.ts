@@ -280,6 +280,20 @@ export class RawHarness {
   }
 }
 
+/**
+ * Leaves an offline session behind: client `clientId` connects with Session Expiry 60 s,
+ * subscribes to `filter` at `qos` and disconnects. Returns its CONNECT fields, to come back with.
+ */
+export async function leaveOffline(h: RawHarness, clientId: string, filter: string, qos: QoS): Promise<Partial<ConnectPacket>> {
+  const persistent = { clientId, cleanStart: false, properties: { sessionExpiryInterval: 60 } };
+  const c = await h.connect(persistent);
+  await rawSubscribe(c, filter, qos);
+  c.send({ type: PacketType.DISCONNECT, reasonCode: 0, properties: {} });
+  await c.closed.promise;
+  await waitUntil(() => !h.broker.clients.has(clientId), "the broker let the client go");
+  return persistent;
+}
+
 // ---- raw conversations: subscriptions with options, and settling the traffic in flight --------
 
 type Subscription = import("../../lib/codec/packets/subscribe").Subscription;

@@ -9,7 +9,7 @@ import type { Socket } from "bun";
 import { decodePacket, encodePacket, Framer, PacketType, ReasonCode, reasonName, type ConnackPacket, type DisconnectPacket, type Packet, type ProtocolVersion } from "../../lib/codec";
 import type { BrokerInit } from "../../lib/broker/broker";
 import type { Connection } from "../../lib/broker/connection";
-import { connectPacket, nextPublish, publishPacket, rawSubscribe, RawHarness, settle, subscribeAll, subscription, takePublishes, text, waitUntil } from "./helpers";
+import { leaveOffline, connectPacket, nextPublish, publishPacket, rawSubscribe, RawHarness, settle, subscribeAll, subscription, takePublishes, text } from "./helpers";
 
 /**
  * A raw client for bulk traffic: writes honour backpressure (Bun's socket.write takes what the
@@ -271,12 +271,7 @@ describe("queue bounds", () => {
 
   test("an offline session keeps at most maxQueuedMessages messages; the client gets those when it returns", async () => {
     const h = await start({ maxQueuedMessages: 3 });
-    const persistent = { clientId: "away", cleanStart: false, properties: { sessionExpiryInterval: 60 } };
-    const away = await h.connect(persistent);
-    await rawSubscribe(away, "offline", 1);
-    away.send({ type: PacketType.DISCONNECT, reasonCode: 0, properties: {} });
-    await away.closed.promise;
-    await waitUntil(() => !h.broker.clients.has("away"), "the broker let the client go");
+    const persistent = await leaveOffline(h, "away", "offline", 1);
     const pub = await h.connect({ clientId: "pub" });
     for (let i = 1; i <= 5; i++) pub.send(publishPacket("offline", `m${i}`, { qos: 1, packetId: i }));
     await settle(pub);

@@ -529,7 +529,7 @@ export class Broker {
     const conn = this.clients.get(session.clientId);
     if (message.expiresAt !== 0 && message.expiresAt <= (now || Date.now())) return; // section 3.3.2.3.3
     if (qos === 0) {
-      if (conn === undefined || this.overload.shedQos0()) return; // shed under memory pressure, counted
+      if (conn === undefined || this.overload.shedQos0(message.payload.length)) return; // shed under memory pressure, counted
       if (conn.outputFull) {
         conn.dropped++;
         return;

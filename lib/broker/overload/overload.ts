@@ -20,13 +20,14 @@
  * a connection that finds it empty is closed at once.
  *
  * Memory: the same timer samples RSS and heap (MemoryGuard). Above maxMemoryBytes new connections
- * are refused with CONNACK 0x97 and QoS 0 deliveries are dropped and counted (shedQos0()); below
+ * are refused with CONNACK 0x97 and QoS 0 deliveries are dropped and counted (shedQos0(), which
+ * also samples again after every bound / 64 bytes delivered); below
  * the low-water mark service resumes. `memoryPressure` is the flag other parts (publisher
  * flow control) consult.
  */
 import type { BrokerOptions } from "../options";
 import { freeDescriptors, raiseDescriptorLimit, type DescriptorLimit } from "./descriptors";
-import { defaultMemoryBound, MemoryGuard } from "./memory";
+import { defaultMemoryBound, MemoryGuard, sampleMemory } from "./memory";
 
 /** How often descriptors and memory are sampled. */
 const PROBE_MS = 100;
@@ -87,6 +88,9 @@ export class Overload {
   /** The memory bound in force (maxMemoryBytes, or the default computed at start); 0: none. */
   memoryBound = 0;
   private memory: MemoryGuard | null = null;
+  /** Bytes of QoS 0 deliveries since memory was last sampled, and how many trigger a sample. */
+  private unsampled = 0;
+  private sampleEvery = Infinity;
   private listeners: PausableListener[] = [];
   private timer: Timer | null = null;
   private paused = false;
@@ -134,6 +138,7 @@ export class Overload {
     const bound = this.options.maxMemoryBytes;
     this.memoryBound = bound === null ? defaultMemoryBound() : bound;
     this.memory = this.memoryBound > 0 ? new MemoryGuard(this.memoryBound) : null;
+    this.sampleEvery = Math.max(256 * 1024, this.memoryBound / 64);
     this.timer = setInterval(() => this.tick(), PROBE_MS);
     this.timer.unref();
   }
@@ -173,9 +178,17 @@ export class Overload {
     return null;
   }
 
-  /** A QoS 0 delivery is about to be made: true (and counted) when it is to be dropped for memory. */
-  shedQos0(): boolean {
-    if (this.memory === null || !this.memory.pressure) return false;
+  /**
+   * A QoS 0 delivery of `bytes` is about to be made: true (and counted) when it is to be dropped
+   * for memory. Besides the timer, memory is sampled again after every `bound / 64` bytes of
+   * deliveries (4 us a sample), so a flood cannot outrun the timer by hundreds of megabytes.
+   */
+  shedQos0(bytes: number): boolean {
+    const m = this.memory;
+    if (m === null) return false;
+    this.unsampled += bytes;
+    if (this.unsampled >= this.sampleEvery) this.checkMemory();
+    if (!m.pressure) return false;
     this.counters.droppedQos0++;
     return true;
   }
@@ -183,19 +196,25 @@ export class Overload {
   /** Samples memory and descriptors; pauses or resumes the listeners. */
   private tick(): void {
     const now = performance.now();
-    this.checkMemory();
     if (!this.paused) {
-      if (this.listeners.length === 0 || freeDescriptors(1) > 0) return;
-      this.pauseListeners(now);
+      if (this.listeners.length > 0 && freeDescriptors(1) === 0) this.pauseListeners(now);
     } else if (now >= this.nextTry) {
       this.tryResume(now);
     }
+    this.checkMemory();
   }
 
   private checkMemory(): void {
     const m = this.memory;
     if (m === null) return;
-    const change = m.sample();
+    this.unsampled = 0;
+    let sample;
+    try {
+      sample = sampleMemory(); // reads /proc/self/statm: fails when no descriptor is free
+    } catch {
+      return; // keep the state of the last sample
+    }
+    const change = m.sample(sample);
     if (change === null) return;
     const mb = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
     const state = `RSS ${mb(m.last.rss)}, heap ${mb(m.last.heap)}`;

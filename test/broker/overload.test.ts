@@ -149,7 +149,7 @@ function pct(xs: number[], p: number): number {
 
 describe("the descriptor limit (ulimit -n 256)", () => {
   test("more clients than descriptors: the excess is refused with CONNACK 0x97, no spin (< 20 % of a core over 2 s), a new client is refused at once, the pair keeps its round trip, and after the extras leave clients connect again", async () => {
-    const b = await limited(256, (process.env.OVERLOAD_ARGS ?? "").split(" ").filter(Boolean));
+    const b = await limited(256, []);
     const port = b.ports[0]!;
     const pid = b.proc.pid;
     const sub = await raw(port, "sub");
@@ -163,9 +163,11 @@ describe("the descriptor limit (ulimit -n 256)", () => {
     console.log(`300 extra clients: ${accepted} accepted, ${refused.length} refused (${refused.filter((a) => a.outcome === "refused").length} with CONNACK); refusal p50 ${pct(refused.map((a) => a.ms), 50).toFixed(1)} ms, max ${pct(refused.map((a) => a.ms), 100).toFixed(1)} ms`);
     expect(accepted + 2).toBeLessThanOrEqual(256 - 64); // the limit less fdReserve
     expect(accepted).toBeGreaterThan(100);
-    for (const a of refused) {
-      expect(a.outcome === "closed" || (a.outcome === "refused" && (a.code === ReasonCode.QuotaExceeded || a.code === 0x03))).toBe(true);
-    }
+    extras.forEach((a, i) => {
+      // [MQTT-3.2.2-7] a refusing CONNACK, then the close: 0x97 Quota Exceeded at v5, 0x03 Server Unavailable at 3.1.1
+      if (a.outcome === "refused") expect(a.code).toBe(i % 2 === 0 ? ReasonCode.QuotaExceeded : 0x03);
+      else expect(a.outcome === "accepted" || a.outcome === "closed").toBe(true);
+    });
 
     const window = Promise.withResolvers<void>();
     const share = cpuShare(pid, 2000).finally(() => window.resolve());

@@ -139,6 +139,7 @@ export class Overload {
     this.memoryBound = bound === null ? defaultMemoryBound() : bound;
     this.memory = this.memoryBound > 0 ? new MemoryGuard(this.memoryBound) : null;
     this.sampleEvery = Math.max(256 * 1024, this.memoryBound / 64);
+    this.checkMemory(); // a broker that starts above its bound refuses from the first client on
     this.timer = setInterval(() => this.tick(), PROBE_MS);
     this.timer.unref();
   }
@@ -165,8 +166,8 @@ export class Overload {
       this.counters.refusedRate++;
       return { reason: "too many connections per second", answer: false };
     }
-    // refused sockets waiting for CONNECT may use half the reserve; past that they are closed at once
-    const answer = this.refusing < this.options.fdReserve / 2;
+    // refused sockets waiting for CONNECT may use half the reserve (at least 4); past that they are closed at once
+    const answer = this.refusing < Math.max(4, this.options.fdReserve / 2);
     if (this.sockets > this.socketBound) {
       this.counters.refusedDescriptors++;
       return { reason: "too many connections: the broker is at its file descriptor limit", answer };

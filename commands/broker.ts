@@ -30,7 +30,13 @@ Options:
                               write only the topics the rules grant them
   --persistence FILE          keep retained messages and sessions in this SQLite file across restarts
   --sys-interval SECONDS      how often the $SYS/broker/... topics are updated, 0 = none (default 10)
-  --max-connections N         most simultaneous clients (default ${DEFAULT_OPTIONS.maxConnections})
+  --max-connections N         most simultaneous clients (default ${DEFAULT_OPTIONS.maxConnections}; also bounded by the
+                              file descriptor limit less --fd-reserve)
+  --max-connection-rate N     new connections per second per listener; more are closed at once,
+                              0 = no bound (default ${DEFAULT_OPTIONS.maxConnectionRate})
+  --fd-reserve N              file descriptors kept back from client sockets (default ${DEFAULT_OPTIONS.fdReserve})
+  --max-memory-bytes BYTES    RSS above which new clients are refused (0x97) and QoS 0 deliveries
+                              dropped, until it falls below 80 %; 0 = none (default 3/4 of memory)
   --max-packet-size BYTES     largest packet accepted (default ${DEFAULT_OPTIONS.maxPacketSize})
   --max-queued-messages N     QoS 1/2 messages kept per client (default ${DEFAULT_OPTIONS.maxQueuedMessages})
   --max-queued-bytes BYTES    bytes kept in a client's queue (default ${DEFAULT_OPTIONS.maxQueuedBytes})
@@ -54,9 +60,10 @@ Config file (TOML); relative file names are relative to the file:
   certfile = "server.crt"     # with keyfile: a TLS listener
   keyfile = "server.key"
   cafile = "ca.crt"           # optional: require client certificates
-  [limits]                    # maxConnections, maxPacketSize, maxQueuedMessages, maxQueuedBytes,
-                              # maxOutputBytes, maxInflight, maxKeepAlive, connectTimeoutMs,
-                              # slowConsumerPolicy, slowConsumerTimeoutMs
+  [limits]                    # maxConnections, maxConnectionRate, fdReserve, maxMemoryBytes,
+                              # maxPacketSize, maxQueuedMessages, maxQueuedBytes, maxOutputBytes,
+                              # maxInflight, maxKeepAlive, connectTimeoutMs, slowConsumerPolicy,
+                              # slowConsumerTimeoutMs
   maxPacketSize = 65536
   slowConsumerPolicy = "backpressure"
   [auth]
@@ -70,6 +77,9 @@ file's listeners; each limit flag overrides the same limit.`;
 
 const LIMIT_FLAGS: Record<string, keyof BrokerOptions> = {
   "max-connections": "maxConnections",
+  "max-connection-rate": "maxConnectionRate",
+  "fd-reserve": "fdReserve",
+  "max-memory-bytes": "maxMemoryBytes",
   "max-packet-size": "maxPacketSize",
   "max-queued-messages": "maxQueuedMessages",
   "max-queued-bytes": "maxQueuedBytes",
@@ -77,6 +87,9 @@ const LIMIT_FLAGS: Record<string, keyof BrokerOptions> = {
   "max-inflight": "maxInflight",
   "max-keep-alive": "maxKeepAlive",
 };
+
+/** Limits for which 0 is allowed (no bound, or none kept back). */
+const ZERO_ALLOWED: readonly string[] = ["maxKeepAlive", "maxConnectionRate", "fdReserve", "maxMemoryBytes"];
 
 /** The limits a config file's [limits] table may set (BrokerOptions names). */
 const LIMIT_KEYS = [...Object.values(LIMIT_FLAGS), "connectTimeoutMs", "slowConsumerPolicy", "slowConsumerTimeoutMs"] as const;
@@ -147,7 +160,7 @@ async function readConfig(path: string): Promise<{ listeners: Address[]; limits:
       limits.slowConsumerPolicy = slowConsumerPolicy(`--config '${path}': limit slowConsumerPolicy`, v);
       continue;
     }
-    const min = key === "maxKeepAlive" ? 0 : 1;
+    const min = ZERO_ALLOWED.includes(key) ? 0 : 1;
     if (typeof v !== "number" || !Number.isInteger(v) || v < min) throw bad(`limit ${key} must be an integer of at least ${min}`);
     (limits as Record<string, number>)[key] = v;
   }
@@ -211,7 +224,7 @@ export async function brokerCommand(argv: string[]): Promise<number> {
   const limits: Partial<BrokerOptions> = { ...config.limits };
   for (const [flag, key] of Object.entries(LIMIT_FLAGS)) {
     const v = values[flag as keyof typeof values];
-    if (typeof v === "string") (limits as Record<string, number>)[key] = integerFlag(flag, v, key === "maxKeepAlive" ? 0 : 1);
+    if (typeof v === "string") (limits as Record<string, number>)[key] = integerFlag(flag, v, ZERO_ALLOWED.includes(key) ? 0 : 1);
   }
   if (values["connect-timeout"] !== undefined) limits.connectTimeoutMs = integerFlag("connect-timeout", values["connect-timeout"], 1) * 1000;
   if (values["password-file"] !== undefined) limits.passwordFile = values["password-file"];

@@ -8,7 +8,7 @@
  * once when the current event handler returns. Messages are copied only when they must outlive
  * the received frame.
  */
-import type { Socket, TCPSocketListener } from "bun";
+import type { Socket } from "bun";
 import type { QoS } from "../codec/constants";
 import { ReasonCode } from "../codec/reason-codes";
 import type { Packet } from "../codec/packet";
@@ -26,6 +26,8 @@ import { persist, type Message } from "./message";
 import { Outbox } from "./outbox";
 import { DEFAULT_OPTIONS, normalizeAddresses, type Addresses, type BrokerOptions, type Listener } from "./options";
 import { Session, type Group, type Subscriber, type SubscriptionEntry } from "./session";
+import { Overload } from "./overload/overload";
+import { TcpListener } from "./transport/tcp";
 
 /** Log levels, most verbose first. */
 export type LogLevel = "debug" | "info" | "warning" | "error";
@@ -84,7 +86,9 @@ export class Broker {
   /** Delivery to sessions: sending, queues, in-flight windows. */
   readonly outbox: Outbox;
 
-  private servers: TCPSocketListener<Connection>[] = [];
+  private servers: TcpListener[] = [];
+  /** Overload protection: descriptor bound and watch, connection rate, memory pressure (lib/broker/overload/). */
+  readonly overload: Overload;
   /** Who may connect; loaded in start(). */
   private authenticator: Authenticator | null = null;
   /** Who may read and write what (aclFile); loaded in start(). */
@@ -117,7 +121,13 @@ export class Broker {
     this.logLevel = LEVELS[logLevel];
     this.logger = logger;
     this.packetLog = logLevel === "debug" ? 2 : logLevel === "info" ? 1 : 0;
-    this.outbox = new Outbox(this.clients, this.options, this.counters, this);
+    this.overload = new Overload(this.options, (level, line) => this.log(level, line));
+    this.outbox = new Outbox(this.clients, this.options, this.counters, this, this.overload);
+  }
+
+  /** True while the broker is above maxMemoryBytes (until below its low-water mark): the hook for pausing publishers. */
+  get memoryPressure(): boolean {
+    return this.overload.memoryPressure;
   }
 
   /** Logs a packet sent to or received from a connection (callers check packetLog first). */
@@ -153,34 +163,23 @@ export class Broker {
       if (this.options.sessionSaveIntervalMs > 0) store.saveSessionsEvery(this.options.sessionSaveIntervalMs, () => this.sessions.values());
     }
     const ports: number[] = [];
+    this.overload.start();
     try {
       for (const l of this.listeners) {
-        const server = Bun.listen<Connection>({
-          hostname: l.host,
-          port: l.port,
-          tls: l.tls,
-          socket: {
-            open: (socket) => this.opened(socket),
-            data: (socket, data) => {
-              socket.data.receive(data);
-              this.flushAll();
-            },
-            drain: (socket) => socket.data.drained(),
-            close: (socket) => socket.data?.closed(),
-            error: (socket, error) => this.log("warning", `socket error on ${socket.data?.describe()}: ${error.message}`),
-          },
-        });
+        const server = new TcpListener(l, this.options.maxConnectionRate, this, this.overload);
         this.servers.push(server);
-        ports.push(server.port);
+        ports.push(server.listen());
         this.log("info", `listening on ${l.host}:${server.port}${l.tls ? " (TLS)" : ""}`);
       }
     } catch (e) {
-      for (const s of this.servers) s.stop(true);
+      this.overload.stop();
+      for (const s of this.servers) s.close();
       this.servers = [];
       this.store?.close();
       this.store = null;
       throw e;
     }
+    this.overload.watch(this.servers);
     this.sweepTimer = setInterval(() => this.sweep(), SWEEP_MS);
     this.sweepTimer.unref();
     this.startedAt = Date.now();
@@ -204,7 +203,8 @@ export class Broker {
     // DISCONNECT first: stop(true) closes the listeners' sockets at once
     for (const conn of [...this.connections]) conn.close(ReasonCode.ServerShuttingDown, "the broker is shutting down");
     this.flushAll();
-    for (const s of this.servers) s.stop(true);
+    this.overload.stop();
+    for (const s of this.servers) s.close();
     this.servers = [];
     if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
     this.sweepTimer = null;
@@ -249,7 +249,8 @@ export class Broker {
     return this.authenticator === null ? 0 : this.authenticator.check(username, password);
   }
 
-  private opened(socket: Socket<Connection>): void {
+  /** Makes the Connection of a socket a listener admitted. */
+  opened(socket: Socket<Connection>): void {
     const conn = new Connection(this, socket);
     socket.data = conn;
     this.connections.add(conn);

@@ -17,6 +17,12 @@ export const SLOW_CONSUMER_POLICIES: readonly SlowConsumerPolicy[] = ["backpress
 export interface BrokerOptions {
   /** Most simultaneous connections; more are refused with CONNACK 0x97 (v5) / 0x03 (3.1.1). */
   maxConnections: number;
+  /** New connections a listener accepts per second (a token bucket holding one second's worth); more are closed at once; 0 = no bound. */
+  maxConnectionRate: number;
+  /** File descriptors kept back from client sockets (persistence, logs, other listeners): sockets beyond the descriptor limit less this are refused. */
+  fdReserve: number;
+  /** Bound on the broker's RSS and heap: above it new connections get CONNACK 0x97 and QoS 0 deliveries are dropped until memory falls below 80 % of it; null = 3/4 of the memory available (cgroup or machine), 0 = none. */
+  maxMemoryBytes: number | null;
   /** Largest packet accepted from a client, fixed header included (advertised in CONNACK). */
   maxPacketSize: number;
   /**
@@ -97,6 +103,9 @@ export interface BrokerOptions {
 /** The defaults: Mosquitto's where it has one. */
 export const DEFAULT_OPTIONS: BrokerOptions = {
   maxConnections: 100_000,
+  maxConnectionRate: 1000,
+  fdReserve: 64,
+  maxMemoryBytes: null,
   maxPacketSize: 16 * 1024 * 1024,
   maxQueuedMessages: 1000,
   maxQueuedBytes: 16 * 1024 * 1024,

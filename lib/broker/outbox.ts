@@ -16,6 +16,7 @@ import { encodeForm, messageCost, persist, type Message } from "./message";
 import type { BrokerOptions } from "./options";
 import type { QueuedMessage, Session } from "./session";
 import type { BrokerCounters } from "./sys";
+import type { Overload } from "./overload/overload";
 
 /** The logging the outbox needs from its owner. */
 export interface OutboxLogging {
@@ -41,6 +42,7 @@ export class Outbox {
     private readonly options: BrokerOptions,
     private readonly counters: BrokerCounters,
     private readonly logging: OutboxLogging,
+    private readonly overload: Pick<Overload, "shedQos0">,
   ) {}
 
   /** True when a session is online and has room for the message now (a shared group's choice). */
@@ -60,7 +62,7 @@ export class Outbox {
     const conn = this.clients.get(session.clientId);
     if (message.expiresAt !== 0 && message.expiresAt <= (now || Date.now())) return; // section 3.3.2.3.3
     if (qos === 0) {
-      if (conn === undefined) return;
+      if (conn === undefined || this.overload.shedQos0(message.payload.length)) return; // shed under memory pressure, counted
       if (conn.outputFull) {
         conn.dropped++;
         this.counters.messagesDropped++;

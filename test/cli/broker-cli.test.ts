@@ -146,9 +146,21 @@ maxKeepAlive = 30
     }
   });
 
+  test("the overload limits come from [limits]: maxMemoryBytes below what the broker uses refuses clients with CONNACK 0x97; 0 is allowed for the rate and the reserve", async () => {
+    writeFileSync(file("overload.toml"), `[[listener]]\nhost = "127.0.0.1"\nport = 0\n\n[limits]\nmaxConnectionRate = 0\nfdReserve = 0\nmaxMemoryBytes = 1048576\n`);
+    const b = await broker("--config", file("overload.toml"));
+    const raw = await RawClient.open(b.ports[0]!);
+    raw.send({ type: PacketType.CONNECT, protocolVersion: 5, cleanStart: true, keepAlive: 0, clientId: "c", will: null, username: null, password: null, properties: {} });
+    const ack = await raw.next(PacketType.CONNACK);
+    expect(ack.type === PacketType.CONNACK && [ack.reasonCode, ack.properties.reasonString]).toEqual([0x97, "the broker is short of memory"]);
+    await raw.closed.promise;
+    await stop(b);
+  });
+
   test.each([
     ["[limits]\nslowConsumerPolicy = \"fast\"\n", "limit slowConsumerPolicy must be one of backpressure, drop, disconnect"],
     ["[limits]\nmaxPacketSize = \"big\"\n", "limit maxPacketSize must be an integer"],
+    ["[limits]\nmaxConnectionRate = -1\n", "limit maxConnectionRate must be an integer of at least 0"],
     ["[limits]\nmaxBananas = 3\n", "unknown limit 'maxBananas'"],
     ["[[listener]]\nport = 70000\n", "listener 1: port must be an integer from 0 to 65535"],
     ["[[listener]]\ncertfile = \"a.crt\"\n", "listener 1: certfile and keyfile go together"],

@@ -1,0 +1,115 @@
+/**
+ * A TCP (or TLS) listener on Bun.listen. It counts sockets for overload protection, admits or
+ * refuses each new one (its own connection-rate bucket, then Overload.admit), and hands admitted
+ * sockets to the broker. It can be paused (listening socket closed) and resumed on the same port.
+ */
+import type { Socket, TCPSocketListener } from "bun";
+import { Connection } from "../connection";
+import type { Listener } from "../options";
+import { TokenBucket } from "../overload/token-bucket";
+import { Refusal } from "../overload/refusal";
+import type { Overload, PausableListener } from "../overload/overload";
+
+/** What a listener's socket carries: its connection, or the refusal that is ending it. */
+type SocketState = Connection | Refusal;
+
+/** What the listener needs from the broker. */
+export interface TcpHost {
+  /** Makes the Connection of an admitted socket (and sets socket.data to it). */
+  opened(socket: Socket<Connection>): void;
+  /** Called after a connection handled incoming bytes: flush what it caused. */
+  flushAll(): void;
+  /** Writes a log line. */
+  log(level: "warning", line: string): void;
+}
+
+/** One listening address, with its connection-rate bucket. */
+export class TcpListener implements PausableListener {
+  private server: TCPSocketListener<SocketState> | null = null;
+  private readonly bucket: TokenBucket | null;
+  /** The port bound (the chosen one when the address asked for 0); re-used on resume. */
+  port: number;
+
+  constructor(
+    readonly address: Listener,
+    maxConnectionRate: number,
+    private readonly host: TcpHost,
+    private readonly overload: Overload,
+  ) {
+    this.port = address.port;
+    this.bucket = maxConnectionRate > 0 ? new TokenBucket(maxConnectionRate, maxConnectionRate) : null;
+  }
+
+  /** Starts listening; throws as Bun.listen does (address in use, ...). */
+  listen(): number {
+    const overload = this.overload;
+    const host = this.host;
+    this.server = Bun.listen<SocketState>({
+      hostname: this.address.host,
+      port: this.port,
+      tls: this.address.tls,
+      socket: {
+        open: (socket) => {
+          overload.sockets++;
+          const refused = overload.admit(this.bucket === null || this.bucket.take());
+          if (refused === null) return host.opened(socket as Socket<Connection>);
+          if (!refused.answer) {
+            socket.end(); // closed at once
+            return;
+          }
+          overload.refusing++;
+          socket.data = new Refusal(socket, refused.reason, () => overload.refusing--);
+        },
+        data: (socket, data) => {
+          const s = socket.data;
+          if (s instanceof Connection) {
+            s.receive(data);
+            host.flushAll();
+          } else s?.receive(data);
+        },
+        drain: (socket) => {
+          const s = socket.data;
+          if (s instanceof Connection) s.drained();
+        },
+        close: (socket) => {
+          overload.sockets--;
+          socket.data?.closed();
+        },
+        error: (socket, error) => {
+          const s = socket.data;
+          host.log("warning", `socket error on ${s instanceof Connection ? s.describe() : "a refused connection"}: ${error.message}`);
+        },
+      },
+    });
+    this.port = this.server.port;
+    return this.port;
+  }
+
+  /** Closes the listening socket; accepted connections go on. */
+  pause(): void {
+    this.server?.stop(false);
+    this.server = null;
+  }
+
+  /** Listens again on the same port; false when that fails now. */
+  resume(): boolean {
+    if (this.server !== null) return true;
+    try {
+      this.listen();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Closes the listening socket and every connection it accepted. */
+  close(): void {
+    this.server?.stop(true);
+    this.server = null;
+  }
+
+  /** host:port, for logs. */
+  describe(): string {
+    return `${this.address.host}:${this.port}`;
+  }
+}

@@ -101,6 +101,17 @@ export class RawClient {
   }
 }
 
+/** Writes all of `bytes` to `socket`, awaiting `drained()` whenever the kernel takes only part (a client that honours backpressure). */
+export async function writeAll(socket: Socket<undefined>, bytes: Uint8Array, drained: () => Promise<void>): Promise<void> {
+  let offset = 0;
+  while (offset < bytes.length) {
+    const written = socket.write(bytes, offset, bytes.length - offset);
+    if (written < 0) throw new Error("the socket is closed");
+    offset += written;
+    if (offset < bytes.length) await drained();
+  }
+}
+
 /** Waits until `condition()` is true, checking on each turn of the event loop; fails after `ms`. */
 export async function waitUntil(condition: () => boolean, what: string, ms = 10_000): Promise<void> {
   const deadline = Date.now() + ms;

@@ -9,7 +9,7 @@ import type { Socket } from "bun";
 import { decodePacket, encodePacket, Framer, PacketType, ReasonCode, reasonName, type ConnackPacket, type DisconnectPacket, type Packet, type ProtocolVersion } from "../../lib/codec";
 import type { BrokerInit } from "../../lib/broker/broker";
 import type { Connection } from "../../lib/broker/connection";
-import { leaveOffline, connectPacket, nextPublish, publishPacket, rawSubscribe, RawHarness, settle, subscribeAll, subscription, takePublishes, text } from "./helpers";
+import { leaveOffline, connectPacket, nextPublish, publishPacket, rawSubscribe, RawHarness, settle, subscribeAll, subscription, takePublishes, text, writeAll } from "./helpers";
 
 /**
  * A raw client for bulk traffic: writes honour backpressure (Bun's socket.write takes what the
@@ -71,14 +71,8 @@ class StreamClient {
   }
 
   /** Writes all of `bytes`, waiting for `drain` whenever the kernel takes only part. */
-  async write(bytes: Uint8Array): Promise<void> {
-    let offset = 0;
-    while (offset < bytes.length) {
-      const written = this.socket.write(bytes, offset, bytes.length - offset);
-      if (written < 0) throw new Error("the socket is closed");
-      offset += written;
-      if (offset < bytes.length) await new Promise<void>((resolve) => (this.drainWaiter = resolve));
-    }
+  write(bytes: Uint8Array): Promise<void> {
+    return writeAll(this.socket, bytes, () => new Promise<void>((resolve) => (this.drainWaiter = resolve)));
   }
 
   /** PINGREQ, then PINGRESP: the broker has handled everything written before. */

@@ -9,7 +9,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import type { Socket } from "bun";
 import { encodePacket, PacketType, ReasonCode, type ProtocolVersion } from "../../lib/codec";
 import { startBrokerProcess, entry, type BrokerProcess } from "../cli/broker-process";
-import { connectPacket, nextPublish, publishPacket, rawSubscribe, RawClient, text, waitUntil } from "./helpers";
+import { connectPacket, nextPublish, publishPacket, rawSubscribe, RawClient, text, waitUntil, writeAll } from "./helpers";
 
 const SCRIPT = new URL("./overload-broker.ts", import.meta.url).pathname;
 const CLK_TCK = 100;
@@ -288,14 +288,8 @@ class BulkClient {
   }
 
   /** Writes all of `bytes`, waiting for `drain` whenever the kernel takes only part. */
-  async write(bytes: Uint8Array): Promise<void> {
-    let offset = 0;
-    while (offset < bytes.length) {
-      const written = this.socket.write(bytes, offset, bytes.length - offset);
-      if (written < 0) throw new Error("the socket is closed");
-      offset += written;
-      if (offset < bytes.length) await new Promise<void>((resolve) => (this.drainWaiter = resolve));
-    }
+  write(bytes: Uint8Array): Promise<void> {
+    return writeAll(this.socket, bytes, () => new Promise<void>((resolve) => (this.drainWaiter = resolve)));
   }
 
   /** Stops reading: the broker's output to this client grows. */

@@ -18,7 +18,7 @@ import { SharedGroup } from "../topic/shared";
 import { topicMatches } from "../topic/match";
 import { Access, loadAccessRules, type AccessRules } from "./acl";
 import { Authenticator } from "./auth";
-import { Store, type StoredSession } from "./store";
+import { Store, type StoredSession } from "./store/sqlite";
 import { sysMessage, sysValues, type BrokerCounters } from "./sys";
 import pkg from "../../package.json" with { type: "json" };
 import { Connection, ConnState } from "./connection";

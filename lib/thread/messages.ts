@@ -8,7 +8,7 @@ import type { Addresses } from "../broker/options";
 import { MqttError } from "../codec/reason-codes";
 import { PasswordFileError } from "../broker/auth";
 import { AclFileError } from "../broker/acl";
-import { PersistenceError } from "../broker/store";
+import { PersistenceError } from "../broker/store/sqlite";
 
 /** Broker options as they travel to the Worker: no logger function (log lines come back as messages). */
 export type WorkerBrokerInit = Omit<BrokerInit, "logger">;

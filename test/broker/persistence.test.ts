@@ -9,7 +9,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { PacketType, type ConnectPacket, type PublishPacket } from "../../lib/codec";
 import type { BrokerInit } from "../../lib/broker/broker";
-import { PersistenceError } from "../../lib/broker/store";
+import { PersistenceError } from "../../lib/broker/store/sqlite";
 import { Client } from "../../lib/client/client";
 import { Message } from "../../lib/client/message";
 import { BrokerThread } from "../../lib/thread/broker-thread";

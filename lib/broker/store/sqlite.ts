@@ -10,11 +10,11 @@
  * before they expire.
  */
 import { Database } from "bun:sqlite";
-import { PacketType } from "../codec/constants";
-import { decodePacket, encodePacket } from "../codec/packet";
-import type { PublishPacket } from "../codec/packets/publish";
-import { persist, type Message } from "./message";
-import type { InflightMessage, QueuedMessage, Session, SubscriptionEntry } from "./session";
+import { PacketType } from "../../codec/constants";
+import { decodePacket, encodePacket } from "../../codec/packet";
+import type { PublishPacket } from "../../codec/packets/publish";
+import { persist, type Message } from "../message";
+import type { InflightMessage, QueuedMessage, Session, SubscriptionEntry } from "../session";
 
 /** A subscription as stored: the filter as subscribed (`$share/...` included) and its options. */
 export type StoredSubscription = Omit<SubscriptionEntry, "session"> & { key: string };

@@ -1,7 +1,7 @@
 /**
- * Retained messages kept in a SQLite file (persistenceFile) survive a broker restart: with their
- * QoS and properties, without the ones cleared or expired, and with changes written on stop() and
- * every persistenceIntervalMs.
+ * Retained messages and sessions kept in a SQLite file (persistenceFile) survive a broker restart:
+ * with their QoS and properties, without the ones cleared or expired, and each change is in the
+ * file by the time it is acknowledged (crash-test.test.ts kills the process to prove it).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
@@ -9,7 +9,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { PacketType, type ConnectPacket, type PublishPacket } from "../../lib/codec";
 import type { BrokerInit } from "../../lib/broker/broker";
-import { PersistenceError } from "../../lib/broker/store/sqlite";
+import { PersistenceError } from "../../lib/broker/store/journal";
 import { Client } from "../../lib/client/client";
 import { Message } from "../../lib/client/message";
 import { BrokerThread } from "../../lib/thread/broker-thread";
@@ -37,7 +37,7 @@ function rows<T>(file: string, sql: string): T[] {
 }
 
 /** The sessions saved in a persistence file. */
-const savedSessions = (file: string) => rows<{ state: string }>(file, "SELECT state FROM sessions").map((r) => JSON.parse(r.state) as { clientId: string; savedAt: number; subscriptions: { key: string }[] });
+const savedSessions = (file: string) => rows<{ client_id: string; disconnected_at: number }>(file, "SELECT client_id, disconnected_at FROM session");
 
 /** Runs `body` with a broker on `file`, then stops it (which writes what is pending). */
 async function withBroker(options: BrokerInit, body: (h: RawHarness) => Promise<void>): Promise<void> {
@@ -115,12 +115,11 @@ describe("retained messages across a restart (persistenceFile)", () => {
     });
   });
 
-  test("changes reach the file every persistenceIntervalMs while the broker runs, not only on stop()", async () => {
+  test("a retained message is in the file once its PUBACK has arrived, not only on stop()", async () => {
     const file = freshFile();
-    await withBroker({ persistenceFile: file, persistenceIntervalMs: 20 }, async (h) => {
+    await withBroker({ persistenceFile: file }, async (h) => {
       await retain(h, [["live/t", "written"]]);
-      const topics = () => rows<{ topic: string }>(file, "SELECT topic FROM retained").map((r) => r.topic);
-      await waitUntil(() => topics().includes("live/t"), "the retained message is in the file");
+      expect(rows<{ topic: string }>(file, "SELECT topic FROM retained").map((r) => r.topic)).toEqual(["live/t"]);
     });
   });
 
@@ -233,13 +232,13 @@ describe("sessions across a restart (persistenceFile)", () => {
     });
   });
 
-  test("sessions reach the file every sessionSaveIntervalMs while the broker runs, so a crash does not lose them all", async () => {
+  test("a session is in the file once its CONNACK has arrived, and a subscription once its SUBACK has", async () => {
     const file = freshFile();
-    await withBroker({ persistenceFile: file, sessionSaveIntervalMs: 20 }, async (h) => {
+    await withBroker({ persistenceFile: file }, async (h) => {
       const c = await h.connect(persistent("saved-live"));
+      expect(savedSessions(file).map((s) => s.client_id)).toEqual(["saved-live"]);
       await rawSubscribe(c, "live/#", 1);
-      const savedFilters = () => savedSessions(file).flatMap((s) => s.subscriptions.map((sub) => sub.key));
-      await waitUntil(() => savedFilters().includes("live/#"), "the session's subscription is in the file");
+      expect(rows<{ key: string }>(file, "SELECT key FROM subscription WHERE client_id = 'saved-live'").map((r) => r.key)).toEqual(["live/#"]);
     });
   });
 
@@ -250,8 +249,8 @@ describe("sessions across a restart (persistenceFile)", () => {
       await h.connect(persistent("brief", { properties: { sessionExpiryInterval: 1 } }));
     });
     const saved = savedSessions(file);
-    expect(saved.map((s) => s.clientId)).toEqual(["brief"]);
-    await waitUntil(() => Date.now() > saved[0]!.savedAt + 1000, "the session's expiry passed", 5000);
+    expect(saved.map((s) => s.client_id)).toEqual(["brief"]);
+    await waitUntil(() => Date.now() > saved[0]!.disconnected_at + 1000, "the session's expiry passed", 5000);
     await withBroker({ persistenceFile: file }, async (h) => {
       expect((await h.connectAck(persistent("brief"))).connack.sessionPresent).toBe(false);
       expect((await h.connectAck({ clientId: "ephemeral", cleanStart: false })).connack.sessionPresent).toBe(false);

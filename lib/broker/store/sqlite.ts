@@ -258,6 +258,8 @@ export class SqliteStore implements DurableStore {
     if (this.closed) return;
     this.commit();
     this.closed = true;
+    // finalized first: bun:sqlite leaves a database with live statements open (and its WAL unmerged)
+    for (const st of Object.values(this.s).flat()) st.finalize();
     this.db.close();
   }
 

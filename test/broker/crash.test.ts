@@ -10,8 +10,9 @@
  * as a real client does (the QoS 2 publisher re-sends PUBLISH or PUBREL; the subscribers remember
  * the QoS 2 identifiers they have PUBRECed and not yet seen released [MQTT-4.3.3-9]).
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import type { Socket } from "bun";
+import { Database } from "bun:sqlite";
 import { join } from "node:path";
 import { Framer } from "../../lib/codec/framer";
 import { decodePacket, encodePacket, type Packet } from "../../lib/codec/packet";
@@ -19,7 +20,7 @@ import { PacketType, type QoS } from "../../lib/codec/constants";
 import type { ConnackPacket } from "../../lib/codec/packets/connack";
 import { startBrokerProcess, type BrokerProcess } from "../cli/broker-process";
 import { removeDir, tempDir } from "../client/helpers";
-import { waitUntil } from "./helpers";
+import { finished, Peers, waitUntil } from "./helpers";
 
 const ROUNDS = 20;
 /** Unacknowledged messages each publisher keeps. */
@@ -425,3 +426,114 @@ describe("acknowledged means durable: SIGKILL during mixed load", () => {
     broker = null;
   }, 120_000);
 });
+
+describe("acknowledged means durable, with real peers: SIGKILL right after the last acknowledgement", () => {
+  const peers = new Peers();
+  afterEach(async () => {
+    await peers.closeAll();
+    if (broker !== null && broker.proc.exitCode === null) await broker.stop();
+    broker = null;
+  });
+
+  /** Starts the broker process on `db`. */
+  async function start(db: string): Promise<number> {
+    broker = await startBrokerProcess(["broker", "--host", "127.0.0.1", "--port", "0", "--persistence", db]);
+    return broker.ports[0]!;
+  }
+
+  async function kill(): Promise<void> {
+    broker!.proc.kill("SIGKILL");
+    await broker!.proc.exited;
+  }
+
+  test("mosquitto_pub and mosquitto_sub -c: the QoS 1 and 2 messages mosquitto_pub got acknowledged, and the retained one, come back", async () => {
+    const db = join(dir, "mosquitto.db");
+    let port = await start(db);
+    const at = () => ["-h", "127.0.0.1", "-p", String(port), "-V", "mqttv5"];
+    // a persistent session (-c, Session Expiry 3600), subscribed, then offline
+    expect((await finished(peers.mosquitto("mosquitto_sub", [...at(), "-c", "-x", "3600", "-i", "mq-durable", "-q", "2", "-t", "mq/#", "-E"]))).code).toBe(0);
+    const lines = (qos: number) => Array.from({ length: 50 }, (_, i) => `q${qos}-${i}`).join("\n") + "\n";
+    // -l: one message per line; mosquitto_pub exits 0 once every one is acknowledged
+    for (const qos of [1, 2]) expect((await finished(peers.mosquitto("mosquitto_pub", [...at(), "-q", String(qos), "-t", `mq/${qos}`, "-l"], lines(qos)))).code).toBe(0);
+    expect((await finished(peers.mosquitto("mosquitto_pub", [...at(), "-q", "1", "-r", "-t", "mqr/t", "-m", "last word"]))).code).toBe(0);
+    await kill();
+    port = await start(db);
+    expect(broker!.stdout).toContain("1 sessions (1 subscriptions, 100 queued");
+    const got = await finished(peers.mosquitto("mosquitto_sub", [...at(), "-c", "-x", "3600", "-i", "mq-durable", "-q", "2", "-t", "mq/#", "-C", "100", "-W", "10"]));
+    expect(got.code).toBe(0);
+    expect(got.stdout.trim().split("\n").sort()).toEqual([...lines(1).trim().split("\n"), ...lines(2).trim().split("\n")].sort()); // QoS 2: each once
+    const r = await finished(peers.mosquitto("mosquitto_sub", [...at(), "-t", "mqr/t", "-C", "1", "-W", "10"]));
+    expect(r).toMatchObject({ code: 0, stdout: "last word\n" });
+  });
+
+  test("MQTT.js: the messages publishAsync() resolved for, the subscription and the retained message come back; QoS 2 once", async () => {
+    const db = join(dir, "mqttjs.db");
+    let port = await start(db);
+    const url = () => `mqtt://127.0.0.1:${port}`;
+    const durable = { protocolVersion: 5 as const, clientId: "js-crash", clean: false, properties: { sessionExpiryInterval: 3600 } };
+    const sub = await peers.mqttjs(url(), durable);
+    await sub.client.subscribeAsync("js/#", { qos: 2 });
+    await sub.client.endAsync();
+    const pub = await peers.mqttjs(url(), { protocolVersion: 5, clientId: "js-crash-pub" });
+    const sent: string[] = [];
+    for (let i = 0; i < 30; i++) {
+      const qos = (1 + (i % 2)) as 1 | 2;
+      await pub.client.publishAsync(`js/${qos}`, `m${i}`, { qos }); // resolves on PUBACK / PUBCOMP
+      sent.push(`m${i}`);
+    }
+    await pub.client.publishAsync("jsr/t", "retained before the crash", { qos: 1, retain: true });
+    await kill();
+    await peers.closeAll();
+    port = await start(db);
+    const back = await peers.mqttjs(url(), durable);
+    expect(back.connack.sessionPresent).toBe(true);
+    const got = await back.receive(sent.length);
+    expect(got.map((m) => m.payload).sort()).toEqual([...sent].sort()); // the order between QoS 1 and QoS 2 is not kept (section 4.6: per QoS)
+    // the subscription itself survived: a message published now arrives too
+    const later = await peers.mqttjs(url(), { protocolVersion: 5, clientId: "js-crash-later" });
+    await later.client.publishAsync("js/1", "after the restart", { qos: 1 });
+    expect((await back.receive(sent.length + 1)).at(-1)!.payload).toBe("after the restart");
+    const reader = await peers.mqttjs(url(), { protocolVersion: 5, clientId: "js-crash-reader" });
+    await reader.client.subscribeAsync("jsr/#", { qos: 1 });
+    expect((await reader.receive(1))[0]!.payload).toBe("retained before the crash");
+    expect(back.inbox.length).toBe(sent.length + 1); // nothing twice
+  });
+
+  test("a will waiting out its delay survives the kill and is published when its time comes", async () => {
+    const db = join(dir, "will.db");
+    let port = await start(db);
+    // Peer.connect sends no will: this client writes its own CONNECT
+    const willer = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } });
+    willer.write(encodePacket({
+      type: PacketType.CONNECT, protocolVersion: 5, cleanStart: false, keepAlive: 0, clientId: "crash-will", username: null, password: null,
+      properties: { sessionExpiryInterval: 3600 },
+      will: { topic: "will/t", payload: new TextEncoder().encode("gone"), qos: 1, retain: true, properties: { willDelayInterval: 2 } },
+    }, 5));
+    await waitUntil(() => rows(db, "SELECT client_id FROM session").includes("crash-will"), "the session is in the file");
+    willer.terminate(); // no DISCONNECT: the will waits out its 2 s
+    await waitUntil(() => rows(db, "SELECT client_id FROM will").includes("crash-will"), "the pending will is in the file");
+    await kill();
+    port = await start(db);
+    expect(broker!.stdout).toContain("1 pending wills");
+    const got: string[] = [];
+    const { peer: watcher } = await Peer.connect(port, "", 0, (p, from) => {
+      if (p.type === PacketType.PUBLISH) {
+        got.push(text(p.payload));
+        if (p.qos === 1) from.send(ack(PacketType.PUBACK, p.packetId));
+      }
+    });
+    watcher.send({ type: PacketType.SUBSCRIBE, packetId: 1, properties: {}, subscriptions: [{ topicFilter: "will/t", qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0 }] });
+    await waitUntil(() => got.includes("gone"), "the will was published after the restart");
+    watcher.end();
+  });
+});
+
+/** The first column of every row a query returns from a persistence file, read while the broker has it open. */
+function rows(file: string, sql: string): unknown[] {
+  const db = new Database(file, { readonly: true });
+  try {
+    return (db.query(sql).values() as unknown[][]).map((r) => r[0]);
+  } finally {
+    db.close();
+  }
+}

@@ -8,6 +8,9 @@
  *   bun bench/loadgen.ts --port P --mode latency --rate 2000 [--warmup-ms 1000] [--duration-ms 5000]
  *   bun bench/loadgen.ts --port P --mode memory --conns 2000 --pid BROKER_PID
  *   common: [--host 127.0.0.1] [--version 5|4] [--payload 64]
+ *   throughput, QoS 1: [--session-expiry S] subscribers connect with clean start 0 and this Session
+ *   Expiry Interval (a persistent session); [--ack-latency 1] the publisher also reports p50 / p99
+ *   of the time from writing each PUBLISH to its PUBACK (ackP50, ackP99, in ms)
  *
  * throughput: publisher i publishes to `bench/<i>`; every subscriber subscribes to `--filter`.
  *   QoS 0 publishers write 64 KB buffers of whole PUBLISH frames while the socket takes them and
@@ -52,6 +55,8 @@ const BATCH_BYTES = 64 * 1024;
 /** Batches a QoS 0 publisher writes per event-loop turn before letting the loop run. */
 const BATCHES_PER_TURN = 8;
 const ID_PREFIX = `lg${process.pid}-`;
+/** Session Expiry Interval of the subscribers (throughput mode); 0: clean, non-persistent sessions. */
+const SESSION_EXPIRY = num("session-expiry", 0);
 
 function fatal(message: string): never {
   console.log(JSON.stringify({ error: message }));
@@ -91,7 +96,7 @@ class Conn {
   constructor(readonly clientId: string) {}
 
   /** Connects, sends CONNECT and waits for a successful CONNACK. */
-  static async open(clientId: string): Promise<Conn> {
+  static async open(clientId: string, sessionExpiry = 0): Promise<Conn> {
     const c = new Conn(clientId);
     c.socket = await Bun.connect({
       hostname: HOST,
@@ -108,7 +113,10 @@ class Conn {
     const connack = c.expect(PacketType.CONNACK);
     c.send(
       encodePacket(
-        { type: PacketType.CONNECT, protocolVersion: VERSION, cleanStart: true, keepAlive: 0, clientId, will: null, username: null, password: null, properties: NO_PROPERTIES },
+        {
+          type: PacketType.CONNECT, protocolVersion: VERSION, cleanStart: sessionExpiry === 0, keepAlive: 0, clientId, will: null, username: null, password: null,
+          properties: sessionExpiry === 0 || VERSION !== 5 ? NO_PROPERTIES : { sessionExpiryInterval: sessionExpiry },
+        },
         VERSION,
       ),
     );
@@ -356,13 +364,13 @@ function done(result: object): never {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-async function openMany(count: number, prefix: string, concurrency = 100): Promise<Conn[]> {
+async function openMany(count: number, prefix: string, concurrency = 100, sessionExpiry = 0): Promise<Conn[]> {
   const out: Conn[] = new Array(count);
   let next = 0;
   const worker = async () => {
     while (next < count) {
       const i = next++;
-      out[i] = await Conn.open(`${ID_PREFIX}${prefix}${i}`);
+      out[i] = await Conn.open(`${ID_PREFIX}${prefix}${i}`, sessionExpiry);
       conns.push(out[i]!);
     }
   };
@@ -381,10 +389,13 @@ async function throughput(): Promise<never> {
   const warmupMs = num("warmup-ms", 1000);
   const durationMs = num("duration-ms", 3000);
 
-  const subscribers = await openMany(subs, "sub");
+  const subscribers = await openMany(subs, "sub", 100, SESSION_EXPIRY);
+  const ackLatency = num("ack-latency", 0) === 1;
+  const ackSamples: number[] = [];
   for (const s of subscribers) await s.subscribe(filter, qos);
   const publishers = await openMany(pubs, "pub");
   let stopped = false;
+  let measuring = false;
   let sent = 0;
 
   for (const s of subscribers) {
@@ -443,6 +454,7 @@ async function throughput(): Promise<never> {
     // QoS 1: keep `inflight` PUBLISHes unacknowledged
     const block = repeat(t.frame, inflight);
     const used = new Uint8Array(65536);
+    const sentAt = new Float64Array(65536);
     let nextId = 0;
     let outstanding = 0;
     const refill = () => {
@@ -458,6 +470,10 @@ async function throughput(): Promise<never> {
       }
       outstanding += n;
       sent += n;
+      if (ackLatency) {
+        const now = performance.now();
+        for (let i = 0; i < n; i++) sentAt[(b[i * t.frame.length + t.idAt]! << 8) | b[i * t.frame.length + t.idAt + 1]!] = now;
+      }
       p.send(b);
     };
     const control = p.onFrame;
@@ -467,6 +483,7 @@ async function throughput(): Promise<never> {
       if (used[id] === 1) {
         used[id] = 0;
         outstanding--;
+        if (ackLatency && measuring) ackSamples.push(performance.now() - sentAt[id]!);
       }
     };
     p.onDataEnd = refill;
@@ -475,6 +492,7 @@ async function throughput(): Promise<never> {
 
   const delivered = () => subscribers.reduce((n, s) => n + s.publishes, 0);
   await sleep(warmupMs);
+  measuring = true;
   const c0 = delivered();
   const s0 = sent;
   const t0 = performance.now();
@@ -483,7 +501,10 @@ async function throughput(): Promise<never> {
   const s1 = sent;
   const t1 = performance.now();
   stopped = true;
+  measuring = false;
   const seconds = (t1 - t0) / 1000;
+  const lat = Float64Array.from(ackSamples).sort();
+  const pct = (q: number) => (lat.length === 0 ? NaN : lat[Math.min(lat.length - 1, Math.floor(q * lat.length))]!);
   return done({
     mode: "throughput",
     pubs,
@@ -494,6 +515,7 @@ async function throughput(): Promise<never> {
     rate: (c1 - c0) / seconds,
     publishedRate: (s1 - s0) / seconds,
     perSubscriber: subscribers.map((s) => s.publishes),
+    ...(ackLatency ? { ackP50: pct(0.5), ackP99: pct(0.99), ackSamples: lat.length } : {}),
   });
 }
 

@@ -3,7 +3,10 @@
  *
  * Rows, not snapshots. Each change the broker notes becomes one statement (an insert, update or
  * delete of one row) run at once inside a transaction that the first change of an event-loop turn
- * opens; the transaction is committed when the turn's output is about to be written (the broker
+ * opens. Deletions that acknowledgements cause are gathered instead and run once per session at the
+ * commit: the queued messages taken in the turn as one range (they are the oldest), the in-flight
+ * messages acknowledged in it as one list of packet identifiers. The transaction is committed
+ * when the turn's output is about to be written (the broker
  * asks, see commit()), or at the latest in a setImmediate callback scheduled when it was opened,
  * which then has the broker write the output it held back. Group commit: one transaction per turn
  * whatever the number of connections and packets in it.
@@ -104,11 +107,11 @@ interface Statements {
   subscribe: Statement;
   unsubscribe: Statement;
   enqueue: Statement;
-  dequeue: Statement;
+  dequeueUpTo: Statement;
   clearQueue: Statement;
   addInflight: Statement;
   release: Statement;
-  removeInflight: Statement;
+  removeInflightList: Statement;
   clearInflight: Statement;
   addIncoming: Statement;
   removeIncoming: Statement;
@@ -138,6 +141,10 @@ export class SqliteStore implements DurableStore {
   /** Each message's stored PUBLISH, encoded once however many sessions keep it. */
   private encoded = new WeakMap<Message, Uint8Array>();
   private recoveredCounters = new Map<string, Counters>();
+  /** The journal of each session kept, by client identifier. */
+  private journals = new Map<string, SqliteSessionJournal>();
+  /** Journals with deletions gathered for the commit. */
+  private gathered = new Set<SqliteSessionJournal>();
   private readonly s: Statements;
   private readonly endTurn = () => {
     this.scheduled = false;
@@ -161,11 +168,11 @@ export class SqliteStore implements DurableStore {
       subscribe: q("INSERT OR REPLACE INTO subscription (client_id, key, filter, qos, no_local, retain_as_published, retain_handling, subscription_id, share_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
       unsubscribe: q("DELETE FROM subscription WHERE client_id = ? AND key = ?"),
       enqueue: q("INSERT OR REPLACE INTO queued (client_id, seq, qos, retain, subscription_ids, publish, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)"),
-      dequeue: q("DELETE FROM queued WHERE client_id = ? AND seq = ?"),
+      dequeueUpTo: q("DELETE FROM queued WHERE client_id = ? AND seq < ?"),
       clearQueue: q("DELETE FROM queued WHERE client_id = ?"),
       addInflight: q("INSERT OR REPLACE INTO inflight (client_id, packet_id, seq, qos, retain, subscription_ids, released, publish, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
       release: q("UPDATE inflight SET released = 1 WHERE client_id = ? AND packet_id = ?"),
-      removeInflight: q("DELETE FROM inflight WHERE client_id = ? AND packet_id = ?"),
+      removeInflightList: q("DELETE FROM inflight WHERE client_id = ? AND packet_id IN (SELECT value FROM json_each(?))"),
       clearInflight: q("DELETE FROM inflight WHERE client_id = ?"),
       addIncoming: q("INSERT OR IGNORE INTO incoming_qos2 (client_id, packet_id) VALUES (?, ?)"),
       removeIncoming: q("DELETE FROM incoming_qos2 WHERE client_id = ? AND packet_id = ?"),
@@ -203,18 +210,28 @@ export class SqliteStore implements DurableStore {
     return this.inTransaction;
   }
 
-  /** Runs one statement of the turn's transaction, opening it (and scheduling its end) first. */
-  private write(stmt: Statement, ...params: (string | number | null | Uint8Array)[]): void {
-    if (this.failure !== null || this.closed) return;
+  /** Opens the turn's transaction (and schedules its end) unless it is open; false when the store cannot write. */
+  private begin(): boolean {
+    if (this.failure !== null || this.closed) return false;
+    if (this.inTransaction) return true;
     try {
-      if (!this.inTransaction) {
-        this.s.begin.run();
-        this.inTransaction = true;
-        if (!this.scheduled) {
-          this.scheduled = true;
-          setImmediate(this.endTurn);
-        }
-      }
+      this.s.begin.run();
+    } catch (e) {
+      this.fail(e);
+      return false;
+    }
+    this.inTransaction = true;
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.endTurn);
+    }
+    return true;
+  }
+
+  /** Runs one statement of the turn's transaction. */
+  private write(stmt: Statement, ...params: (string | number | null | Uint8Array)[]): void {
+    if (!this.begin()) return;
+    try {
       stmt.run(...params);
       this.rowsInTransaction++;
     } catch (e) {
@@ -222,11 +239,20 @@ export class SqliteStore implements DurableStore {
     }
   }
 
+  /** @internal a journal gathered a deletion (one row) for the commit. */
+  gather(journal: SqliteSessionJournal): void {
+    if (!this.begin()) return;
+    this.gathered.add(journal);
+    this.rowsInTransaction++;
+  }
+
   /** Commits the turn's transaction, if one is open. */
   commit(): boolean {
     if (this.failure !== null) return false;
     if (!this.inTransaction) return true;
     try {
+      for (const j of this.gathered) j.flush(this.s.dequeueUpTo, this.s.removeInflightList);
+      this.gathered.clear();
       this.s.commit.run();
     } catch (e) {
       this.fail(e);
@@ -278,10 +304,11 @@ export class SqliteStore implements DurableStore {
   attach(session: Session, restored: boolean): SessionJournal {
     const counters = this.recoveredCounters.get(session.clientId);
     this.recoveredCounters.delete(session.clientId);
+    if (!restored) this.sessionEnded(session.clientId);
     const journal = new SqliteSessionJournal(this, session.clientId, restored && counters !== undefined ? counters : { head: 0, tail: 0, sent: 0 });
+    this.journals.set(session.clientId, journal);
     if (restored) return journal;
-    // a session that starts being kept: nothing of an earlier one stays, then its row and what it holds
-    this.sessionEnded(session.clientId);
+    // a session that starts being kept: nothing of an earlier one stayed (above), then its row and what it holds
     this.saveSession(session, 0);
     for (const [key, held] of session.subscriptions) journal.subscribed(key, held.entry);
     for (const q of session.queuedMessages()) journal.enqueued(q);
@@ -298,6 +325,11 @@ export class SqliteStore implements DurableStore {
   }
 
   sessionEnded(clientId: string): void {
+    const journal = this.journals.get(clientId);
+    if (journal !== undefined) {
+      this.journals.delete(clientId);
+      this.gathered.delete(journal); // its gathered deletions go with everything else of it
+    }
     for (const stmt of this.s.deleteSession) this.write(stmt, clientId);
   }
 
@@ -327,20 +359,12 @@ export class SqliteStore implements DurableStore {
     this.write(this.s.enqueue, clientId, seq, q.qos, q.retain ? 1 : 0, idsText(q.subscriptionIds), this.bytes(q.message), q.message.expiresAt);
   }
   /** @internal */
-  dequeue(clientId: string, seq: number): void {
-    this.write(this.s.dequeue, clientId, seq);
-  }
-  /** @internal */
   addInflight(clientId: string, seq: number, m: InflightMessage): void {
     this.write(this.s.addInflight, clientId, m.packetId, seq, m.qos, m.retain ? 1 : 0, idsText(m.subscriptionIds), m.released ? 1 : 0, this.bytes(m.message), m.message.expiresAt);
   }
   /** @internal */
   release(clientId: string, packetId: number): void {
     this.write(this.s.release, clientId, packetId);
-  }
-  /** @internal */
-  removeInflight(clientId: string, packetId: number): void {
-    this.write(this.s.removeInflight, clientId, packetId);
   }
   /** @internal */
   addIncoming(clientId: string, packetId: number): void {
@@ -420,6 +444,10 @@ class SqliteSessionJournal implements SessionJournal {
   /** seq of the oldest queued message, and the next one to give. */
   private head: number;
   private tail: number;
+  /** Queued rows below this seq are deleted already; those from it up to `head` wait for the commit. */
+  private deletedUpTo: number;
+  /** In-flight messages acknowledged in this turn, deleted at the commit. */
+  private removed: number[] | null = null;
   /** seq of the next message sent: keeps the in-flight messages in send order across a restart. */
   private sent: number;
 
@@ -428,7 +456,7 @@ class SqliteSessionJournal implements SessionJournal {
     private readonly clientId: string,
     counters: Counters,
   ) {
-    this.head = counters.head;
+    this.head = this.deletedUpTo = counters.head;
     this.tail = counters.tail;
     this.sent = counters.sent;
   }
@@ -443,16 +471,24 @@ class SqliteSessionJournal implements SessionJournal {
     this.store.enqueue(this.clientId, this.tail++, q);
   }
   dequeued(): void {
-    this.store.dequeue(this.clientId, this.head++);
+    this.head++;
+    this.store.gather(this);
   }
   inflightAdded(m: InflightMessage): void {
+    const removed = this.removed;
+    if (removed !== null) {
+      // an identifier acknowledged and used again in one turn: the new row replaces the old one, which must stay
+      const i = removed.indexOf(m.packetId);
+      if (i >= 0) removed.splice(i, 1);
+    }
     this.store.addInflight(this.clientId, this.sent++, m);
   }
   inflightReleased(packetId: number): void {
     this.store.release(this.clientId, packetId);
   }
   inflightRemoved(packetId: number): void {
-    this.store.removeInflight(this.clientId, packetId);
+    (this.removed ??= []).push(packetId);
+    this.store.gather(this);
   }
   incomingAdded(packetId: number): void {
     this.store.addIncoming(this.clientId, packetId);
@@ -461,8 +497,21 @@ class SqliteSessionJournal implements SessionJournal {
     this.store.removeIncoming(this.clientId, packetId);
   }
   cleared(): void {
-    this.head = this.tail = 0;
+    this.head = this.tail = this.deletedUpTo = 0;
+    this.removed = null;
     this.store.clear(this.clientId);
+  }
+
+  /** Runs the deletions gathered in this turn: one range of queued rows, one list of in-flight ones. */
+  flush(dequeueUpTo: Statement, removeInflightList: Statement): void {
+    if (this.head > this.deletedUpTo) {
+      dequeueUpTo.run(this.clientId, this.head);
+      this.deletedUpTo = this.head;
+    }
+    if (this.removed !== null) {
+      removeInflightList.run(this.clientId, JSON.stringify(this.removed));
+      this.removed = null;
+    }
   }
 }
 

@@ -8,7 +8,7 @@ export { Broker, type BrokerInit, type LogLevel } from "./lib/broker/broker";
 export { BrokerThread } from "./lib/thread/broker-thread";
 export { PasswordFileError } from "./lib/broker/auth";
 export { AclFileError } from "./lib/broker/acl";
-export { PersistenceError } from "./lib/broker/store";
+export { PersistenceError } from "./lib/broker/store/journal";
 export { Client, type ClientOptions, type SubscribeOptions } from "./lib/client/client";
 export { Message, type MessageOptions } from "./lib/client/message";
 export { MessageQueue } from "./lib/client/queue";

@@ -7,6 +7,8 @@
  *   BENCH_BROKER_OPTIONS='{"maxQueuedMessages":100000}'   options (JSON) over the defaults
  *   BENCH_BROKER_LOG=info                                 the broker's log level (default error)
  *   BENCH_BROKER_THREAD=1                                 thread mode: the same broker in a BrokerThread (a Worker)
+ *   BENCH_BROKER_STATS_FILE=PATH                          on shutdown, write the persistence store's counters
+ *                                                         (transactions, rows) there as JSON (main thread only)
  */
 import type { BrokerInit } from "../lib/broker/broker";
 import { Broker } from "../lib/broker/broker";
@@ -23,6 +25,8 @@ let stopping = false;
 async function shutdown(): Promise<void> {
   if (stopping) return;
   stopping = true;
+  const statsFile = process.env.BENCH_BROKER_STATS_FILE;
+  if (statsFile !== undefined && broker instanceof Broker) await Bun.write(statsFile, JSON.stringify(broker.store?.stats ?? null));
   await broker.stop();
   process.exit(0);
 }

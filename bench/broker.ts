@@ -25,13 +25,19 @@
  *   latency p50 / p99 at 2000 msg/s, QoS 0 (timestamp in the payload, measured at the subscriber)
  *   broker RSS growth per idle connection over BENCH_CONNS connections (CONNECT + CONNACK each)
  *
+ * Durable QoS 1 (issue 12; `--durable` runs only this part): QoS 1 1 -> 1, 100 in flight, to a
+ * subscriber with a persistent session (Session Expiry 3600): our broker without persistence, with
+ * --persistence and durability process, and with durability power; Mosquitto with `persistence
+ * true` (it saves on its autosave interval, not per message). Reported: delivery rate, p50 / p99 of
+ * PUBLISH-to-PUBACK at the publisher, and for ours the mean rows per committed transaction.
+ *
  * Environment: BENCH_WARMUP_MS (1000), BENCH_DURATION_MS (3000), BENCH_LATENCY_WARMUP_MS (2000),
  * BENCH_LATENCY_MS (5000), BENCH_CONNS (2000), BENCH_QOS1_COUNT (300000), BENCH_ONLY (run only the
  * scenarios whose name contains it, e.g. "qos1"), BENCH_MQTT_VERSION (5 or 4), MOSQUITTO (/usr/sbin/mosquitto).
  * Every process started here is killed at the end, also on error or Ctrl-C.
  */
 import type { Subprocess } from "bun";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { firstLine, killAll, runBench, stopProcess, track } from "./processes";
@@ -49,6 +55,7 @@ const VERSION = process.env.BENCH_MQTT_VERSION ?? "5";
 const MOSQUITTO = process.env.MOSQUITTO ?? "/usr/sbin/mosquitto";
 const LATENCY_RATE = 2000;
 const JSON_OUT = process.argv.includes("--json");
+const DURABLE_ONLY = process.argv.includes("--durable");
 const BUN = process.execPath;
 const LOADGEN = join(import.meta.dir, "loadgen.ts");
 const SERVER = join(import.meta.dir, "broker-server.ts");
@@ -286,6 +293,73 @@ function table(rows: string[][]): string {
   return [line(rows[0]!), widths.map((w) => "-".repeat(w)).join("  "), ...rows.slice(1).map(line)].join("\n");
 }
 
+// ---- durable QoS 1 ------------------------------------------------------------------------------
+
+/** One way of running the durable scenario: our broker with these options, or Mosquitto with persistence. */
+interface DurableRun {
+  label: string;
+  options: Record<string, unknown> | null;
+}
+
+const DURABLE_RUNS: DurableRun[] = [
+  { label: "mqtttools, no persistence", options: {} },
+  { label: "mqtttools, durability=process", options: { persistenceFile: "durable-process.db", durability: "process" } },
+  { label: "mqtttools, durability=power", options: { persistenceFile: "durable-power.db", durability: "power" } },
+  { label: "mosquitto, persistence true", options: null },
+];
+
+const DURABLE_ARGS = ["--mode", "throughput", "--pubs", 1, "--subs", 1, "--qos", 1, "--inflight", 100, "--filter", "bench/0", "--session-expiry", 3600, "--ack-latency", 1, ...timing];
+
+/** Runs the durable scenario every way; returns one table row each. */
+async function durable(): Promise<string[][]> {
+  const rows: string[][] = [["durable QoS 1, 1 -> 1, persistent subscriber", "rate", "PUBACK p50", "PUBACK p99", "rows / transaction", "transactions/s", "vs mosquitto"]];
+  const measured: { run: DurableRun; r: Record<string, number>; stats: { transactions: number; rows: number } | null; seconds: number }[] = [];
+  for (const run of DURABLE_RUNS) {
+    let port: number;
+    let stop: () => Promise<void>;
+    const statsFile = join(tempDir!, `stats-${measured.length}.json`);
+    const began = performance.now();
+    if (run.options === null) {
+      port = freePort();
+      const conf = join(tempDir!, `mosquitto-durable-${port}.conf`);
+      // its own directory, writable by the user Mosquitto drops to when started as root
+      const where = join(tempDir!, `mosquitto-db-${port}`);
+      mkdirSync(where, { mode: 0o777 });
+      chmodSync(where, 0o777);
+      writeFileSync(conf, MOSQUITTO_CONFIG(port).replace("persistence false", `persistence true\npersistence_location ${where}/`));
+      const proc = spawn([MOSQUITTO, "-c", conf], "ignore");
+      await waitListening(port, proc, "mosquitto");
+      stop = () => stopProcess(proc);
+    } else {
+      const options: Record<string, unknown> = { ...OUR_OPTIONS, ...run.options };
+      if (typeof options.persistenceFile === "string") options.persistenceFile = join(tempDir!, options.persistenceFile);
+      const proc = spawn([BUN, SERVER], "pipe", { BENCH_BROKER_OPTIONS: JSON.stringify(options), BENCH_BROKER_THREAD: "0", BENCH_BROKER_STATS_FILE: statsFile });
+      port = (JSON.parse(await firstLine(proc, "bench/broker-server.ts")) as { port: number }).port;
+      stop = () => stopProcess(proc);
+    }
+    let r: Record<string, number>;
+    try {
+      r = await loadgen(port, DURABLE_ARGS);
+    } finally {
+      await stop();
+    }
+    const seconds = (performance.now() - began) / 1000;
+    const stats = run.options === null ? null : ((await Bun.file(statsFile).json().catch(() => null)) as { transactions: number; rows: number } | null);
+    measured.push({ run, r, stats, seconds });
+    process.stderr.write(`  durable / ${run.label}: ${JSON.stringify({ ...r, perSubscriber: undefined, stats })}\n`);
+  }
+  const mosquitto = measured.at(-1)!.r.rate!;
+  for (const { run, r, stats, seconds } of measured) {
+    const tx = stats === null || stats.transactions === 0 ? null : stats;
+    rows.push([
+      run.label, format(r.rate!, "msg/s"), format(r.ackP50!, "ms"), format(r.ackP99!, "ms"),
+      tx === null ? "-" : (tx.rows / tx.transactions).toFixed(1), tx === null ? "-" : Math.round(tx.transactions / seconds).toLocaleString("en-US"),
+      run.options === null ? "" : `${(r.rate! / mosquitto).toFixed(2)}x`,
+    ]);
+  }
+  return rows;
+}
+
 async function main(): Promise<void> {
   tempDir = mkdtempSync(join(tmpdir(), "mqtttools-bench-"));
   const mosquittoVersion = (await new Response(Bun.spawn([MOSQUITTO, "-h"], { stdout: "pipe", stderr: "ignore" }).stdout).text()).split("\n")[0];
@@ -301,6 +375,11 @@ async function main(): Promise<void> {
   const results: { scenario: string; broker: BrokerName; result: Record<string, number> }[] = [];
   const rows: string[][] = [["scenario", "mqtttools", "thread mode", "mosquitto", "ratio", "thread ratio", "goal", "met (main / thread)"]];
   const started = performance.now();
+  if (DURABLE_ONLY) {
+    console.log(table(await durable()));
+    console.log(`\ntransactions/s: over the broker process's whole life (start to stop). ${((performance.now() - started) / 1000).toFixed(1)} s`);
+    return;
+  }
   for (const s of SCENARIOS.filter((x) => x.name.includes(process.env.BENCH_ONLY ?? ""))) {
     const measured = {} as Record<BrokerName, Record<string, number>>;
     for (const name of BROKERS) {
@@ -327,6 +406,7 @@ async function main(): Promise<void> {
     }
   }
   console.log(table(rows));
+  console.log(`\n${table(await durable())}`);
   console.log(`\nratio > 1: mqtttools better than mosquitto (msg/s: ours / theirs; ms and KB: theirs / ours); thread mode: the same broker in a BrokerThread. ${((performance.now() - started) / 1000).toFixed(1)} s`);
   if (JSON_OUT) console.log(JSON.stringify(results, null, 2));
 }

@@ -10,6 +10,9 @@
  *   bun bench/loadgen.ts --port P --mode latency --rate 2000 [--warmup-ms 1000] [--duration-ms 5000]
  *   bun bench/loadgen.ts --port P --mode memory --conns 2000 --pid BROKER_PID
  *   common: [--host 127.0.0.1] [--version 5|4] [--payload 64]
+ *   throughput, QoS 1: [--session-expiry S] subscribers connect with clean start 0 and this Session
+ *   Expiry Interval (a persistent session); [--ack-latency 1] the publisher also reports p50 / p99
+ *   of the time from writing each PUBLISH to its PUBACK (ackP50, ackP99, in ms)
  *
  * throughput: publisher i publishes to `bench/<i>`; every subscriber subscribes to `--filter`.
  *   QoS 0 publishers write 64 KB buffers of whole PUBLISH frames while the socket takes them and
@@ -62,6 +65,8 @@ const BATCH_BYTES = 64 * 1024;
 /** Batches a QoS 0 publisher writes per event-loop turn before letting the loop run. */
 const BATCHES_PER_TURN = 8;
 const ID_PREFIX = `lg${process.pid}-`;
+/** Session Expiry Interval of the subscribers (throughput mode); 0: clean, non-persistent sessions. */
+const SESSION_EXPIRY = num("session-expiry", 0);
 
 function fatal(message: string): never {
   console.log(JSON.stringify({ error: message }));
@@ -101,7 +106,7 @@ class Conn {
   constructor(readonly clientId: string) {}
 
   /** Connects, sends CONNECT and waits for a successful CONNACK. */
-  static async open(clientId: string): Promise<Conn> {
+  static async open(clientId: string, sessionExpiry = 0): Promise<Conn> {
     const c = new Conn(clientId);
     c.socket = await Bun.connect({
       hostname: HOST,
@@ -118,7 +123,10 @@ class Conn {
     const connack = c.expect(PacketType.CONNACK);
     c.send(
       encodePacket(
-        { type: PacketType.CONNECT, protocolVersion: VERSION, cleanStart: true, keepAlive: 0, clientId, will: null, username: null, password: null, properties: NO_PROPERTIES },
+        {
+          type: PacketType.CONNECT, protocolVersion: VERSION, cleanStart: sessionExpiry === 0, keepAlive: 0, clientId, will: null, username: null, password: null,
+          properties: sessionExpiry === 0 || VERSION !== 5 ? NO_PROPERTIES : { sessionExpiryInterval: sessionExpiry },
+        },
         VERSION,
       ),
     );
@@ -362,10 +370,12 @@ function acknowledgements(firstByte: number, ids: number[], n: number): Uint8Arr
  * Makes `p` a QoS 1/2 publisher that keeps `inflight` PUBLISHes of `t` unacknowledged, refilling
  * the window once per data event, until `limit` are sent or `stopped()`. A PUBREC is answered
  * with PUBREL; an identifier is free again at PUBACK / PUBCOMP. With `stamp` each payload starts
- * with performance.now() at the time of the write. Returns how many it has sent so far.
+ * with performance.now() at the time of the write. `acked`, when given, gets each message's time
+ * from its write to its PUBACK / PUBCOMP in ms. Returns how many it has sent so far.
  */
-function keepWindow(p: Conn, t: ReturnType<typeof publishTemplate>, inflight: number, limit: number, stamp: boolean, stopped: () => boolean): () => number {
+function keepWindow(p: Conn, t: ReturnType<typeof publishTemplate>, inflight: number, limit: number, stamp: boolean, stopped: () => boolean, acked: ((ms: number) => void) | null = null): () => number {
   const used = new Uint8Array(65536);
+  const sentAt = acked === null ? null : new Float64Array(65536);
   let nextId = 0;
   let outstanding = 0;
   let sent = 0;
@@ -382,6 +392,7 @@ function keepWindow(p: Conn, t: ReturnType<typeof publishTemplate>, inflight: nu
       b[i * t.frame.length + t.idAt] = nextId >> 8;
       b[i * t.frame.length + t.idAt + 1] = nextId & 0xff;
       if (stamp) view.setFloat64(i * t.frame.length + t.payloadAt, now, true);
+      if (sentAt !== null) sentAt[nextId] = now;
     }
     outstanding += n;
     sent += n;
@@ -399,6 +410,7 @@ function keepWindow(p: Conn, t: ReturnType<typeof publishTemplate>, inflight: nu
     if (used[id] === 1) {
       used[id] = 0;
       outstanding--;
+      if (sentAt !== null) acked!(performance.now() - sentAt[id]!);
     }
   };
   p.onDataEnd = refill;
@@ -427,13 +439,13 @@ function done(result: object): never {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-async function openMany(count: number, prefix: string, concurrency = 100): Promise<Conn[]> {
+async function openMany(count: number, prefix: string, concurrency = 100, sessionExpiry = 0): Promise<Conn[]> {
   const out: Conn[] = new Array(count);
   let next = 0;
   const worker = async () => {
     while (next < count) {
       const i = next++;
-      out[i] = await Conn.open(`${ID_PREFIX}${prefix}${i}`);
+      out[i] = await Conn.open(`${ID_PREFIX}${prefix}${i}`, sessionExpiry);
       conns.push(out[i]!);
     }
   };
@@ -452,10 +464,13 @@ async function throughput(): Promise<never> {
   const warmupMs = num("warmup-ms", 1000);
   const durationMs = num("duration-ms", 3000);
 
-  const subscribers = await openMany(subs, "sub");
+  const subscribers = await openMany(subs, "sub", 100, SESSION_EXPIRY);
+  const ackLatency = num("ack-latency", 0) === 1;
+  const ackSamples: number[] = [];
   for (const s of subscribers) await s.subscribe(filter, qos);
   const publishers = await openMany(pubs, "pub");
   let stopped = false;
+  let measuring = false;
   let sent = 0; // QoS 0; QoS 1 publishers count in their windows
   const windows: (() => number)[] = [];
   const published = () => windows.reduce((n, w) => n + w(), sent);
@@ -504,11 +519,13 @@ async function throughput(): Promise<never> {
       pump();
       return;
     }
-    windows.push(keepWindow(p, t, inflight, Infinity, false, () => stopped)); // QoS 1
+    // QoS 1; with --ack-latency 1 each PUBLISH-to-PUBACK time is sampled while measuring
+    windows.push(keepWindow(p, t, inflight, Infinity, false, () => stopped, ackLatency ? (ms) => measuring && ackSamples.push(ms) : null));
   });
 
   const delivered = () => subscribers.reduce((n, s) => n + s.publishes, 0);
   await sleep(warmupMs);
+  measuring = true;
   const c0 = delivered();
   const s0 = published();
   const t0 = performance.now();
@@ -517,7 +534,10 @@ async function throughput(): Promise<never> {
   const s1 = published();
   const t1 = performance.now();
   stopped = true;
+  measuring = false;
   const seconds = (t1 - t0) / 1000;
+  const lat = Float64Array.from(ackSamples).sort();
+  const pct = (q: number) => (lat.length === 0 ? NaN : lat[Math.min(lat.length - 1, Math.floor(q * lat.length))]!);
   return done({
     mode: "throughput",
     pubs,
@@ -528,6 +548,7 @@ async function throughput(): Promise<never> {
     rate: (c1 - c0) / seconds,
     publishedRate: (s1 - s0) / seconds,
     perSubscriber: subscribers.map((s) => s.publishes),
+    ...(ackLatency ? { ackP50: pct(0.5), ackP99: pct(0.99), ackSamples: lat.length } : {}),
   });
 }
 

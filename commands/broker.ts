@@ -28,7 +28,10 @@ Options:
   --allow-anonymous           with --password-file, let clients without a user name in too
   --acl-file FILE             access rules in Mosquitto's acl_file format: clients read and
                               write only the topics the rules grant them
-  --persistence FILE          keep retained messages and sessions in this SQLite file across restarts
+  --persistence FILE          keep retained messages, sessions and pending wills in this SQLite
+                              file: what the broker acknowledges survives a crash (kill -9)
+  --durability LEVEL          with --persistence: process (default) survives a crash of the
+                              broker process, power (an fsync per commit) the loss of the machine
   --sys-interval SECONDS      how often the $SYS/broker/... topics are updated, 0 = none (default 10)
   --max-connections N         most simultaneous clients (default ${DEFAULT_OPTIONS.maxConnections}; also bounded by the
                               file descriptor limit less --fd-reserve)
@@ -72,6 +75,7 @@ Config file (TOML); relative file names are relative to the file:
   aclFile = "acl"             # topic/pattern/user rules, as Mosquitto's acl_file
   [persistence]
   file = "broker.db"          # retained messages and sessions across restarts (SQLite)
+  durability = "process"      # or "power"
 Listener flags (--host, --port, --secure-port, --certfile, --keyfile, --cafile) replace the
 file's listeners; each limit flag overrides the same limit.`;
 
@@ -174,9 +178,9 @@ async function readConfig(path: string): Promise<{ listeners: Address[]; limits:
   const persistence = (doc.persistence ?? {}) as Record<string, unknown>;
   for (const [key, v] of Object.entries(persistence)) {
     if (key === "file" && typeof v === "string") limits.persistenceFile = resolve(dir, v);
-    else if (key === "intervalMs" && typeof v === "number" && Number.isInteger(v) && v >= 1) limits.persistenceIntervalMs = v;
-    else if (key === "sessionSaveIntervalMs" && typeof v === "number" && Number.isInteger(v) && v >= 0) limits.sessionSaveIntervalMs = v;
-    else throw bad(`[persistence] takes file (a file name), intervalMs (an integer of at least 1) and sessionSaveIntervalMs (0 or more), not '${key} = ${JSON.stringify(v)}'`);
+    else if (key === "durability" && (v === "process" || v === "power")) limits.durability = v;
+    else if (key === "intervalMs" || key === "sessionSaveIntervalMs") throw bad(`[persistence] ${key} is gone: every change is committed before the packet that acknowledges it leaves (see durability)`);
+    else throw bad(`[persistence] takes file (a file name) and durability ("process" or "power"), not '${key} = ${JSON.stringify(v)}'`);
   }
   return { listeners, limits };
 }
@@ -207,6 +211,7 @@ export async function brokerCommand(argv: string[]): Promise<number> {
       "allow-anonymous": { type: "boolean" },
       "acl-file": { type: "string" },
       persistence: { type: "string" },
+      durability: { type: "string" },
       "sys-interval": { type: "string" },
       "slow-consumer-policy": { type: "string" },
       "slow-consumer-timeout": { type: "string" },
@@ -233,6 +238,10 @@ export async function brokerCommand(argv: string[]): Promise<number> {
   if (values.persistence !== undefined) limits.persistenceFile = values.persistence;
   if (values["slow-consumer-policy"] !== undefined) limits.slowConsumerPolicy = slowConsumerPolicy("--slow-consumer-policy", values["slow-consumer-policy"]);
   if (values["slow-consumer-timeout"] !== undefined) limits.slowConsumerTimeoutMs = integerFlag("slow-consumer-timeout", values["slow-consumer-timeout"], 1) * 1000;
+  if (values.durability !== undefined) {
+    if (values.durability !== "process" && values.durability !== "power") throw new UsageError(`--durability must be process or power, not '${values.durability}'`);
+    limits.durability = values.durability;
+  }
   if (values["sys-interval"] !== undefined) limits.sysIntervalMs = integerFlag("sys-interval", values["sys-interval"], 0) * 1000;
   // the command's own --log-level, else the global one (mqtttools --log-level LEVEL broker; default error)
   const logLevel = values["log-level"] !== undefined ? parseLogLevel(values["log-level"]) : globalLogLevel();
@@ -255,6 +264,13 @@ export async function brokerCommand(argv: string[]): Promise<number> {
     throw listenError(e);
   });
   const where = listeners.map((l, i) => `${(l as [string, number])[0]}:${ports[i]}${(l as unknown[])[2] !== undefined ? " (TLS)" : ""}`);
+  const r = broker.recovery;
+  if (r !== null) {
+    console.log(
+      `Restored from ${r.file} in ${r.ms.toFixed(1)} ms: ${r.sessions} sessions (${r.subscriptions} subscriptions, ${r.queued} queued and ${r.inflight} in-flight messages, ` +
+        `${r.incomingQos2} incoming QoS 2 identifiers), ${r.retained} retained messages, ${r.wills} pending wills.`,
+    );
+  }
   console.log(`Listening on ${where.join(", ")}${values.thread ? " (in a worker thread)" : ""}. Press Ctrl-C to stop.`);
   const stop = () => {
     console.log("Stopping.");

@@ -18,7 +18,7 @@ import { SharedGroup } from "../topic/shared";
 import { topicMatches } from "../topic/match";
 import { Access, loadAccessRules, type AccessRules } from "./acl";
 import { Authenticator } from "./auth";
-import { Store, type StoredSession } from "./store";
+import type { DurableStore, PersistenceError, RecoveredSession, RecoveredWill, RecoveryReport } from "./store/journal";
 import { sysMessage, sysValues, type BrokerCounters } from "./sys";
 import pkg from "../../package.json" with { type: "json" };
 import { Connection, ConnState } from "./connection";
@@ -93,8 +93,10 @@ export class Broker {
   private authenticator: Authenticator | null = null;
   /** Who may read and write what (aclFile); loaded in start(). */
   private acl: AccessRules | null = null;
-  /** Where retained messages are kept across restarts (persistenceFile); opened in start(). */
-  private store: Store | null = null;
+  /** Durable state (persistenceFile), opened in start(); null: memory only. Output waits for its commits. */
+  store: DurableStore | null = null;
+  /** What start() restored from persistenceFile, null without one. */
+  recovery: RecoveryReport | null = null;
   /** Counters for `$SYS`. */
   readonly counters: BrokerCounters = { messagesReceived: 0, messagesSent: 0, messagesDropped: 0 };
   private sysTimer: Timer | null = null;
@@ -150,18 +152,7 @@ export class Broker {
     if (this.servers.length > 0) throw new Error("the broker is already started");
     this.authenticator = await Authenticator.load(this.options.passwordFile, this.options.allowAnonymous);
     this.acl = this.options.aclFile === null ? null : await loadAccessRules(this.options.aclFile);
-    if (this.options.persistenceFile !== null) {
-      const store = Store.open(this.options.persistenceFile, this.options.persistenceIntervalMs);
-      try {
-        for (const m of store.loadRetained()) this.retained.set(m.topic, m);
-        for (const s of store.loadSessions()) this.restoreSession(s);
-      } catch (e) {
-        store.close();
-        throw e;
-      }
-      this.store = store;
-      if (this.options.sessionSaveIntervalMs > 0) store.saveSessionsEvery(this.options.sessionSaveIntervalMs, () => this.sessions.values());
-    }
+    if (this.options.persistenceFile !== null) await this.recover(this.options.persistenceFile);
     const ports: number[] = [];
     this.overload.start();
     try {
@@ -175,8 +166,7 @@ export class Broker {
       this.overload.stop();
       for (const s of this.servers) s.close();
       this.servers = [];
-      this.store?.close();
-      this.store = null;
+      this.closeStore();
       throw e;
     }
     this.overload.watch(this.servers);
@@ -189,6 +179,7 @@ export class Broker {
       this.sysTimer.unref();
     }
     this.stopped = Promise.withResolvers<void>();
+    this.stopped.promise.catch(() => {}); // a failed store rejects it: only serveForever() reports that
     return ports;
   }
 
@@ -202,6 +193,7 @@ export class Broker {
   async stop(): Promise<void> {
     // DISCONNECT first: stop(true) closes the listeners' sockets at once
     for (const conn of [...this.connections]) conn.close(ReasonCode.ServerShuttingDown, "the broker is shutting down");
+    this.store?.commit();
     this.flushAll();
     this.overload.stop();
     for (const s of this.servers) s.close();
@@ -214,16 +206,83 @@ export class Broker {
     this.expiryTimers.clear();
     for (const w of this.willTimers.values()) w.timer.clear();
     this.willTimers.clear();
-    if (this.store !== null) {
-      // written before stop() resolves: what is pending of the retained messages, and the sessions
-      // that outlive their connections (all of them just closed)
-      this.store.saveSessions(this.sessions.values());
-      this.store.close();
-      this.store = null;
-    }
+    this.closeStore();
     this.stopped?.resolve();
   }
 
+  // ---- durable state ---------------------------------------------------------------------
+
+  /**
+   * Opens the persistence file and restores what it holds: retained messages, sessions with their
+   * subscriptions, queues and messages in flight both ways, and pending wills with the time left.
+   * bun:sqlite is loaded only here, so a broker without a file never loads it.
+   */
+  private async recover(file: string): Promise<void> {
+    const began = performance.now();
+    const { SqliteStore } = await import("./store/sqlite");
+    const store = SqliteStore.open(file, this.options.durability, {
+      committed: () => this.flushAll(),
+      failed: (e) => this.storeFailed(e),
+    });
+    this.store = store;
+    const report: RecoveryReport = { file, sessions: 0, subscriptions: 0, queued: 0, inflight: 0, incomingQos2: 0, retained: 0, wills: 0, ms: 0 };
+    try {
+      const now = Date.now();
+      const { retained, sessions, wills } = store.recover(now);
+      for (const m of retained) this.retained.set(m.topic, m);
+      report.retained = retained.length;
+      for (const s of sessions) {
+        this.restoreSession(s, now);
+        report.sessions++;
+        report.subscriptions += s.subscriptions.length;
+        report.queued += s.queue.length;
+        report.inflight += s.inflight.length;
+        report.incomingQos2 += s.incomingQos2.length;
+      }
+      for (const w of wills) this.restoreWill(w, now);
+      report.wills = wills.length;
+      store.commit();
+    } catch (e) {
+      this.closeStore();
+      throw e;
+    }
+    report.ms = performance.now() - began;
+    this.recovery = report;
+    this.log("info", `restored from ${file} in ${report.ms.toFixed(1)} ms: ${report.sessions} sessions, ${report.retained} retained messages, ${report.wills} pending wills`);
+  }
+
+  /** Commits what is pending and closes the persistence file. */
+  private closeStore(): void {
+    if (this.store === null) return;
+    this.store.close();
+    this.store = null;
+    for (const s of this.sessions.values()) s.journal = null;
+  }
+
+  /**
+   * A commit failed: nothing more may be acknowledged, and what the output holds may promise what
+   * the file does not have. Every connection is cut without its output and the broker stops;
+   * serveForever() rejects with the error. Restarting on the file gives the last committed state.
+   */
+  private storeFailed(e: PersistenceError): void {
+    this.log("error", e.message);
+    for (const conn of [...this.connections]) conn.socket.terminate();
+    for (const s of this.servers) s.close();
+    this.servers = [];
+    this.stopped?.reject(e);
+  }
+
+  /** A client connected to `session` (CONNECT accepted): starts, updates or ends its durable copy, as its expiry says. */
+  sessionConnected(session: Session): void {
+    const store = this.store;
+    if (store === null) return;
+    if (session.expiryInterval === 0) {
+      // it ends with this connection: nothing of it is kept [MQTT-3.1.2-23]
+      if (session.journal !== null) store.sessionEnded(session.clientId);
+      session.journal = null;
+    } else if (session.journal === null) session.journal = store.attach(session, false);
+    else store.saveSession(session, 0);
+  }
   /** True when an access control file is in force. */
   get checksAccess(): boolean {
     return this.acl !== null;
@@ -270,6 +329,8 @@ export class Broker {
   /** Writes every touched connection's buffer, one write each. */
   flushAll(): void {
     this.flushScheduled = false;
+    // group commit: the store calls again once the turn's transaction is committed
+    if (this.store !== null && this.store.pending) return;
     const dirty = this.dirty;
     if (dirty.length === 0) return;
     this.dirty = [];
@@ -300,12 +361,14 @@ export class Broker {
     if (t !== undefined) t.clear();
     this.expiryTimers.delete(session);
     const w = this.willTimers.get(session);
-    if (w !== undefined) w.timer.clear();
+    if (w === undefined) return;
+    w.timer.clear();
     this.willTimers.delete(session);
+    if (session.journal !== null) this.store?.willDone(session.clientId);
   }
 
   /** Recreates a session read from the persistence file: offline, with its subscriptions, messages and remaining expiry. */
-  private restoreSession(s: StoredSession): void {
+  private restoreSession(s: RecoveredSession, now: number): void {
     const session = new Session(s.clientId);
     session.expiryInterval = s.expiryInterval;
     session.protocolVersion = s.protocolVersion;
@@ -318,7 +381,33 @@ export class Broker {
     for (const q of s.queue) session.enqueue(q, Infinity, Infinity);
     for (const m of s.inflight) session.addInflight(m);
     for (const id of s.incomingQos2) session.addIncomingQos2(id);
-    if (s.expiryInterval !== 0xffffffff) this.expireLater(session, Math.max(0, s.savedAt + s.expiryInterval * 1000 - Date.now()));
+    session.journal = this.store!.attach(session, true);
+    // online when the broker stopped: its expiry counts from now
+    const offlineSince = s.disconnectedAt === 0 ? now : s.disconnectedAt;
+    if (s.disconnectedAt === 0) this.store!.saveSession(session, now);
+    if (s.expiryInterval !== 0xffffffff) this.expireLater(session, Math.max(0, offlineSince + s.expiryInterval * 1000 - now));
+  }
+
+  /** A will read from the persistence file: published now if its time has come, else when it does. */
+  private restoreWill(w: RecoveredWill, now: number): void {
+    const session = this.sessions.get(w.clientId);
+    if (w.dueAt <= now || session === undefined) {
+      this.store!.willDone(w.clientId);
+      this.publishWill(w.message);
+      return;
+    }
+    this.delayWill(session, w.message, w.dueAt - now);
+  }
+
+  /** Publishes a session's will after `ms` unless its client comes back first [MQTT-3.1.3-9]; kept in the file meanwhile. */
+  private delayWill(session: Session, message: Message, ms: number): void {
+    const timer = longTimeout(() => {
+      this.willTimers.delete(session);
+      if (session.journal !== null) this.store?.willDone(session.clientId);
+      this.publishWill(message);
+    }, ms);
+    this.willTimers.set(session, { timer, message });
+    if (session.journal !== null) this.store?.willPending(session.clientId, message, Date.now() + ms);
   }
 
   /** Ends an offline session after `ms` unless its client comes back first. */
@@ -333,6 +422,10 @@ export class Broker {
   /** Removes a session and its subscriptions, publishing a will still pending. */
   endSession(session: Session): void {
     const w = this.willTimers.get(session); // read before resumeSession() forgets it
+    if (session.journal !== null) {
+      this.store?.sessionEnded(session.clientId); // its rows, its will's included
+      session.journal = null;
+    }
     this.resumeSession(session);
     if (w) this.publishWill(w.message); // the session ends before the Will Delay Interval passes [MQTT-3.1.2-8]
     for (const key of [...session.subscriptions.keys()]) this.unsubscribe(session, key);
@@ -354,14 +447,9 @@ export class Broker {
     if (will !== null) {
       const delay = Math.min(will.delayMs, expiry === 0xffffffff ? Infinity : expiry * 1000);
       if (delay <= 0) this.publishWill(will.message);
-      else {
-        const timer = longTimeout(() => {
-          this.willTimers.delete(session);
-          this.publishWill(will.message);
-        }, delay); // [MQTT-3.1.3-9]
-        this.willTimers.set(session, { timer, message: will.message });
-      }
+      else this.delayWill(session, will.message, delay); // [MQTT-3.1.3-9]
     }
+    if (expiry !== 0 && session.journal !== null) this.store?.saveSession(session, Date.now()); // offline from now; DISCONNECT may have changed its expiry
     if (expiry === 0) this.endSession(session);
     else if (expiry !== 0xffffffff) this.expireLater(session, expiry * 1000);
   }
@@ -378,12 +466,11 @@ export class Broker {
   /** Stores or clears a retained message (an empty payload deletes) [MQTT-3.3.1-5] [MQTT-3.3.1-6]. */
   retain(message: Message): void {
     if (message.payload.length === 0) {
-      this.retained.delete(message.topic);
-      this.store?.set(message.topic, null);
+      if (this.retained.delete(message.topic)) this.store?.retained(message.topic, null);
     } else {
       const kept = persist(message);
       this.retained.set(message.topic, kept);
-      if (message.topic.charCodeAt(0) !== 0x24) this.store?.set(message.topic, kept); // not $SYS: the broker's own, made anew
+      if (message.topic.charCodeAt(0) !== 0x24) this.store?.retained(message.topic, kept); // not $SYS: the broker's own, made anew
     }
   }
 
@@ -512,6 +599,7 @@ export class Broker {
     const held = session.subscriptions.get(key);
     if (held === undefined) return false;
     session.subscriptions.delete(key);
+    session.journal?.unsubscribed(key);
     if (held.group === null) this.trie.removeAt(held.node, session);
     else if (held.group.leave((m) => m.session === session)) {
       this.trie.removeAt(held.node, held.group);
@@ -531,7 +619,7 @@ export class Broker {
       if (this.isDenied(m.topic) || !this.mayRead(session, m.topic)) continue;
       if (m.expiresAt !== 0 && m.expiresAt <= now) {
         this.retained.delete(m.topic);
-        this.store?.set(m.topic, null);
+        this.store?.retained(m.topic, null);
         continue;
       }
       const qos = (entry.qos < m.qos ? entry.qos : m.qos) as QoS;

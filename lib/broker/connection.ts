@@ -288,6 +288,7 @@ export class Connection {
     this.dirty = false;
     const out = this.out;
     if (out === null || this.outLen === 0) return;
+    if (this.broker.store !== null && !this.broker.store.commit()) return; // write-ahead: what the output acknowledges is committed first
     if (this.state === ConnState.Closed && this.socket.readyState !== 1) {
       this.outLen = 0;
       return;

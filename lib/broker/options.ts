@@ -1,5 +1,6 @@
 /** Broker addresses and limits, with their defaults. */
 import type { TLSOptions } from "bun";
+import type { Durability } from "./store/journal";
 
 /** A listener: a host, `[host, port]`, or `[host, port, tls]`. */
 export type Address = string | [string, number] | [string, number, TLSOptions];
@@ -87,15 +88,17 @@ export interface BrokerOptions {
    * write only the topics its rules grant them (see lib/broker/acl.ts). Null: no check.
    */
   aclFile: string | null;
-  /** A SQLite file that keeps retained messages across restarts (created when missing). Null: memory only. */
-  persistenceFile: string | null;
-  /** Milliseconds between writes of retained-message changes to persistenceFile (also written on stop()). */
-  persistenceIntervalMs: number;
   /**
-   * Milliseconds between snapshots of the sessions to persistenceFile, so that a crash loses at
-   * most this much of them (they are also written on stop()); 0: only on stop().
+   * A SQLite file (created when missing) that keeps retained messages, sessions that outlive their
+   * connection and pending wills: every change is committed before the packet that acknowledges
+   * it leaves the broker. Null: memory only.
    */
-  sessionSaveIntervalMs: number;
+  persistenceFile: string | null;
+  /**
+   * With persistenceFile, what an acknowledged change survives: "process" (synchronous=NORMAL) a
+   * crash of the broker process, "power" (synchronous=FULL, an fsync per commit) the loss of the machine.
+   */
+  durability: Durability;
   /** Milliseconds between updates of the `$SYS/broker/...` topics (Mosquitto's sys_interval); 0: none. */
   sysIntervalMs: number;
 }
@@ -129,8 +132,7 @@ export const DEFAULT_OPTIONS: BrokerOptions = {
   allowAnonymous: null,
   aclFile: null,
   persistenceFile: null,
-  persistenceIntervalMs: 1000,
-  sessionSaveIntervalMs: 300_000,
+  durability: "process",
   sysIntervalMs: 10_000,
 };
 

@@ -162,7 +162,7 @@ export class Outbox {
   private sendInflight(conn: Connection, session: Session, message: Message, qos: QoS, retain: boolean, subscriptionIds: number[] | null, now: number): void {
     const packetId = session.allocatePacketId();
     session.addInflight({ packetId, message, qos, retain, subscriptionIds, released: false, held: false });
-    if (!this.sendPublish(conn, message, qos, retain, subscriptionIds, packetId, false, now)) session.inflight.delete(packetId); // [MQTT-3.1.2-25] as if delivered
+    if (!this.sendPublish(conn, message, qos, retain, subscriptionIds, packetId, false, now)) session.removeInflight(packetId); // [MQTT-3.1.2-25] as if delivered
   }
 
   /**
@@ -240,7 +240,7 @@ export class Outbox {
       }
       m.held = false;
       if (this.sendPublish(conn, m.message, m.qos, m.retain, m.subscriptionIds, m.packetId, true, now)) outstanding++; // DUP [MQTT-3.3.1-1]
-      else session.inflight.delete(m.packetId); // too large now: as if delivered [MQTT-3.1.2-25]
+      else session.removeInflight(m.packetId); // too large now: as if delivered [MQTT-3.1.2-25]
     }
   }
 }

@@ -7,6 +7,7 @@ import type { QoS } from "../codec/constants";
 import type { TrieNode } from "../topic/trie";
 import type { SharedGroup } from "../topic/shared";
 import { messageCost, type Message } from "./message";
+import type { SessionJournal } from "./store/journal";
 
 /** Options of one subscription (section 3.8.3.1) and its identifier. */
 export interface SubscriptionEntry {
@@ -105,6 +106,8 @@ export class Session {
   username: string | null = null;
   /** When the client last acknowledged a message (PUBACK, PUBREC, PUBCOMP): its progress, for slowConsumerTimeoutMs. */
   lastAcknowledged = 0;
+  /** Where its durable changes are noted: set while persistence is on and the session outlives its connection, else null. */
+  journal: SessionJournal | null = null;
 
   constructor(readonly clientId: string) {}
 
@@ -117,18 +120,41 @@ export class Session {
   holdSubscription(key: string, held: HeldSubscription): void {
     if (this.subscriptions === NO_SUBSCRIPTIONS) this.subscriptions = new Map();
     this.subscriptions.set(key, held);
+    this.journal?.subscribed(key, held.entry);
   }
 
   /** Records an outgoing QoS 1/2 message as in flight. */
   addInflight(m: InflightMessage): void {
     if (this.inflight === NO_INFLIGHT) this.inflight = new Map();
     this.inflight.set(m.packetId, m);
+    this.journal?.inflightAdded(m);
+  }
+
+  /** QoS 2: PUBREC received for an outgoing message, PUBREL to be sent [MQTT-4.3.3-4]. */
+  releaseInflight(m: InflightMessage): void {
+    m.released = true;
+    this.journal?.inflightReleased(m.packetId);
+  }
+
+  /** Forgets an outgoing message (acknowledged, or dropped); false when the identifier was not in use. */
+  removeInflight(packetId: number): boolean {
+    if (!this.inflight.delete(packetId)) return false;
+    this.journal?.inflightRemoved(packetId);
+    return true;
   }
 
   /** Records an incoming QoS 2 packet identifier until its PUBREL. */
   addIncomingQos2(packetId: number): void {
     if (this.incomingQos2 === NO_IDS) this.incomingQos2 = new Set();
     this.incomingQos2.add(packetId);
+    this.journal?.incomingAdded(packetId);
+  }
+
+  /** Releases an incoming QoS 2 packet identifier (PUBREL); false when it was not held. */
+  removeIncomingQos2(packetId: number): boolean {
+    if (!this.incomingQos2.delete(packetId)) return false;
+    this.journal?.incomingRemoved(packetId);
+    return true;
   }
 
   /** Appends a message to the queue; false when the queue is at its bound. */
@@ -138,6 +164,7 @@ export class Session {
     if (this.queue === NO_QUEUE) this.queue = [];
     this.queue.push(q);
     this.queuedBytes += cost;
+    this.journal?.enqueued(q);
     return true;
   }
 
@@ -159,6 +186,7 @@ export class Session {
       this.head = 0;
     }
     this.queuedBytes -= messageCost(q.message);
+    this.journal?.dequeued();
     return q;
   }
 
@@ -170,6 +198,7 @@ export class Session {
     this.inflight.clear();
     this.hasHeld = false;
     this.incomingQos2.clear();
+    this.journal?.cleared();
   }
 
   /** A packet identifier not in use by an outgoing QoS 1/2 message [MQTT-2.2.1-3]; 0 when all are. */

@@ -6,6 +6,7 @@
  */
 import type { BrokerInit } from "../broker/broker";
 import type { Address, Addresses } from "../broker/options";
+import type { RecoveryReport } from "../broker/store/journal";
 import { deserializeError, type FromWorker, type ToWorker } from "./messages";
 
 /**
@@ -33,6 +34,8 @@ async function postable(value: unknown): Promise<unknown> {
 export class BrokerThread {
   /** The bound ports, in address order, while started. */
   ports: number[] = [];
+  /** What start() restored from the persistence file, null without one. */
+  recovery: RecoveryReport | null = null;
   private worker: Worker | null = null;
   private reply: { expect: "started" | "stopped"; resolve: (m: FromWorker) => void; reject: (e: Error) => void } | null = null;
   private ended: PromiseWithResolvers<void> | null = null;
@@ -74,7 +77,10 @@ export class BrokerThread {
     });
     try {
       const started = await this.request({ type: "start", addresses, options, forwardLog: logger !== undefined }, "started");
-      if (started.type === "started") this.ports = started.ports;
+      if (started.type === "started") {
+        this.ports = started.ports;
+        this.recovery = started.recovery;
+      }
     } catch (e) {
       await this.end();
       throw e;

@@ -8,7 +8,7 @@ import type { Addresses } from "../broker/options";
 import { MqttError } from "../codec/reason-codes";
 import { PasswordFileError } from "../broker/auth";
 import { AclFileError } from "../broker/acl";
-import { PersistenceError } from "../broker/store";
+import { PersistenceError, type RecoveryReport } from "../broker/store/journal";
 
 /** Broker options as they travel to the Worker: no logger function (log lines come back as messages). */
 export type WorkerBrokerInit = Omit<BrokerInit, "logger">;
@@ -22,8 +22,8 @@ export type ToWorker =
 
 /** Worker → main thread. */
 export type FromWorker =
-  /** The listeners are bound: their ports, in address order. */
-  | { type: "started"; ports: number[] }
+  /** The listeners are bound: their ports, in address order, and what was restored from the persistence file. */
+  | { type: "started"; ports: number[]; recovery: RecoveryReport | null }
   /** start() or stop() failed inside the Worker. */
   | { type: "failed"; error: SerializedError }
   /** A log line, when the BrokerThread has a logger of its own. */

@@ -1,15 +1,15 @@
 /**
- * Retained messages kept in a SQLite file (persistenceFile) survive a broker restart: with their
- * QoS and properties, without the ones cleared or expired, and with changes written on stop() and
- * every persistenceIntervalMs.
+ * Retained messages and sessions kept in a SQLite file (persistenceFile) survive a broker restart:
+ * with their QoS and properties, without the ones cleared or expired, and each change is in the
+ * file by the time it is acknowledged (crash-test.test.ts kills the process to prove it).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { PacketType, type ConnectPacket, type PublishPacket } from "../../lib/codec";
+import { encodePacket, PacketType, type ConnectPacket, type PublishPacket } from "../../lib/codec";
 import type { BrokerInit } from "../../lib/broker/broker";
-import { PersistenceError } from "../../lib/broker/store";
+import { PersistenceError } from "../../lib/broker/store/journal";
 import { Client } from "../../lib/client/client";
 import { Message } from "../../lib/client/message";
 import { BrokerThread } from "../../lib/thread/broker-thread";
@@ -37,7 +37,7 @@ function rows<T>(file: string, sql: string): T[] {
 }
 
 /** The sessions saved in a persistence file. */
-const savedSessions = (file: string) => rows<{ state: string }>(file, "SELECT state FROM sessions").map((r) => JSON.parse(r.state) as { clientId: string; savedAt: number; subscriptions: { key: string }[] });
+const savedSessions = (file: string) => rows<{ client_id: string; disconnected_at: number }>(file, "SELECT client_id, disconnected_at FROM session");
 
 /** Runs `body` with a broker on `file`, then stops it (which writes what is pending). */
 async function withBroker(options: BrokerInit, body: (h: RawHarness) => Promise<void>): Promise<void> {
@@ -115,12 +115,11 @@ describe("retained messages across a restart (persistenceFile)", () => {
     });
   });
 
-  test("changes reach the file every persistenceIntervalMs while the broker runs, not only on stop()", async () => {
+  test("a retained message is in the file once its PUBACK has arrived, not only on stop()", async () => {
     const file = freshFile();
-    await withBroker({ persistenceFile: file, persistenceIntervalMs: 20 }, async (h) => {
+    await withBroker({ persistenceFile: file }, async (h) => {
       await retain(h, [["live/t", "written"]]);
-      const topics = () => rows<{ topic: string }>(file, "SELECT topic FROM retained").map((r) => r.topic);
-      await waitUntil(() => topics().includes("live/t"), "the retained message is in the file");
+      expect(rows<{ topic: string }>(file, "SELECT topic FROM retained").map((r) => r.topic)).toEqual(["live/t"]);
     });
   });
 
@@ -142,6 +141,67 @@ describe("retained messages across a restart (persistenceFile)", () => {
         await thread.stop();
       }
     }
+  });
+
+  test("a damaged file (a page overwritten): start() rejects with PersistenceError saying so", async () => {
+    const file = freshFile();
+    await withBroker({ persistenceFile: file }, async (h) => {
+      await retain(h, Array.from({ length: 200 }, (_, i): [string, string] => [`big/${i}`, "x".repeat(200)]));
+    });
+    const bytes = new Uint8Array(await Bun.file(file).arrayBuffer());
+    expect(bytes.length).toBeGreaterThan(4 * 4096);
+    bytes.fill(0xa5, 2 * 4096, 3 * 4096); // the third page: table contents, not the header
+    writeFileSync(file, bytes);
+    const [main, thread] = await startErrors({ persistenceFile: file });
+    expect(main).toBeInstanceOf(PersistenceError);
+    expect(thread).toBeInstanceOf(PersistenceError);
+    expect(main.message).toContain(file);
+    expect(main.message).toMatch(/damaged|malformed/);
+  });
+
+  test("another program's SQLite database: PersistenceError naming its tables, and the file is left as it was", async () => {
+    const file = freshFile();
+    const db = new Database(file, { create: true });
+    db.run("CREATE TABLE users (name TEXT)");
+    db.run("INSERT INTO users VALUES ('alice')");
+    db.close();
+    const before = await Bun.file(file).bytes();
+    const [main, thread] = await startErrors({ persistenceFile: file });
+    expect(main).toBeInstanceOf(PersistenceError);
+    expect(thread).toBeInstanceOf(PersistenceError);
+    expect(main.message).toBe(`the persistence file ${file} is not an mqtttools persistence file (it holds the tables users)`);
+    expect(await Bun.file(file).bytes()).toEqual(before); // not switched to WAL, nothing created
+  });
+
+  test("a file of the previous format (sessions as JSON) opens without loss: retained messages, the session, its subscription, queued and in-flight messages, incoming QoS 2 identifiers", async () => {
+    const file = freshFile();
+    const b64 = (topic: string, payload: string, qos: 0 | 1 | 2, retain = false) =>
+      Buffer.from(encodePacket(publishPacket(topic, payload, { qos, retain, packetId: qos > 0 ? 1 : 0 }), 5)).toString("base64");
+    const db = new Database(file, { create: true });
+    db.run("PRAGMA journal_mode = WAL");
+    db.run("CREATE TABLE retained (topic TEXT PRIMARY KEY, publish BLOB NOT NULL, expires_at INTEGER NOT NULL)");
+    db.run("CREATE TABLE sessions (client_id TEXT PRIMARY KEY, state TEXT NOT NULL)");
+    db.query("INSERT INTO retained VALUES (?, ?, 0)").run("old/r", encodePacket(publishPacket("old/r", "kept retained", { qos: 1, retain: true, packetId: 1 }), 5));
+    const state = {
+      clientId: "old-timer", expiryInterval: 3600, protocolVersion: 5, username: null, savedAt: Date.now(),
+      subscriptions: [{ key: "old/#", filter: "old/#", qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 2, shareName: null }],
+      queue: [{ message: { publish: b64("old/q", "queued", 1), expiresAt: 0 }, qos: 1, retain: false, subscriptionIds: null }],
+      inflight: [{ packetId: 9, message: { publish: b64("old/f", "in flight", 1), expiresAt: 0 }, qos: 1, retain: false, subscriptionIds: null, released: false, held: false }],
+      incomingQos2: [4],
+    };
+    db.query("INSERT INTO sessions VALUES (?, ?)").run("old-timer", JSON.stringify(state));
+    db.close();
+    await withBroker({ persistenceFile: file }, async (h) => {
+      expect(h.broker.recovery).toMatchObject({ sessions: 1, subscriptions: 1, queued: 1, inflight: 1, incomingQos2: 1, retained: 1, wills: 0 });
+      const { client, connack } = await h.connectAck({ clientId: "old-timer", cleanStart: false, properties: { sessionExpiryInterval: 3600 } });
+      expect(connack.sessionPresent).toBe(true);
+      const got = await receivePublishes(client, 2);
+      expect(got.map((p) => [text(p.topic), text(p.payload), p.packetId === 9 && p.dup])).toEqual([["old/f", "in flight", true], ["old/q", "queued", false]]);
+      client.send({ type: PacketType.PUBREL, packetId: 4, reasonCode: 0, properties: {} });
+      expect(await client.next(PacketType.PUBCOMP)).toMatchObject({ packetId: 4, reasonCode: 0 });
+      expect(text((await retained(h, 1)).get("old/r")!.payload)).toBe("kept retained");
+    });
+    expect(rows<{ name: string }>(file, "SELECT name FROM sqlite_master WHERE name = 'sessions'")).toEqual([]);
   });
 
   test("a file that is not SQLite: start() rejects with PersistenceError, on the main thread and in a BrokerThread alike", async () => {
@@ -233,13 +293,13 @@ describe("sessions across a restart (persistenceFile)", () => {
     });
   });
 
-  test("sessions reach the file every sessionSaveIntervalMs while the broker runs, so a crash does not lose them all", async () => {
+  test("a session is in the file once its CONNACK has arrived, and a subscription once its SUBACK has", async () => {
     const file = freshFile();
-    await withBroker({ persistenceFile: file, sessionSaveIntervalMs: 20 }, async (h) => {
+    await withBroker({ persistenceFile: file }, async (h) => {
       const c = await h.connect(persistent("saved-live"));
+      expect(savedSessions(file).map((s) => s.client_id)).toEqual(["saved-live"]);
       await rawSubscribe(c, "live/#", 1);
-      const savedFilters = () => savedSessions(file).flatMap((s) => s.subscriptions.map((sub) => sub.key));
-      await waitUntil(() => savedFilters().includes("live/#"), "the session's subscription is in the file");
+      expect(rows<{ key: string }>(file, "SELECT key FROM subscription WHERE client_id = 'saved-live'").map((r) => r.key)).toEqual(["live/#"]);
     });
   });
 
@@ -250,8 +310,8 @@ describe("sessions across a restart (persistenceFile)", () => {
       await h.connect(persistent("brief", { properties: { sessionExpiryInterval: 1 } }));
     });
     const saved = savedSessions(file);
-    expect(saved.map((s) => s.clientId)).toEqual(["brief"]);
-    await waitUntil(() => Date.now() > saved[0]!.savedAt + 1000, "the session's expiry passed", 5000);
+    expect(saved.map((s) => s.client_id)).toEqual(["brief"]);
+    await waitUntil(() => Date.now() > saved[0]!.disconnected_at + 1000, "the session's expiry passed", 5000);
     await withBroker({ persistenceFile: file }, async (h) => {
       expect((await h.connectAck(persistent("brief"))).connack.sessionPresent).toBe(false);
       expect((await h.connectAck({ clientId: "ephemeral", cleanStart: false })).connack.sessionPresent).toBe(false);

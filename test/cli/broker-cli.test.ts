@@ -289,8 +289,9 @@ describe("broker --persistence", () => {
     expect((await cli("publish", ...at(first), "-q", "1", "--retain", "kept/t", "across restarts")).code).toBe(0);
     await stop(first); // SIGTERM: the broker writes what is pending before it exits
     // the second broker takes the same file from a config's [persistence] table
-    writeFileSync(file("persist.toml"), 'listener = [{ host = "127.0.0.1", port = 0 }]\n[persistence]\nfile = "retained.db"\nintervalMs = 50\n');
+    writeFileSync(file("persist.toml"), 'listener = [{ host = "127.0.0.1", port = 0 }]\n[persistence]\nfile = "retained.db"\ndurability = "power"\n');
     const second = await broker("--config", file("persist.toml"));
+    expect(second.stdout).toMatch(/^Restored from .*retained\.db in [\d.]+ ms: 0 sessions \(.*\), 1 retained messages, 0 pending wills\.\n/);
     const sub = await cli("subscribe", ...at(second), "-C", "1", "kept/#");
     expect(sub.code).toBe(0);
     expect(sub.stdout).toContain("Topic:   kept/t\nMessage: across restarts\n");

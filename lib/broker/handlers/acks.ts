@@ -10,7 +10,7 @@ export function handlePuback(conn: Connection, p: PubackPacket): void {
   const session = conn.session!;
   const m = session.inflight.get(p.packetId);
   if (m === undefined || m.qos !== 1) return; // unknown identifiers are ignored
-  session.inflight.delete(p.packetId); // unacknowledged until PUBACK [MQTT-4.3.2-2]
+  session.removeInflight(p.packetId); // unacknowledged until PUBACK [MQTT-4.3.2-2]
   session.lastAcknowledged = conn.lastReceived;
   conn.broker.outbox.pump(session);
 }
@@ -24,18 +24,18 @@ export function handlePubrec(conn: Connection, p: PubrecPacket): void {
     return;
   }
   if (p.reasonCode >= 0x80) { // section 4.3.3: a failed PUBREC ends the exchange
-    session.inflight.delete(p.packetId);
+    session.removeInflight(p.packetId);
     conn.broker.outbox.pump(session);
     return;
   }
-  m.released = true; // [MQTT-4.3.3-4]
+  session.releaseInflight(m); // [MQTT-4.3.3-4]
   session.lastAcknowledged = conn.lastReceived;
   conn.writePacket({ type: PacketType.PUBREL, packetId: p.packetId, reasonCode: 0, properties: NO_PROPERTIES });
 }
 
 /** QoS 2 from the client, step 2: release the identifier and answer PUBCOMP. */
 export function handlePubrel(conn: Connection, p: PubrelPacket): void {
-  const known = conn.session!.incomingQos2.delete(p.packetId); // [MQTT-4.3.3-11]
+  const known = conn.session!.removeIncomingQos2(p.packetId); // [MQTT-4.3.3-11]
   conn.writePacket({ type: PacketType.PUBCOMP, packetId: p.packetId, reasonCode: known ? 0 : ReasonCode.PacketIdentifierNotFound, properties: NO_PROPERTIES });
 }
 
@@ -44,7 +44,7 @@ export function handlePubcomp(conn: Connection, p: PubcompPacket): void {
   const session = conn.session!;
   const m = session.inflight.get(p.packetId);
   if (m === undefined || m.qos !== 2) return;
-  session.inflight.delete(p.packetId);
+  session.removeInflight(p.packetId);
   session.lastAcknowledged = conn.lastReceived;
   conn.broker.outbox.pump(session);
 }

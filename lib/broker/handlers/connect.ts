@@ -102,6 +102,7 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
   conn.session = session;
   conn.state = ConnState.Connected;
   broker.clients.set(clientId, conn);
+  broker.sessionConnected(session); // with a persistence file: kept (or no longer kept) before CONNACK leaves
 
   let keepAlive = p.keepAlive;
   let serverKeepAlive: number | undefined;

@@ -1,0 +1,596 @@
+/**
+ * Durable broker state in one SQLite file (bun:sqlite, WAL mode): the DurableStore of journal.ts.
+ *
+ * Rows, not snapshots. Each change the broker notes becomes one statement (an insert, update or
+ * delete of one row) run at once inside a transaction that the first change of an event-loop turn
+ * opens. Deletions that acknowledgements cause are gathered instead and run once per session at the
+ * commit: the queued messages taken in the turn as one range (they are the oldest), the in-flight
+ * messages acknowledged in it as one list of packet identifiers. The transaction is committed
+ * when the turn's output is about to be written (the broker
+ * asks, see commit()), or at the latest in a setImmediate callback scheduled when it was opened,
+ * which then has the broker write the output it held back. Group commit: one transaction per turn
+ * whatever the number of connections and packets in it.
+ *
+ * Durability: `process` runs with synchronous=NORMAL: a commit is a write() into the WAL, which the
+ * kernel keeps when the process dies (kill -9, OOM); `power` runs with synchronous=FULL: each
+ * commit also waits for fsync of the WAL, so it survives the machine going down.
+ *
+ * Each message is stored as the MQTT 5.0 PUBLISH that carries it (encoded once per message by the
+ * codec, whatever the number of sessions it is stored for), with its expiry time beside it.
+ *
+ * Format: application_id 0x4D515454 ("MQTT") and user_version 2. The file written before this
+ * format (tables `retained` and `sessions`, one JSON document a session, user_version 0) is
+ * migrated on open, in one transaction. Any other database, or a damaged one, is a PersistenceError.
+ */
+import { Database, type Statement } from "bun:sqlite";
+import { PacketType, type QoS } from "../../codec/constants";
+import { decodePacket, encodePacket } from "../../codec/packet";
+import type { PublishPacket } from "../../codec/packets/publish";
+import { persist, type Message } from "../message";
+import type { InflightMessage, QueuedMessage, Session, SubscriptionEntry } from "../session";
+import {
+  PersistenceError,
+  type DurableStore,
+  type Durability,
+  type Recovered,
+  type RecoveredSession,
+  type SessionJournal,
+  type StoreStats,
+  type StoredSubscription,
+} from "./journal";
+
+/** PRAGMA application_id of our files: "MQTT". */
+const APPLICATION_ID = 0x4d515454;
+/** PRAGMA user_version of the format written here. */
+const FORMAT = 2;
+const NEVER = 0xffffffff;
+
+const SCHEMA = [
+  "CREATE TABLE IF NOT EXISTS retained (topic TEXT PRIMARY KEY, publish BLOB NOT NULL, expires_at INTEGER NOT NULL)",
+  "CREATE TABLE session (client_id TEXT PRIMARY KEY, expiry_interval INTEGER NOT NULL, protocol_version INTEGER NOT NULL, username TEXT, disconnected_at INTEGER NOT NULL) WITHOUT ROWID",
+  "CREATE TABLE subscription (client_id TEXT NOT NULL, key TEXT NOT NULL, filter TEXT NOT NULL, qos INTEGER NOT NULL, no_local INTEGER NOT NULL, retain_as_published INTEGER NOT NULL, retain_handling INTEGER NOT NULL, subscription_id INTEGER, share_name TEXT, PRIMARY KEY (client_id, key)) WITHOUT ROWID",
+  "CREATE TABLE queued (client_id TEXT NOT NULL, seq INTEGER NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL, subscription_ids TEXT, publish BLOB NOT NULL, expires_at INTEGER NOT NULL, PRIMARY KEY (client_id, seq)) WITHOUT ROWID",
+  "CREATE TABLE inflight (client_id TEXT NOT NULL, packet_id INTEGER NOT NULL, seq INTEGER NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL, subscription_ids TEXT, released INTEGER NOT NULL, publish BLOB NOT NULL, expires_at INTEGER NOT NULL, PRIMARY KEY (client_id, packet_id)) WITHOUT ROWID",
+  "CREATE TABLE incoming_qos2 (client_id TEXT NOT NULL, packet_id INTEGER NOT NULL, PRIMARY KEY (client_id, packet_id)) WITHOUT ROWID",
+  "CREATE TABLE will (client_id TEXT PRIMARY KEY, publish BLOB NOT NULL, due_at INTEGER NOT NULL) WITHOUT ROWID",
+];
+/** Tables of the current format; the per-session ones are listed for sessionEnded(). */
+const SESSION_TABLES = ["session", "subscription", "queued", "inflight", "incoming_qos2", "will"] as const;
+const TABLES = ["retained", ...SESSION_TABLES];
+
+/** The PUBLISH that carries a message (v5: every property), for storing. */
+function encodeMessage(m: Message): Uint8Array {
+  return encodePacket({ type: PacketType.PUBLISH, dup: false, qos: m.qos, retain: m.retain, topic: m.topicBytes, packetId: m.qos > 0 ? 1 : 0, properties: m.properties, payload: m.payload }, 5);
+}
+
+/** A message back from its stored PUBLISH; `what` names it in an error. */
+function decodeMessage(bytes: Uint8Array, expiresAt: number, what: string): Message {
+  let p: PublishPacket;
+  try {
+    p = decodePacket(bytes, 5) as PublishPacket;
+    if (p.type !== PacketType.PUBLISH) throw new Error(`packet type ${p.type}`);
+  } catch (e) {
+    throw new PersistenceError(`${what} cannot be decoded: ${(e as Error).message}`);
+  }
+  const topicBytes = p.topic as Uint8Array;
+  return persist({
+    topic: new TextDecoder().decode(topicBytes),
+    topicBytes,
+    payload: p.payload,
+    qos: p.qos,
+    retain: p.retain,
+    properties: p.properties,
+    expiresAt,
+    persisted: false,
+    copy: null,
+    forms: null,
+  });
+}
+
+const idsText = (ids: number[] | null): string | null => (ids === null ? null : JSON.stringify(ids));
+const idsFrom = (s: string | null): number[] | null => (s === null ? null : (JSON.parse(s) as number[]));
+
+/** What the broker gives the store: where to send the output held for a commit, and what to do when a commit fails. */
+export interface SqliteStoreHooks {
+  /** The turn's transaction is committed (or there was none): write the output held back for it. */
+  committed(): void;
+  /** A commit failed: nothing more may be acknowledged. */
+  failed(e: PersistenceError): void;
+}
+
+interface Statements {
+  begin: Statement;
+  commit: Statement;
+  rollback: Statement;
+  saveSession: Statement;
+  deleteSession: Statement[];
+  subscribe: Statement;
+  unsubscribe: Statement;
+  enqueue: Statement;
+  dequeueUpTo: Statement;
+  clearQueue: Statement;
+  addInflight: Statement;
+  release: Statement;
+  removeInflightList: Statement;
+  clearInflight: Statement;
+  addIncoming: Statement;
+  removeIncoming: Statement;
+  clearIncoming: Statement;
+  saveWill: Statement;
+  deleteWill: Statement;
+  saveRetained: Statement;
+  deleteRetained: Statement;
+}
+
+/** The queue and send counters of a session as recovered, until attach() takes them. */
+interface Counters {
+  head: number;
+  tail: number;
+  sent: number;
+}
+
+/** The durable state of one broker in one SQLite file. */
+export class SqliteStore implements DurableStore {
+  private inTransaction = false;
+  private scheduled = false;
+  private closed = false;
+  private failure: PersistenceError | null = null;
+  private rowsInTransaction = 0;
+  /** Transactions and rows so far. */
+  readonly stats: StoreStats = { transactions: 0, rows: 0 };
+  /** Each message's stored PUBLISH, encoded once however many sessions keep it. */
+  private encoded = new WeakMap<Message, Uint8Array>();
+  private recoveredCounters = new Map<string, Counters>();
+  /** The journal of each session kept, by client identifier. */
+  private journals = new Map<string, SqliteSessionJournal>();
+  /** Journals with deletions gathered for the commit. */
+  private gathered = new Set<SqliteSessionJournal>();
+  private readonly s: Statements;
+  private readonly endTurn = () => {
+    this.scheduled = false;
+    if (this.closed) return;
+    this.commit();
+    this.hooks.committed();
+  };
+
+  private constructor(
+    private readonly db: Database,
+    private readonly path: string,
+    private readonly hooks: SqliteStoreHooks,
+  ) {
+    const q = (sql: string) => db.prepare(sql);
+    this.s = {
+      begin: q("BEGIN"),
+      commit: q("COMMIT"),
+      rollback: q("ROLLBACK"),
+      saveSession: q("INSERT OR REPLACE INTO session (client_id, expiry_interval, protocol_version, username, disconnected_at) VALUES (?, ?, ?, ?, ?)"),
+      deleteSession: SESSION_TABLES.map((t) => q(`DELETE FROM ${t} WHERE client_id = ?`)),
+      subscribe: q("INSERT OR REPLACE INTO subscription (client_id, key, filter, qos, no_local, retain_as_published, retain_handling, subscription_id, share_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+      unsubscribe: q("DELETE FROM subscription WHERE client_id = ? AND key = ?"),
+      enqueue: q("INSERT OR REPLACE INTO queued (client_id, seq, qos, retain, subscription_ids, publish, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)"),
+      dequeueUpTo: q("DELETE FROM queued WHERE client_id = ? AND seq < ?"),
+      clearQueue: q("DELETE FROM queued WHERE client_id = ?"),
+      addInflight: q("INSERT OR REPLACE INTO inflight (client_id, packet_id, seq, qos, retain, subscription_ids, released, publish, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+      release: q("UPDATE inflight SET released = 1 WHERE client_id = ? AND packet_id = ?"),
+      removeInflightList: q("DELETE FROM inflight WHERE client_id = ? AND packet_id IN (SELECT value FROM json_each(?))"),
+      clearInflight: q("DELETE FROM inflight WHERE client_id = ?"),
+      addIncoming: q("INSERT OR IGNORE INTO incoming_qos2 (client_id, packet_id) VALUES (?, ?)"),
+      removeIncoming: q("DELETE FROM incoming_qos2 WHERE client_id = ? AND packet_id = ?"),
+      clearIncoming: q("DELETE FROM incoming_qos2 WHERE client_id = ?"),
+      saveWill: q("INSERT OR REPLACE INTO will (client_id, publish, due_at) VALUES (?, ?, ?)"),
+      deleteWill: q("DELETE FROM will WHERE client_id = ?"),
+      saveRetained: q("INSERT OR REPLACE INTO retained (topic, publish, expires_at) VALUES (?, ?, ?)"),
+      deleteRetained: q("DELETE FROM retained WHERE topic = ?"),
+    };
+  }
+
+  /**
+   * Opens (or creates) the file: checks that it is ours and undamaged, migrates the previous
+   * format, and sets WAL mode and the synchronous level `durability` asks for.
+   */
+  static open(path: string, durability: Durability, hooks: SqliteStoreHooks): SqliteStore {
+    let db: Database | null = null;
+    try {
+      db = new Database(path, { create: true, strict: true });
+      prepareFile(db, path);
+      db.run("PRAGMA journal_mode = WAL");
+      db.run(`PRAGMA synchronous = ${durability === "power" ? "FULL" : "NORMAL"}`);
+      return new SqliteStore(db, path, hooks);
+    } catch (e) {
+      db?.close();
+      if (e instanceof PersistenceError) throw e;
+      throw new PersistenceError(`cannot use the persistence file ${path}: ${(e as Error).message}`);
+    }
+  }
+
+  // ---- the transaction of the turn -------------------------------------------------------
+
+  /** True while changes wait for the commit. */
+  get pending(): boolean {
+    return this.inTransaction;
+  }
+
+  /** Opens the turn's transaction (and schedules its end) unless it is open; false when the store cannot write. */
+  private begin(): boolean {
+    if (this.failure !== null || this.closed) return false;
+    if (this.inTransaction) return true;
+    try {
+      this.s.begin.run();
+    } catch (e) {
+      this.fail(e);
+      return false;
+    }
+    this.inTransaction = true;
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.endTurn);
+    }
+    return true;
+  }
+
+  /** Runs one statement of the turn's transaction. */
+  private write(stmt: Statement, ...params: (string | number | null | Uint8Array)[]): void {
+    if (!this.begin()) return;
+    try {
+      stmt.run(...params);
+      this.rowsInTransaction++;
+    } catch (e) {
+      this.fail(e);
+    }
+  }
+
+  /** @internal a journal gathered a deletion (one row) for the commit. */
+  gather(journal: SqliteSessionJournal): void {
+    if (!this.begin()) return;
+    this.gathered.add(journal);
+    this.rowsInTransaction++;
+  }
+
+  /** Commits the turn's transaction, if one is open. */
+  commit(): boolean {
+    if (this.failure !== null) return false;
+    if (!this.inTransaction) return true;
+    try {
+      for (const j of this.gathered) j.flush(this.s.dequeueUpTo, this.s.removeInflightList);
+      this.gathered.clear();
+      this.s.commit.run();
+    } catch (e) {
+      this.fail(e);
+      return false;
+    }
+    this.inTransaction = false;
+    this.stats.transactions++;
+    this.stats.rows += this.rowsInTransaction;
+    this.rowsInTransaction = 0;
+    return true;
+  }
+
+  private fail(e: unknown): void {
+    if (this.failure !== null) return;
+    this.failure = new PersistenceError(`writing the persistence file ${this.path} failed: ${(e as Error).message}`);
+    if (this.inTransaction) {
+      try {
+        this.s.rollback.run();
+      } catch {
+        // the transaction is gone already
+      }
+      this.inTransaction = false;
+    }
+    this.hooks.failed(this.failure);
+  }
+
+  /** Commits what is pending and closes the file. */
+  close(): void {
+    if (this.closed) return;
+    this.commit();
+    this.closed = true;
+    // finalized first: bun:sqlite leaves a database with live statements open (and its WAL unmerged)
+    for (const st of Object.values(this.s).flat()) st.finalize();
+    this.db.close();
+  }
+
+  // ---- changes ---------------------------------------------------------------------------
+
+  private bytes(m: Message): Uint8Array {
+    let b = this.encoded.get(m);
+    if (b === undefined) {
+      b = encodeMessage(m);
+      this.encoded.set(m, b);
+    }
+    return b;
+  }
+
+  /** Starts journaling a session; see DurableStore.attach. */
+  attach(session: Session, restored: boolean): SessionJournal {
+    const counters = this.recoveredCounters.get(session.clientId);
+    this.recoveredCounters.delete(session.clientId);
+    if (!restored) this.sessionEnded(session.clientId);
+    const journal = new SqliteSessionJournal(this, session.clientId, restored && counters !== undefined ? counters : { head: 0, tail: 0, sent: 0 });
+    this.journals.set(session.clientId, journal);
+    if (restored) return journal;
+    // a session that starts being kept: nothing of an earlier one stayed (above), then its row and what it holds
+    this.saveSession(session, 0);
+    for (const [key, held] of session.subscriptions) journal.subscribed(key, held.entry);
+    for (const q of session.queuedMessages()) journal.enqueued(q);
+    for (const m of session.inflight.values()) {
+      journal.inflightAdded(m);
+      if (m.released) journal.inflightReleased(m.packetId);
+    }
+    for (const id of session.incomingQos2) journal.incomingAdded(id);
+    return journal;
+  }
+
+  saveSession(session: Session, disconnectedAt: number): void {
+    this.write(this.s.saveSession, session.clientId, session.expiryInterval, session.protocolVersion, session.username, disconnectedAt);
+  }
+
+  sessionEnded(clientId: string): void {
+    const journal = this.journals.get(clientId);
+    if (journal !== undefined) {
+      this.journals.delete(clientId);
+      this.gathered.delete(journal); // its gathered deletions go with everything else of it
+    }
+    for (const stmt of this.s.deleteSession) this.write(stmt, clientId);
+  }
+
+  willPending(clientId: string, message: Message, dueAt: number): void {
+    this.write(this.s.saveWill, clientId, this.bytes(message), dueAt);
+  }
+
+  willDone(clientId: string): void {
+    this.write(this.s.deleteWill, clientId);
+  }
+
+  retained(topic: string, message: Message | null): void {
+    if (message === null) this.write(this.s.deleteRetained, topic);
+    else this.write(this.s.saveRetained, topic, this.bytes(message), message.expiresAt); // a retained message: RETAIN is set
+  }
+
+  /** @internal the statements of one session's changes (SqliteSessionJournal). */
+  subscribe(clientId: string, key: string, e: SubscriptionEntry): void {
+    this.write(this.s.subscribe, clientId, key, e.filter, e.qos, e.noLocal ? 1 : 0, e.retainAsPublished ? 1 : 0, e.retainHandling, e.subscriptionId ?? null, e.shareName);
+  }
+  /** @internal */
+  unsubscribe(clientId: string, key: string): void {
+    this.write(this.s.unsubscribe, clientId, key);
+  }
+  /** @internal */
+  enqueue(clientId: string, seq: number, q: QueuedMessage): void {
+    this.write(this.s.enqueue, clientId, seq, q.qos, q.retain ? 1 : 0, idsText(q.subscriptionIds), this.bytes(q.message), q.message.expiresAt);
+  }
+  /** @internal */
+  addInflight(clientId: string, seq: number, m: InflightMessage): void {
+    this.write(this.s.addInflight, clientId, m.packetId, seq, m.qos, m.retain ? 1 : 0, idsText(m.subscriptionIds), m.released ? 1 : 0, this.bytes(m.message), m.message.expiresAt);
+  }
+  /** @internal */
+  release(clientId: string, packetId: number): void {
+    this.write(this.s.release, clientId, packetId);
+  }
+  /** @internal */
+  addIncoming(clientId: string, packetId: number): void {
+    this.write(this.s.addIncoming, clientId, packetId);
+  }
+  /** @internal */
+  removeIncoming(clientId: string, packetId: number): void {
+    this.write(this.s.removeIncoming, clientId, packetId);
+  }
+  /** @internal */
+  clear(clientId: string): void {
+    this.write(this.s.clearQueue, clientId);
+    this.write(this.s.clearInflight, clientId);
+    this.write(this.s.clearIncoming, clientId);
+  }
+
+  // ---- recovery --------------------------------------------------------------------------
+
+  /** Everything the file holds; expired sessions and retained messages are deleted instead. */
+  recover(now: number): Recovered {
+    const all = <T>(sql: string) => this.db.query(sql).all() as T[];
+    const at = (what: string) => `${this.path}: ${what}`;
+    const retained: Message[] = [];
+    for (const r of all<{ topic: string; publish: Uint8Array; expires_at: number }>("SELECT topic, publish, expires_at FROM retained")) {
+      if (r.expires_at !== 0 && r.expires_at <= now) this.retained(r.topic, null);
+      else retained.push(decodeMessage(r.publish, r.expires_at, at(`the retained message on '${r.topic}'`)));
+    }
+    const sessions = new Map<string, RecoveredSession>();
+    type SessionRow = { client_id: string; expiry_interval: number; protocol_version: 4 | 5; username: string | null; disconnected_at: number };
+    for (const r of all<SessionRow>("SELECT * FROM session")) {
+      const offlineSince = r.disconnected_at === 0 ? now : r.disconnected_at; // online when the broker stopped: offline from now
+      if (r.expiry_interval !== NEVER && offlineSince + r.expiry_interval * 1000 <= now) {
+        this.sessionEnded(r.client_id); // expired while the broker was down
+        continue;
+      }
+      sessions.set(r.client_id, {
+        clientId: r.client_id, expiryInterval: r.expiry_interval, protocolVersion: r.protocol_version, username: r.username,
+        disconnectedAt: r.disconnected_at, subscriptions: [], queue: [], inflight: [], incomingQos2: [],
+      });
+      this.recoveredCounters.set(r.client_id, { head: 0, tail: 0, sent: 0 });
+    }
+    type SubRow = { client_id: string; key: string; filter: string; qos: QoS; no_local: number; retain_as_published: number; retain_handling: 0 | 1 | 2; subscription_id: number | null; share_name: string | null };
+    for (const r of all<SubRow>("SELECT * FROM subscription")) {
+      sessions.get(r.client_id)?.subscriptions.push({
+        key: r.key, filter: r.filter, qos: r.qos, noLocal: r.no_local === 1, retainAsPublished: r.retain_as_published === 1,
+        retainHandling: r.retain_handling, subscriptionId: r.subscription_id ?? undefined, shareName: r.share_name,
+      } satisfies StoredSubscription);
+    }
+    type MessageRow = { client_id: string; seq: number; qos: QoS; retain: number; subscription_ids: string | null; publish: Uint8Array; expires_at: number };
+    for (const r of all<MessageRow>("SELECT * FROM queued ORDER BY client_id, seq")) {
+      const s = sessions.get(r.client_id);
+      if (s === undefined) continue;
+      const c = this.recoveredCounters.get(r.client_id)!;
+      if (s.queue.length === 0) c.head = r.seq;
+      c.tail = r.seq + 1;
+      s.queue.push({ message: decodeMessage(r.publish, r.expires_at, at(`a message queued for '${r.client_id}'`)), qos: r.qos, retain: r.retain === 1, subscriptionIds: idsFrom(r.subscription_ids) });
+    }
+    for (const r of all<MessageRow & { packet_id: number; released: number }>("SELECT * FROM inflight ORDER BY client_id, seq")) {
+      const s = sessions.get(r.client_id);
+      if (s === undefined) continue;
+      this.recoveredCounters.get(r.client_id)!.sent = r.seq + 1;
+      s.inflight.push({
+        packetId: r.packet_id, message: decodeMessage(r.publish, r.expires_at, at(`a message in flight to '${r.client_id}'`)), qos: r.qos, retain: r.retain === 1,
+        subscriptionIds: idsFrom(r.subscription_ids), released: r.released === 1, held: false,
+      });
+    }
+    for (const r of all<{ client_id: string; packet_id: number }>("SELECT * FROM incoming_qos2")) sessions.get(r.client_id)?.incomingQos2.push(r.packet_id);
+    const wills = all<{ client_id: string; publish: Uint8Array; due_at: number }>("SELECT * FROM will").map((r) => ({
+      clientId: r.client_id, message: decodeMessage(r.publish, 0, at(`the will of '${r.client_id}'`)), dueAt: r.due_at,
+    }));
+    return { retained, sessions: [...sessions.values()], wills };
+  }
+}
+
+/** The journal of one session: its changes as statements of the store's transaction. */
+class SqliteSessionJournal implements SessionJournal {
+  /** seq of the oldest queued message, and the next one to give. */
+  private head: number;
+  private tail: number;
+  /** Queued rows below this seq are deleted already; those from it up to `head` wait for the commit. */
+  private deletedUpTo: number;
+  /** In-flight messages acknowledged in this turn, deleted at the commit. */
+  private removed: number[] | null = null;
+  /** seq of the next message sent: keeps the in-flight messages in send order across a restart. */
+  private sent: number;
+
+  constructor(
+    private readonly store: SqliteStore,
+    private readonly clientId: string,
+    counters: Counters,
+  ) {
+    this.head = this.deletedUpTo = counters.head;
+    this.tail = counters.tail;
+    this.sent = counters.sent;
+  }
+
+  subscribed(key: string, entry: SubscriptionEntry): void {
+    this.store.subscribe(this.clientId, key, entry);
+  }
+  unsubscribed(key: string): void {
+    this.store.unsubscribe(this.clientId, key);
+  }
+  enqueued(q: QueuedMessage): void {
+    this.store.enqueue(this.clientId, this.tail++, q);
+  }
+  dequeued(): void {
+    this.head++;
+    this.store.gather(this);
+  }
+  inflightAdded(m: InflightMessage): void {
+    const removed = this.removed;
+    if (removed !== null) {
+      // an identifier acknowledged and used again in one turn: the new row replaces the old one, which must stay
+      const i = removed.indexOf(m.packetId);
+      if (i >= 0) removed.splice(i, 1);
+    }
+    this.store.addInflight(this.clientId, this.sent++, m);
+  }
+  inflightReleased(packetId: number): void {
+    this.store.release(this.clientId, packetId);
+  }
+  inflightRemoved(packetId: number): void {
+    (this.removed ??= []).push(packetId);
+    this.store.gather(this);
+  }
+  incomingAdded(packetId: number): void {
+    this.store.addIncoming(this.clientId, packetId);
+  }
+  incomingRemoved(packetId: number): void {
+    this.store.removeIncoming(this.clientId, packetId);
+  }
+  cleared(): void {
+    this.head = this.tail = this.deletedUpTo = 0;
+    this.removed = null;
+    this.store.clear(this.clientId);
+  }
+
+  /** Runs the deletions gathered in this turn: one range of queued rows, one list of in-flight ones. */
+  flush(dequeueUpTo: Statement, removeInflightList: Statement): void {
+    if (this.head > this.deletedUpTo) {
+      dequeueUpTo.run(this.clientId, this.head);
+      this.deletedUpTo = this.head;
+    }
+    if (this.removed !== null) {
+      removeInflightList.run(this.clientId, JSON.stringify(this.removed));
+      this.removed = null;
+    }
+  }
+}
+
+// ---- the file's format -------------------------------------------------------------------------
+
+/** Checks that the file is an undamaged mqtttools file (or empty), creating or migrating its tables. */
+function prepareFile(db: Database, path: string): void {
+  const pragma = (name: string) => Object.values(db.query(`PRAGMA ${name}`).get() as Record<string, unknown>)[0];
+  let tables: string[];
+  try {
+    tables = (db.query("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[]).map((r) => r.name);
+  } catch (e) {
+    throw new PersistenceError(`the persistence file ${path} is not a SQLite database, or is damaged: ${(e as Error).message}`);
+  }
+  const check = (db.query("PRAGMA quick_check").all() as Record<string, string>[]).map((r) => Object.values(r)[0]);
+  if (check.length !== 1 || check[0] !== "ok") throw new PersistenceError(`the persistence file ${path} is damaged: ${check.slice(0, 3).join("; ")}`);
+  const appId = pragma("application_id") as number;
+  const version = pragma("user_version") as number;
+  if (tables.length === 0 && appId === 0) {
+    db.transaction(() => createSchema(db))();
+    return;
+  }
+  if (appId === APPLICATION_ID) {
+    if (version !== FORMAT) throw new PersistenceError(`the persistence file ${path} has format ${version}, this mqtttools reads format ${FORMAT}`);
+    const missing = TABLES.filter((t) => !tables.includes(t));
+    if (missing.length > 0) throw new PersistenceError(`the persistence file ${path} is damaged: table ${missing.join(", ")} is missing`);
+    return;
+  }
+  const columns = (t: string) => (db.query(`PRAGMA table_info(${t})`).all() as { name: string }[]).map((c) => c.name).join(",");
+  const previous =
+    appId === 0 && version === 0 && tables.every((t) => t === "retained" || t === "sessions") &&
+    (!tables.includes("retained") || columns("retained") === "topic,publish,expires_at") && (!tables.includes("sessions") || columns("sessions") === "client_id,state");
+  if (!previous) throw new PersistenceError(`the persistence file ${path} is not an mqtttools persistence file (it holds the tables ${tables.join(", ")})`);
+  db.transaction(() => migrateFromJson(db, path, tables.includes("sessions")))();
+}
+
+function createSchema(db: Database): void {
+  for (const sql of SCHEMA) db.run(sql);
+  db.run(`PRAGMA application_id = ${APPLICATION_ID}`);
+  db.run(`PRAGMA user_version = ${FORMAT}`);
+}
+
+/** A session of the previous format: one JSON document, messages as base64 PUBLISH packets. */
+interface JsonSession {
+  clientId: string;
+  expiryInterval: number;
+  protocolVersion: 4 | 5;
+  username: string | null;
+  savedAt: number;
+  subscriptions: StoredSubscription[];
+  queue: (Omit<QueuedMessage, "message"> & { message: { publish: string; expiresAt: number } })[];
+  inflight: (Omit<InflightMessage, "message"> & { message: { publish: string; expiresAt: number } })[];
+  incomingQos2: number[];
+}
+
+/** Moves the sessions of the previous format (JSON, one row each) into the tables of this one, losing nothing. */
+function migrateFromJson(db: Database, path: string, hasSessions: boolean): void {
+  createSchema(db);
+  if (!hasSessions) return;
+  const b64 = (s: string) => new Uint8Array(Buffer.from(s, "base64"));
+  for (const row of db.query("SELECT client_id, state FROM sessions").all() as { client_id: string; state: string }[]) {
+    let s: JsonSession;
+    try {
+      s = JSON.parse(row.state);
+    } catch (e) {
+      throw new PersistenceError(`${path}: the session of '${row.client_id}' cannot be read: ${(e as Error).message}`);
+    }
+    const id = s.clientId;
+    db.query("INSERT INTO session VALUES (?, ?, ?, ?, ?)").run(id, s.expiryInterval, s.protocolVersion, s.username, s.savedAt);
+    for (const e of s.subscriptions) {
+      db.query("INSERT OR REPLACE INTO subscription VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)").run(id, e.key, e.filter, e.qos, e.noLocal ? 1 : 0, e.retainAsPublished ? 1 : 0, e.retainHandling, e.subscriptionId ?? null, e.shareName);
+    }
+    for (const [seq, q] of s.queue.entries()) {
+      db.query("INSERT INTO queued VALUES (?, ?, ?, ?, ?, ?, ?)").run(id, seq, q.qos, q.retain ? 1 : 0, idsText(q.subscriptionIds), b64(q.message.publish), q.message.expiresAt);
+    }
+    for (const [seq, m] of s.inflight.entries()) {
+      db.query("INSERT OR REPLACE INTO inflight VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)").run(id, m.packetId, seq, m.qos, m.retain ? 1 : 0, idsText(m.subscriptionIds), m.released ? 1 : 0, b64(m.message.publish), m.message.expiresAt);
+    }
+    for (const packetId of s.incomingQos2) db.query("INSERT OR IGNORE INTO incoming_qos2 VALUES (?, ?)").run(id, packetId);
+  }
+  db.run("DROP TABLE sessions");
+}

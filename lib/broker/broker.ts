@@ -125,6 +125,10 @@ export class Broker {
     this.packetLog = logLevel === "debug" ? 2 : logLevel === "info" ? 1 : 0;
     this.overload = new Overload(this.options, (level, line) => this.log(level, line));
     this.outbox = new Outbox(this.clients, this.options, this.counters, this, this.overload);
+    this.overload.onRelieved = () => {
+      this.outbox.memoryRelieved();
+      this.flushAll();
+    };
   }
 
   /** True while the broker is above maxMemoryBytes (until below its low-water mark): the hook for pausing publishers. */

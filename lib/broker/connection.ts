@@ -29,6 +29,9 @@ export interface PendingWill {
   delayMs: number;
 }
 
+/** What can hold a publisher back: a session whose queue it filled, or the broker's memory pressure. */
+export type HoldReason = Session | "memory";
+
 /** Connection states. */
 export const ConnState = { AwaitingConnect: 0, Connected: 1, Closed: 2 } as const;
 
@@ -63,8 +66,8 @@ export class Connection {
   will: PendingWill | null = null;
   /** Messages dropped for this client because its output was full (QoS 0). */
   dropped = 0;
-  /** Sessions whose full queues hold this publisher back (see Outbox.overflow); its socket is not read while there are any. */
-  private holds: Set<Session> | null = null;
+  /** What holds this publisher back: sessions whose full queues it filled (Outbox.overflow), or memory pressure (Outbox.holdForMemory). Its socket is not read while anything does. */
+  private holds: Set<HoldReason> | null = null;
 
   private out: Uint8Array | null = null;
   private outLen = 0;
@@ -136,26 +139,26 @@ export class Connection {
     return this.holds !== null;
   }
 
-  /** A session's full queue holds this publisher back: stop reading its socket (TCP pushes back on the client). */
-  holdBack(session: Session): void {
+  /** A session's full queue, or memory pressure, holds this publisher back: stop reading its socket (TCP pushes back on the client). */
+  holdBack(reason: HoldReason): void {
     if (this.holds === null) {
       this.holds = new Set();
       this.socket.pause();
     }
-    this.holds.add(session);
+    this.holds.add(reason);
   }
 
-  /** A session no longer holds this publisher back; true when none does any more (call resume() then). */
-  releaseHold(session: Session): boolean {
+  /** Something no longer holds this publisher back; true when nothing does any more (call resume() then). */
+  releaseHold(reason: HoldReason): boolean {
     const holds = this.holds;
-    if (holds === null || !holds.delete(session) || holds.size > 0) return false;
+    if (holds === null || !holds.delete(reason) || holds.size > 0) return false;
     this.holds = null;
     return true;
   }
 
-  /** Calls `fn` for each session holding this publisher back. */
-  forEachHold(fn: (session: Session) => void): void {
-    if (this.holds !== null) for (const s of this.holds) fn(s);
+  /** Calls `fn` for each thing holding this publisher back. */
+  forEachHold(fn: (reason: HoldReason) => void): void {
+    if (this.holds !== null) for (const r of this.holds) fn(r);
   }
 
   /** Goes on after being held back: the packets that waited are handled, then the socket is read again. */

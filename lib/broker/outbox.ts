@@ -31,6 +31,8 @@ export class Outbox {
   private readonly blocked = new Map<Session, { since: number; publishers: Set<Connection> }>();
   /** Sessions whose dropped messages have been logged, until one is queued again. */
   private readonly dropping = new WeakSet<Session>();
+  /** Publishers held back by memory pressure. */
+  private readonly memoryHeld = new Set<Connection>();
   /** Publishers to go on once the current handler is done. */
   private resuming: Connection[] = [];
   private resumeScheduled = false;
@@ -125,9 +127,14 @@ export class Outbox {
     if (blocked === undefined) return;
     this.blocked.delete(session);
     for (const p of blocked.publishers) if (p.releaseHold(session)) this.resuming.push(p);
+    this.scheduleResume();
+  }
+
+  /** Resumes the publishers let go once the current handler is done: a publisher's buffered packets route again, and not inside the handler that freed the queue. */
+  private scheduleResume(): void {
     if (this.resuming.length > 0 && !this.resumeScheduled) {
       this.resumeScheduled = true;
-      queueMicrotask(this.resumeAll); // not inside the handler that freed the queue: a publisher's buffered packets route again
+      queueMicrotask(this.resumeAll);
     }
   }
 
@@ -141,7 +148,32 @@ export class Outbox {
   /** A connection ended: publishers its session held back go on, and it holds nobody's queue any more. */
   disconnected(conn: Connection): void {
     if (conn.session !== null && this.clients.get(conn.session.clientId) === undefined) this.release(conn.session);
-    conn.forEachHold((session) => this.blocked.get(session)?.publishers.delete(conn));
+    conn.forEachHold((reason) => {
+      if (reason === "memory") this.memoryHeld.delete(conn);
+      else this.blocked.get(reason)?.publishers.delete(conn);
+    });
+  }
+
+  /**
+   * Under memory pressure: holds back a connection that just published, until the pressure is
+   * over (memoryRelieved). A client with messages in flight or queued towards it is not held: its
+   * acknowledgements are what frees that memory.
+   */
+  holdForMemory(conn: Connection): void {
+    const session = conn.session!;
+    if (session.inflight.size > 0 || session.queued > 0 || conn.heldBack) return;
+    if (this.memoryHeld.size === 0) this.logging.log("warning", "memory pressure: holding publishers back until it is over");
+    this.memoryHeld.add(conn);
+    conn.holdBack("memory");
+  }
+
+  /** The memory pressure is over: every publisher it held back goes on. */
+  memoryRelieved(): void {
+    if (this.memoryHeld.size === 0) return;
+    this.logging.log("warning", `memory pressure over: ${this.memoryHeld.size} publisher(s) held back go on`);
+    for (const p of this.memoryHeld) if (p.releaseHold("memory")) this.resuming.push(p);
+    this.memoryHeld.clear();
+    this.scheduleResume();
   }
 
   /**

@@ -179,7 +179,7 @@ describe("the descriptor limit (ulimit -n 256)", () => {
     const late = await attempt(port);
     console.log(`a new client at the limit: ${late.outcome} (code ${late.code}) after ${late.ms.toFixed(1)} ms`);
     expect(late.outcome === "refused" ? late.code : late.outcome).toBe(ReasonCode.QuotaExceeded);
-    expect(late.ms).toBeLessThan(1000); // the issue asks for 100 ms; a margin for a shared 2-core machine, far from a hang
+    expect(late.ms).toBeLessThan(100); // as the issue asks (measured well under 1 ms): refused, not hung
 
     for (const s of sockets.splice(0)) s.end();
     const back = await connectEventually(port, 5000);
@@ -304,7 +304,7 @@ class BulkClient {
 }
 
 describe("memory pressure", () => {
-  test("a publisher flood to subscribers that stopped reading, against a low maxMemoryBytes: RSS stays near the bound, the transitions are logged, new clients get 0x97, and no acknowledged QoS 1 message is lost", async () => {
+  test("a publisher flood to subscribers that stopped reading, against a low maxMemoryBytes: RSS stays near the bound, the transitions are logged, new clients get 0x97, publishers are held back until the pressure is over, and no acknowledged QoS 1 message is lost", async () => {
     const HEADROOM = 64 * 1024 * 1024;
     const b = await limited(1024, [], { OVERLOAD_MEMORY_HEADROOM: String(HEADROOM), OVERLOAD_OPTIONS: JSON.stringify({ maxOutputBytes: 2 ** 30 }) }, true);
     const port = b.ports[0]!;
@@ -346,27 +346,34 @@ describe("memory pressure", () => {
     const batch = new Uint8Array(packet.length * 16);
     for (let i = 0; i < 16; i++) batch.set(packet, i * packet.length);
     let refusedUnderPressure: Attempt | null = null;
-    for (let sent = 0; sent < 512 * 1024 * 1024; sent += batch.length) {
-      await flooder.write(batch);
-      if (refusedUnderPressure === null && /memory pressure: /.test(b.stderr())) refusedUnderPressure = await attempt(port);
-    }
-    await roundTripPair(acker, reliable, "acked", 99_999); // the flood has been routed
-    clearInterval(sampling);
-    flooding = false;
-    await ackLoop;
-    console.log(`flood of 512 MiB x 4 subscribers: broker RSS peaked at ${(maxRss / 1048576).toFixed(0)} MiB against a bound of about ${(bound / 1048576).toFixed(0)} MiB; ${acked.length} QoS 1 messages acknowledged`);
-    await b.waitStderr(/memory pressure: RSS .* reached maxMemoryBytes/);
-    expect(refusedUnderPressure).not.toBeNull();
-    expect(refusedUnderPressure!.outcome === "refused" ? refusedUnderPressure!.code : refusedUnderPressure!.outcome).toBe(ReasonCode.QuotaExceeded);
-    // near the bound (without it: 4 x 512 MiB). The overshoot, 20 to 65 MiB here, is the output
-    // buffers' growth by doubling between two samples, and old buffers not yet collected
-    expect(maxRss).toBeLessThan(bound + 100 * 1024 * 1024);
+    // under pressure the flooder is held back (not read), so a write of it may never finish: the flood ends there
+    const pressure = b.waitStderr(/memory pressure: /);
+    let underPressure = false;
+    void pressure.then(() => (underPressure = true), () => {});
+    for (let sent = 0; sent < 512 * 1024 * 1024 && !underPressure; sent += batch.length) await Promise.race([flooder.write(batch), pressure]);
+    await pressure;
+    refusedUnderPressure = await attempt(port);
+    await b.waitStderr(/memory pressure: holding publishers back/);
+    const ackedUnderPressure = acked.length;
+    console.log(`broker RSS peaked at ${(maxRss / 1048576).toFixed(0)} MiB so far against a bound of about ${(bound / 1048576).toFixed(0)} MiB; ${ackedUnderPressure} QoS 1 messages acknowledged`);
+    expect(refusedUnderPressure.outcome === "refused" ? refusedUnderPressure.code : refusedUnderPressure.outcome).toBe(ReasonCode.QuotaExceeded);
     // nothing acknowledged is lost
     await waitUntil(() => acked.every((m) => received.has(m)), `every acknowledged message arrived (${acked.filter((m) => !received.has(m)).length} missing)`);
 
-    // the slow subscribers leave: their output is freed, memory falls below the low-water mark
+    // the slow subscribers leave: their output is freed, memory falls below the low-water mark,
+    // and the publishers held back go on: the acknowledged publisher gets its PUBACKs again
     for (const s of slow) s.terminate();
     await b.waitStderr(/memory pressure over: RSS .* is below the low-water mark/);
+    await b.waitStderr(/memory pressure over: \d+ publisher\(s\) held back go on/);
+    await waitUntil(() => acked.length > ackedUnderPressure + 10, "the held publisher's messages are acknowledged again");
+    clearInterval(sampling);
+    console.log(`broker RSS peaked at ${(maxRss / 1048576).toFixed(0)} MiB over the whole run`);
+    // near the bound over the whole run, the hold included (without it: 4 x 512 MiB). The overshoot
+    // is the output buffers' growth by doubling between two samples, and old buffers not yet collected
+    expect(maxRss).toBeLessThan(bound + 32 * 1024 * 1024);
+    flooding = false;
+    await ackLoop;
+    await waitUntil(() => acked.every((m) => received.has(m)), `every acknowledged message arrived (${acked.filter((m) => !received.has(m)).length} missing)`);
     console.log(b.stderr().split("\n").filter((l) => l.includes("memory pressure")).join("\n"));
     const after = await attempt(port);
     expect(after.outcome).toBe("accepted");

@@ -81,4 +81,5 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
     if (reasonCode === 0) session.addIncomingQos2(p.packetId);
     conn.writePacket({ type: PacketType.PUBREC, packetId: p.packetId, reasonCode, properties: NO_PROPERTIES }); // [MQTT-4.3.3-8]
   }
+  if (broker.memoryPressure) broker.outbox.holdForMemory(conn); // read no more from it until memory is back under the bound
 }

@@ -22,8 +22,8 @@
  * Memory: the same timer samples RSS and heap (MemoryGuard). Above maxMemoryBytes new connections
  * are refused with CONNACK 0x97 and QoS 0 deliveries are dropped and counted (shedQos0(), which
  * also samples again after every bound / 64 bytes delivered); below
- * the low-water mark service resumes. `memoryPressure` is the flag other parts (publisher
- * flow control) consult.
+ * the low-water mark service resumes. `memoryPressure` is the flag publisher flow control consults
+ * (Outbox.holdForMemory), and `onRelieved` is called when the pressure is over.
  */
 import type { BrokerOptions } from "../options";
 import { freeDescriptors, raiseDescriptorLimit, type DescriptorLimit } from "./descriptors";
@@ -102,6 +102,9 @@ export class Overload {
   private pausesUnlogged = 0;
   /** Whether the current pause was logged (then so is its end). */
   private pauseLogged = false;
+
+  /** Called once memory falls below the low-water mark again (the broker lets held publishers go on). */
+  onRelieved: () => void = () => {};
 
   constructor(
     private readonly options: BrokerOptions,
@@ -219,8 +222,11 @@ export class Overload {
     if (change === null) return;
     const mb = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
     const state = `RSS ${mb(m.last.rss)}, heap ${mb(m.last.heap)}`;
-    if (change === "high") this.log("warning", `memory pressure: ${state} reached maxMemoryBytes (${mb(m.high)}): refusing new connections and dropping QoS 0 deliveries`);
-    else this.log("warning", `memory pressure over: ${state} is below the low-water mark (${mb(m.low)}): normal service resumes (${this.counters.droppedQos0} QoS 0 deliveries dropped so far)`);
+    if (change === "high") this.log("warning", `memory pressure: ${state} reached maxMemoryBytes (${mb(m.high)}): refusing new connections, dropping QoS 0 deliveries and holding publishers back`);
+    else {
+      this.log("warning", `memory pressure over: ${state} is below the low-water mark (${mb(m.low)}): normal service resumes (${this.counters.droppedQos0} QoS 0 deliveries dropped so far)`);
+      this.onRelieved();
+    }
   }
 
   private pauseListeners(now: number): void {

@@ -187,6 +187,11 @@ export class Broker {
     return ports;
   }
 
+  /** `await using broker = new Broker(...)` stops it at the end of the scope. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+
   /** Starts (unless started), then waits until stop() is called. */
   async serveForever(): Promise<void> {
     if (this.servers.length === 0) await this.start();

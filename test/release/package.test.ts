@@ -42,10 +42,11 @@ describe("the npm package", () => {
     expect(tracked.some((f) => f.startsWith("test/") || f.startsWith("bench/"))).toBe(false);
   });
 
-  test("a TypeScript file importing Client and Broker from the installed package type-checks under tsc --noEmit and runs", async () => {
+  test("a TypeScript file importing Client and Broker from the installed package, and mqtttools/testing, type-checks under tsc --noEmit and runs", async () => {
     writeFileSync(
       join(project, "app.ts"),
       `import { Broker, Client, Message } from "mqtttools";
+import { measurePublishes, testBroker } from "mqtttools/testing";
 const broker = new Broker([["127.0.0.1", 0]]);
 const [port] = await broker.start();
 const client = new Client("127.0.0.1", port!);
@@ -56,12 +57,15 @@ const m = await client.messages.get();
 console.log(m?.text);
 await client.stop();
 await broker.stop();
+await using kit = await testBroker();
+const r = await measurePublishes({ url: kit.url, topic: "app/load", count: 100, qos: 1 });
+console.log(\`\${r.received} of \${r.sent}\`);
 `,
     );
     const options = { ...(await Bun.file(join(root, "tsconfig.json")).json()).compilerOptions, typeRoots: [join(root, "node_modules")], types: ["bun-types"] };
     writeFileSync(join(project, "tsconfig.json"), JSON.stringify({ compilerOptions: options, include: ["app.ts"] }));
     await run([join(root, "node_modules/.bin/tsc"), "--noEmit", "-p", project], project);
-    expect(await run([process.execPath, "app.ts"], project)).toBe("hello from a project\n");
+    expect(await run([process.execPath, "app.ts"], project)).toBe("hello from a project\n100 of 100\n");
   });
 
   test("bunx mqtttools --version runs the installed CLI", async () => {

@@ -19,7 +19,7 @@ import { topicMatches } from "../topic/match";
 import { Access, loadAccessRules, type AccessRules } from "./acl";
 import { Authenticator } from "./auth";
 import type { DurableStore, PersistenceError, RecoveredSession, RecoveredWill, RecoveryReport } from "./store/journal";
-import { sysMessage, sysValues, type BrokerCounters } from "./sys";
+import { sysMessage, sysValues, type BrokerCounters } from "./observe/sys";
 import pkg from "../../package.json" with { type: "json" };
 import { Connection, ConnState } from "./connection";
 import { persist, type Message } from "./message";

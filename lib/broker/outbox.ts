@@ -15,7 +15,7 @@ import type { Connection } from "./connection";
 import { encodeForm, messageCost, persist, type Message } from "./message";
 import type { BrokerOptions } from "./options";
 import type { QueuedMessage, Session } from "./session";
-import type { BrokerCounters } from "./sys";
+import type { BrokerCounters } from "./observe/sys";
 import type { Overload } from "./overload/overload";
 
 /** The logging the outbox needs from its owner. */

@@ -4,8 +4,8 @@
  * again only when it changed (the uptime always). `$`-topics reach only subscriptions that name
  * `$SYS` [MQTT-4.7.2-1], and they are not written to the persistence file.
  */
-import { NO_PROPERTIES } from "../codec/properties";
-import type { Message } from "./message";
+import { NO_PROPERTIES } from "../../codec/properties";
+import type { Message } from "../message";
 
 /** What the broker counts for `$SYS`. */
 export interface BrokerCounters {

@@ -19,7 +19,8 @@ import { topicMatches } from "../topic/match";
 import { Access, loadAccessRules, type AccessRules } from "./acl";
 import { Authenticator } from "./auth";
 import type { DurableStore, PersistenceError, RecoveredSession, RecoveredWill, RecoveryReport } from "./store/journal";
-import { sysMessage, sysValues, type BrokerCounters } from "./observe/sys";
+import { sysMessage, sysValues } from "./observe/sys";
+import { newCounters, type BrokerCounters } from "./observe/counters";
 import pkg from "../../package.json" with { type: "json" };
 import { Connection, ConnState } from "./connection";
 import { persist, type Message } from "./message";
@@ -98,7 +99,7 @@ export class Broker {
   /** What start() restored from persistenceFile, null without one. */
   recovery: RecoveryReport | null = null;
   /** Counters for `$SYS`. */
-  readonly counters: BrokerCounters = { messagesReceived: 0, messagesSent: 0, messagesDropped: 0 };
+  readonly counters: BrokerCounters = newCounters();
   private sysTimer: Timer | null = null;
   private startedAt = 0;
   /** The `$SYS` values last published, by topic. */

@@ -18,6 +18,7 @@ import type { Broker } from "./broker";
 import type { Message } from "./message";
 import type { Session } from "./session";
 import { dispatch } from "./handlers/dispatch";
+import { countDisconnect, reasonLabel } from "./observe/counters";
 
 const POOL_BUFFER_SIZE = 64 * 1024;
 const pool: Uint8Array[] = [];
@@ -31,6 +32,9 @@ export interface PendingWill {
 
 /** What can hold a publisher back: a session whose queue it filled, or the broker's memory pressure. */
 export type HoldReason = Session | "memory";
+
+/** The v5 reason code each 3.1.1 CONNACK return code stands for (section 3.2.2.3 of 3.1.1). */
+const V5_OF_RETURN_CODE: Record<number, number> = { 1: 0x84, 2: 0x85, 3: 0x88, 4: 0x86, 5: 0x87 };
 
 /** Connection states. */
 export const ConnState = { AwaitingConnect: 0, Connected: 1, Closed: 2 } as const;
@@ -94,6 +98,7 @@ export class Connection {
   receive(data: Uint8Array): void {
     if (this.state === ConnState.Closed) return;
     this.lastReceived = Date.now();
+    this.broker.counters.bytesReceived += data.length;
     (this.framer ??= new Framer(this.broker.options.maxPacketSize)).push(data);
     if (this.holds === null) this.process();
   }
@@ -228,6 +233,7 @@ export class Connection {
   /** Encodes a packet straight into the output buffer. */
   writePacket(p: Packet): void {
     if (this.broker.packetLog !== 0) this.broker.logPacket(this, "Sent", p);
+    if (p.type === PacketType.CONNACK) this.countConnack(p.reasonCode);
     const rl = remainingLength(p, this.version);
     const at = this.reserve(1 + varintSize(rl) + rl);
     encodePacketInto(p, this.version, this.out!, at, rl);
@@ -245,7 +251,15 @@ export class Connection {
       p = { ...p, properties };
     }
     if (this.broker.packetLog !== 0) this.broker.logPacket(this, "Sent", p);
+    if (p.type === PacketType.CONNACK) this.countConnack(p.reasonCode);
     this.append(bytes);
+  }
+
+  /** Counts a CONNACK sent, by reason code (3.1.1 return codes as the v5 codes they stand for). */
+  private countConnack(code: number): void {
+    if (this.version === 4 && code !== 0) code = V5_OF_RETURN_CODE[code] ?? code;
+    const connacks = this.broker.counters.connacks;
+    connacks.set(code, (connacks.get(code) ?? 0) + 1);
   }
 
   /** Appends bytes to the output buffer and marks the connection for the next flush. */
@@ -297,6 +311,7 @@ export class Connection {
       return;
     }
     const written = this.socket.write(out, 0, this.outLen);
+    if (written > 0) this.broker.counters.bytesSent += written;
     if (written >= this.outLen) {
       this.outLen = 0;
       this.release(out);
@@ -325,9 +340,14 @@ export class Connection {
    * Ends the connection. With a reason code a v5 client that completed CONNECT first gets
    * DISCONNECT carrying it and `reason` [MQTT-4.13.1-1]; the socket is then ended.
    */
-  close(reasonCode: number | null, reason: string): void {
+  close(reasonCode: number | null, reason: string, clientReason?: number): void {
     if (this.state === ConnState.Closed) return;
     const wasConnected = this.state === ConnState.Connected;
+    if (wasConnected) {
+      // `clientReason`: the client ended it with DISCONNECT carrying that code
+      if (clientReason !== undefined) countDisconnect(this.broker.counters, reasonLabel(clientReason), "client");
+      else countDisconnect(this.broker.counters, reasonCode === null ? "closed" : reasonLabel(reasonCode), "server");
+    }
     if (reasonCode !== null && wasConnected && this.version === 5) {
       this.writeWithReason({ type: PacketType.DISCONNECT, reasonCode, properties: { reasonString: reason } });
     }
@@ -343,6 +363,7 @@ export class Connection {
     if (this.state !== ConnState.Closed) {
       const wasConnected = this.state === ConnState.Connected;
       this.state = ConnState.Closed;
+      if (wasConnected) countDisconnect(this.broker.counters, "connection_lost", "client"); // without DISCONNECT
       this.broker.connectionClosed(this, wasConnected);
     }
     if (this.out !== null) {

@@ -15,7 +15,7 @@ import type { Connection } from "./connection";
 import { encodeForm, messageCost, persist, type Message } from "./message";
 import type { BrokerOptions } from "./options";
 import type { QueuedMessage, Session } from "./session";
-import type { BrokerCounters } from "./observe/sys";
+import type { BrokerCounters } from "./observe/counters";
 import type { Overload } from "./overload/overload";
 
 /** The logging the outbox needs from its owner. */
@@ -62,12 +62,19 @@ export class Outbox {
    */
   deliver(session: Session, message: Message, qos: QoS, retain: boolean, subscriptionIds: number[] | null, now: number): void {
     const conn = this.clients.get(session.clientId);
-    if (message.expiresAt !== 0 && message.expiresAt <= (now || Date.now())) return; // section 3.3.2.3.3
+    if (message.expiresAt !== 0 && message.expiresAt <= (now || Date.now())) {
+      this.counters.dropped.expired++; // section 3.3.2.3.3
+      return;
+    }
     if (qos === 0) {
-      if (conn === undefined || this.overload.shedQos0(message.payload.length)) return; // shed under memory pressure, counted
+      if (conn === undefined) return;
+      if (this.overload.shedQos0(message.payload.length)) {
+        this.counters.dropped.memory_pressure++;
+        return;
+      }
       if (conn.outputFull) {
         conn.dropped++;
-        this.counters.messagesDropped++;
+        this.counters.dropped.output_full++;
         return;
       }
       this.sendPublish(conn, message, 0, retain, subscriptionIds, 0, false, now);
@@ -95,7 +102,7 @@ export class Outbox {
   private overflow(conn: Connection | undefined, session: Session, q: QueuedMessage): void {
     const policy = this.options.slowConsumerPolicy;
     if (conn === undefined || policy === "drop") {
-      this.counters.messagesDropped++;
+      this.counters.dropped.queue_full++;
       if (!this.dropping.has(session)) {
         this.dropping.add(session);
         this.logging.log("warning", `queue of ${conn === undefined ? "offline " : ""}client '${session.clientId}' is full: messages for it are dropped`);
@@ -204,10 +211,13 @@ export class Outbox {
   sendPublish(conn: Connection, message: Message, qos: QoS, retain: boolean, subscriptionIds: number[] | null, packetId: number, dup: boolean, now: number): boolean {
     const ids = conn.version === 5 ? subscriptionIds : null;
     const form = conn.clientTopicAliasMax === 0 ? encodeForm(message, conn.version, qos, retain, dup, ids, now) : this.aliasedForm(conn, message, qos, retain, dup, ids, now);
-    if (form.bytes.length > conn.clientMaxPacketSize) return false; // [MQTT-3.1.2-25] dropped for this client only
+    if (form.bytes.length > conn.clientMaxPacketSize) {
+      this.counters.dropped.too_large++; // [MQTT-3.1.2-25] dropped for this client only
+      return false;
+    }
     const at = conn.append(form.bytes);
     if (qos > 0) conn.patchU16(at + form.packetIdOffset, packetId);
-    this.counters.messagesSent++;
+    this.counters.sent[qos]++;
     if (this.logging.packetLog !== 0) this.logging.logPacket(conn, "Sent", { ...(decodePacket(form.bytes, conn.version) as PublishPacket), packetId });
     return true;
   }
@@ -240,7 +250,10 @@ export class Outbox {
     if (session.hasHeld) this.sendHeld(conn, session, now);
     while (session.queued > 0 && session.inflight.size < conn.sendWindow && !conn.outputFull) {
       const q = session.dequeue()!;
-      if (q.message.expiresAt !== 0 && q.message.expiresAt <= now) continue; // section 3.3.2.3.3
+      if (q.message.expiresAt !== 0 && q.message.expiresAt <= now) {
+        this.counters.dropped.expired++; // section 3.3.2.3.3
+        continue;
+      }
       this.sendInflight(conn, session, q.message, q.qos, q.retain, q.subscriptionIds, now);
     }
     if (this.blocked.size !== 0 && session.queued <= this.options.maxQueuedMessages >>> 1 && session.queuedBytes <= this.options.maxQueuedBytes / 2) this.release(session);

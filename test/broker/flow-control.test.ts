@@ -187,7 +187,7 @@ describe("a subscriber that stops acknowledging", () => {
     pub.send(Buffer.concat(Array.from({ length: 10 }, () => encodePacket(publishPacket("zero", new Uint8Array(400)), 5))));
     await settle(pub);
     expect(heldBack(h.broker, "pub")).toBe(false);
-    expect(h.broker.counters.messagesDropped).toBeGreaterThan(0);
+    expect(h.broker.counters.dropped.output_full).toBeGreaterThan(0);
   });
 });
 
@@ -202,7 +202,7 @@ describe("offline sessions and the other policies", () => {
     await roundTrip(pub);
     expect(heldBack(h.broker, "pub")).toBe(false);
     expect(h.broker.sessions.get("away")!.queued).toBe(5);
-    expect(h.broker.counters.messagesDropped).toBe(7);
+    expect(h.broker.counters.dropped.queue_full).toBe(7);
     expect(log.filter((l) => l.includes("warning:") && l.includes("'away'"))).toHaveLength(1); // once, not once per message
     const watcher = await h.connect({ clientId: "watcher" });
     await rawSubscribe(watcher, "$SYS/broker/publish/messages/dropped", 0);
@@ -218,7 +218,7 @@ describe("offline sessions and the other policies", () => {
     publishMany(pub, "d", 10, 1);
     for (let id = 1; id <= 10; id++) await pub.next(PacketType.PUBACK, (p) => p.type === PacketType.PUBACK && p.packetId === id);
     expect(heldBack(h.broker, "pub")).toBe(false);
-    expect(h.broker.counters.messagesDropped).toBe(5);
+    expect(h.broker.counters.dropped.queue_full).toBe(5);
     expect(h.broker.sessions.get("sub")!.queued).toBe(3);
     expect(sub.isClosed).toBe(false);
   });

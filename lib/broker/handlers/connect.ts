@@ -58,6 +58,7 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
     return refuse(conn, ReasonCode.BadAuthenticationMethod, `authentication method '${props.authenticationMethod}' is not supported`);
   }
   const denied = broker.authenticate(p.username, p.password); // [MQTT-3.1.4-2]
+  if (denied !== 0) broker.counters.authFailures++;
   if (denied === ReasonCode.NotAuthorized) return refuse(conn, denied, "not authorized: this broker needs a user name and password");
   if (denied !== 0) return refuse(conn, denied, "bad user name or password");
   let clientId = p.clientId;

@@ -12,5 +12,5 @@ export function handleDisconnect(conn: Connection, p: DisconnectPacket): void {
     session.expiryInterval = expiry;
   }
   if (p.reasonCode !== ReasonCode.DisconnectWithWillMessage) conn.will = null;
-  conn.close(null, `client disconnected (${p.reasonCode === 0 ? "normal" : `reason 0x${p.reasonCode.toString(16)}`})`);
+  conn.close(null, `client disconnected (${p.reasonCode === 0 ? "normal" : `reason 0x${p.reasonCode.toString(16)}`})`, p.reasonCode);
 }

@@ -15,7 +15,8 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   const broker = conn.broker;
   const o = broker.options;
   const session = conn.session!;
-  broker.counters.messagesReceived++;
+  const counters = broker.counters;
+  counters.received[p.qos]++;
   if (p.qos > o.maximumQoS) throw new MqttError(ReasonCode.QoSNotSupported, `QoS ${p.qos} exceeds the maximum QoS ${o.maximumQoS}`); // [MQTT-3.2.2-11]
   if (p.retain && !o.retainAvailable) throw new MqttError(ReasonCode.RetainNotSupported, "retained messages are not supported"); // [MQTT-3.2.2-14]
 
@@ -63,6 +64,7 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   // ends a QoS 2 exchange); 3.1.1 ones cannot, so the message is acknowledged and dropped
   let reasonCode = 0;
   if (!conn.mayWrite(topic)) {
+    counters.dropped.not_authorized++;
     if (conn.version === 5) reasonCode = ReasonCode.NotAuthorized;
   } else {
     // a message that reaches nobody and is not retained is not built at all
@@ -72,7 +74,7 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
       outbox.publisher = conn; // a full queue holds this connection back (flow control, section 4.9)
       broker.route(messageFromPublish(p, topic, topicBytes), session, matches);
       outbox.publisher = null;
-    }
+    } else counters.dropped.no_subscribers++;
   }
 
   if (p.qos === 1) {

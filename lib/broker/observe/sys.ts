@@ -6,16 +6,7 @@
  */
 import { NO_PROPERTIES } from "../../codec/properties";
 import type { Message } from "../message";
-
-/** What the broker counts for `$SYS`. */
-export interface BrokerCounters {
-  /** PUBLISH packets received from clients. */
-  messagesReceived: number;
-  /** PUBLISH packets sent to clients. */
-  messagesSent: number;
-  /** QoS 0 messages dropped for full outputs, QoS 1/2 messages dropped for full queues. */
-  messagesDropped: number;
-}
+import { total, type BrokerCounters } from "./counters";
 
 /** The values of one `$SYS` round, by topic. */
 export function sysValues(version: string, startedAt: number, counters: BrokerCounters, state: { connected: number; sessions: number; subscriptions: number; retained: number }, now = Date.now()): [string, string][] {
@@ -24,9 +15,10 @@ export function sysValues(version: string, startedAt: number, counters: BrokerCo
     ["$SYS/broker/uptime", `${Math.floor((now - startedAt) / 1000)} seconds`],
     ["$SYS/broker/clients/connected", String(state.connected)],
     ["$SYS/broker/clients/total", String(state.sessions)],
-    ["$SYS/broker/messages/received", String(counters.messagesReceived)],
-    ["$SYS/broker/messages/sent", String(counters.messagesSent)],
-    ["$SYS/broker/publish/messages/dropped", String(counters.messagesDropped)],
+    ["$SYS/broker/messages/received", String(total(counters.received))],
+    ["$SYS/broker/messages/sent", String(total(counters.sent))],
+    // as Mosquitto's: messages dropped because a client's queue or output was full
+    ["$SYS/broker/publish/messages/dropped", String(counters.dropped.queue_full + counters.dropped.output_full)],
     ["$SYS/broker/subscriptions/count", String(state.subscriptions)],
     ["$SYS/broker/retained messages/count", String(state.retained)],
   ];

@@ -1,11 +1,12 @@
 /** `mqtttools broker`: runs the broker until Ctrl-C or SIGTERM. */
-import { dirname, resolve } from "node:path";
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import type { TLSOptions } from "bun";
 import pc from "picocolors";
 import { Broker } from "../lib/broker/broker";
 import { BrokerThread } from "../lib/thread/broker-thread";
 import { DEFAULT_OPTIONS, SLOW_CONSUMER_POLICIES, type Address, type BrokerOptions, type SlowConsumerPolicy } from "../lib/broker/options";
+import { printConfig, readConfig, type ListenerSpec } from "./broker-config";
 import { logLevel as globalLogLevel, parseLogLevel } from "./log";
 import { integerFlag, UsageError } from "./usage";
 
@@ -21,8 +22,10 @@ Options:
   --certfile FILE             TLS certificate chain (PEM)
   --keyfile FILE              TLS private key (PEM)
   --cafile FILE               CA certificates (PEM): require client certificates signed by them
-  --config FILE.toml          listeners, limits, [auth] and [persistence] from a TOML file;
+  --config FILE.toml          listeners and every broker option from a TOML file (below);
                               flags override it
+  --print-config              print the effective configuration (the file, the flags and every
+                              default) as TOML for --config, and exit
   --password-file FILE        users and password hashes in Mosquitto's format (mosquitto_passwd):
                               CONNECT must carry a user name and password the file holds
   --allow-anonymous           with --password-file, let clients without a user name in too
@@ -56,7 +59,9 @@ Options:
                               'mqtttools --log-level LEVEL broker', error); info logs every packet
   -h, --help                  show this help
 
-Config file (TOML); relative file names are relative to the file:
+Config file (TOML); relative file names are relative to the file. 'mqtttools broker
+--print-config' prints every key with its default: a file to start from. Keys are BrokerOptions
+names (README, "The broker"); an unknown key or a bad value is an error naming it.
   [[listener]]                # one table per listener; none = the --host/--port default
   host = "0.0.0.0"
   port = 8883
@@ -66,16 +71,26 @@ Config file (TOML); relative file names are relative to the file:
   [limits]                    # maxConnections, maxConnectionRate, fdReserve, maxMemoryBytes,
                               # maxPacketSize, maxQueuedMessages, maxQueuedBytes, maxOutputBytes,
                               # maxInflight, maxKeepAlive, connectTimeoutMs, slowConsumerPolicy,
-                              # slowConsumerTimeoutMs
+                              # slowConsumerTimeoutMs, lingerMs, maxLingering
   maxPacketSize = 65536
   slowConsumerPolicy = "backpressure"
+  [mqtt]                      # receiveMaximum, maximumQoS, retainAvailable, topicAliasMaximum,
+                              # wildcardSubscriptionAvailable, subscriptionIdentifierAvailable,
+                              # sharedSubscriptionAvailable, responseInformation
+  maximumQoS = 1
   [auth]
   passwordFile = "passwords"  # made with mosquitto_passwd
   allowAnonymous = false
   aclFile = "acl"             # topic/pattern/user rules, as Mosquitto's acl_file
+  deniedTopicFilters = ["secret/#"]
   [persistence]
   file = "broker.db"          # retained messages and sessions across restarts (SQLite)
   durability = "process"      # or "power"
+  [redirect]                  # send every client elsewhere (CONNACK 0x9C, 0x9D if permanent)
+  reference = "other.example:1883"
+  permanent = false
+  [sys]
+  sysIntervalMs = 10000       # $SYS/broker/... updates; 0 = none
 Listener flags (--host, --port, --secure-port, --certfile, --keyfile, --cafile) replace the
 file's listeners; each limit flag overrides the same limit.`;
 
@@ -95,22 +110,10 @@ const LIMIT_FLAGS: Record<string, keyof BrokerOptions> = {
 /** Limits for which 0 is allowed (no bound, or none kept back). */
 const ZERO_ALLOWED: readonly string[] = ["maxKeepAlive", "maxConnectionRate", "fdReserve", "maxMemoryBytes"];
 
-/** The limits a config file's [limits] table may set (BrokerOptions names). */
-const LIMIT_KEYS = [...Object.values(LIMIT_FLAGS), "connectTimeoutMs", "slowConsumerPolicy", "slowConsumerTimeoutMs"] as const;
-
-/** A slow-consumer policy named by a flag or the config file; `what` names it in the error. */
+/** A slow-consumer policy named by a flag; `what` names it in the error. */
 function slowConsumerPolicy(what: string, v: unknown): SlowConsumerPolicy {
   if (typeof v !== "string" || !(SLOW_CONSUMER_POLICIES as readonly string[]).includes(v)) throw new UsageError(`${what} must be one of ${SLOW_CONSUMER_POLICIES.join(", ")}, not ${JSON.stringify(v)}`);
   return v as SlowConsumerPolicy;
-}
-
-/** A listener of the config file. */
-interface ListenerConfig {
-  host?: string;
-  port?: number;
-  certfile?: string;
-  keyfile?: string;
-  cafile?: string;
 }
 
 /** Reads a PEM file named by a flag or the config file, with a one-line error when it cannot. */
@@ -129,60 +132,10 @@ async function tlsOptions(prefix: string, certfile: string, keyfile: string, caf
   return tls;
 }
 
-/** Reads and checks a config file: its listeners and limits. */
-async function readConfig(path: string): Promise<{ listeners: Address[]; limits: Partial<BrokerOptions> }> {
-  let doc: Record<string, unknown>;
-  try {
-    doc = Bun.TOML.parse(await Bun.file(path).text()) as Record<string, unknown>;
-  } catch (e) {
-    throw new UsageError(`cannot read --config '${path}': ${(e as Error).message}`);
-  }
-  const bad = (what: string) => new UsageError(`--config '${path}': ${what}`);
-  for (const key of Object.keys(doc)) if (!["listener", "limits", "auth", "persistence"].includes(key)) throw bad(`unknown key '${key}' (expected [[listener]], [limits], [auth] and [persistence])`);
-  const dir = dirname(resolve(path));
-  const listeners: Address[] = [];
-  const list = doc.listener ?? [];
-  if (!Array.isArray(list)) throw bad("'listener' must be an array of tables ([[listener]])");
-  for (const [i, l] of (list as ListenerConfig[]).entries()) {
-    const what = `listener ${i + 1}`;
-    for (const key of Object.keys(l)) if (!["host", "port", "certfile", "keyfile", "cafile"].includes(key)) throw bad(`${what}: unknown key '${key}'`);
-    const tls = l.certfile !== undefined || l.keyfile !== undefined;
-    const port = l.port ?? (tls ? 8883 : 1883);
-    if (!Number.isInteger(port) || port < 0 || port > 65535) throw bad(`${what}: port must be an integer from 0 to 65535`);
-    if (tls && (l.certfile === undefined || l.keyfile === undefined)) throw bad(`${what}: certfile and keyfile go together`);
-    if (!tls && l.cafile !== undefined) throw bad(`${what}: cafile needs certfile and keyfile`);
-    const host = l.host ?? "localhost";
-    if (typeof host !== "string") throw bad(`${what}: host must be a string`);
-    const file = (f: string | undefined) => (f === undefined ? undefined : resolve(dir, f));
-    listeners.push(tls ? [host, port, await tlsOptions(`${what} `, file(l.certfile)!, file(l.keyfile)!, file(l.cafile))] : [host, port]);
-  }
-  const limits: Partial<BrokerOptions> = {};
-  const table = (doc.limits ?? {}) as Record<string, unknown>;
-  for (const [key, v] of Object.entries(table)) {
-    if (!(LIMIT_KEYS as readonly string[]).includes(key)) throw bad(`unknown limit '${key}' (one of ${LIMIT_KEYS.join(", ")})`);
-    if (key === "slowConsumerPolicy") {
-      limits.slowConsumerPolicy = slowConsumerPolicy(`--config '${path}': limit slowConsumerPolicy`, v);
-      continue;
-    }
-    const min = ZERO_ALLOWED.includes(key) ? 0 : 1;
-    if (typeof v !== "number" || !Number.isInteger(v) || v < min) throw bad(`limit ${key} must be an integer of at least ${min}`);
-    (limits as Record<string, number>)[key] = v;
-  }
-  const auth = (doc.auth ?? {}) as Record<string, unknown>;
-  for (const [key, v] of Object.entries(auth)) {
-    if (key === "passwordFile" && typeof v === "string") limits.passwordFile = resolve(dir, v);
-    else if (key === "allowAnonymous" && typeof v === "boolean") limits.allowAnonymous = v;
-    else if (key === "aclFile" && typeof v === "string") limits.aclFile = resolve(dir, v);
-    else throw bad(`[auth] takes passwordFile and aclFile (file names) and allowAnonymous (true or false), not '${key} = ${JSON.stringify(v)}'`);
-  }
-  const persistence = (doc.persistence ?? {}) as Record<string, unknown>;
-  for (const [key, v] of Object.entries(persistence)) {
-    if (key === "file" && typeof v === "string") limits.persistenceFile = resolve(dir, v);
-    else if (key === "durability" && (v === "process" || v === "power")) limits.durability = v;
-    else if (key === "intervalMs" || key === "sessionSaveIntervalMs") throw bad(`[persistence] ${key} is gone: every change is committed before the packet that acknowledges it leaves (see durability)`);
-    else throw bad(`[persistence] takes file (a file name) and durability ("process" or "power"), not '${key} = ${JSON.stringify(v)}'`);
-  }
-  return { listeners, limits };
+/** The broker's address of a listener, its certificate files read; `prefix` names where they came from in errors. */
+async function address(l: ListenerSpec, prefix: string): Promise<Address> {
+  if (l.certfile === undefined || l.keyfile === undefined) return [l.host, l.port];
+  return [l.host, l.port, await tlsOptions(prefix, l.certfile, l.keyfile, l.cafile)];
 }
 
 /** A clearer line for a listener that could not bind (Bun says only "Failed to listen at HOST"). */
@@ -204,6 +157,7 @@ export async function brokerCommand(argv: string[]): Promise<number> {
       keyfile: { type: "string" },
       cafile: { type: "string" },
       config: { type: "string" },
+      "print-config": { type: "boolean" },
       "connect-timeout": { type: "string" },
       "log-level": { type: "string" },
       thread: { type: "boolean" },
@@ -225,8 +179,8 @@ export async function brokerCommand(argv: string[]): Promise<number> {
     console.log(BROKER_HELP);
     return 0;
   }
-  const config = values.config === undefined ? { listeners: [], limits: {} } : await readConfig(values.config);
-  const limits: Partial<BrokerOptions> = { ...config.limits };
+  const config = values.config === undefined ? { listeners: [], options: {} } : await readConfig(values.config);
+  const limits: Partial<BrokerOptions> = { ...config.options };
   for (const [flag, key] of Object.entries(LIMIT_FLAGS)) {
     const v = values[flag as keyof typeof values];
     if (typeof v === "string") (limits as Record<string, number>)[key] = integerFlag(flag, v, ZERO_ALLOWED.includes(key) ? 0 : 1);
@@ -252,12 +206,24 @@ export async function brokerCommand(argv: string[]): Promise<number> {
     throw new UsageError(`--${cafile !== undefined ? "cafile" : "secure-port"} needs --certfile and --keyfile`);
   }
   const host = values.host ?? "localhost";
-  let listeners: Address[] = config.listeners;
+  let specs: ListenerSpec[] = config.listeners;
+  let prefix = (i: number) => `[[listener]] ${i + 1} `;
   const listenerFlags = ["host", "port", "secure-port", "certfile", "keyfile", "cafile"] as const;
-  if (listeners.length === 0 || listenerFlags.some((f) => values[f] !== undefined)) {
-    listeners = [[host, port("port", "1883")]];
-    if (certfile !== undefined) listeners.push([host, port("secure-port", "8883"), await tlsOptions("--", certfile, keyfile!, cafile)]);
+  if (specs.length === 0 || listenerFlags.some((f) => values[f] !== undefined)) {
+    specs = [{ host, port: port("port", "1883") }];
+    if (certfile !== undefined) {
+      const tls: ListenerSpec = { host, port: port("secure-port", "8883"), certfile: resolve(certfile), keyfile: resolve(keyfile!) };
+      if (cafile !== undefined) tls.cafile = resolve(cafile);
+      specs.push(tls);
+    }
+    prefix = () => "--";
   }
+  if (values["print-config"]) {
+    console.log(printConfig(specs, limits));
+    return 0;
+  }
+  const listeners: Address[] = [];
+  for (const [i, l] of specs.entries()) listeners.push(await address(l, prefix(i)));
 
   const broker = values.thread ? new BrokerThread(listeners, { ...limits, logLevel }) : new Broker(listeners, { ...limits, logLevel });
   const ports = await broker.start().catch((e: unknown) => {

@@ -2,28 +2,34 @@
  * `mqtttools publish TOPIC [MESSAGE]`: publishes one message, the same message --count times
  * from --concurrency tasks (a benchmark of the client and the broker), or one message per line
  * of stdin (--lines), and prints one line with the count, the time and the rate. On a terminal a
- * progress bar runs meanwhile; a pipe gets the final line only.
+ * progress bar runs meanwhile; a pipe gets the "Connecting to" line and the final line only.
+ * Without MESSAGE each message is generated as the original mqttools does: its number,
+ * zero-padded, then 0xA5 bytes up to --size (default 10).
  */
 import { parseArgs } from "node:util";
 import { progress, spinner, type SpinnerResult } from "@clack/prompts";
 import pc from "picocolors";
 import { Client } from "../lib/client/client";
 import { Message, type MessageOptions } from "../lib/client/message";
-import { CONNECTION_HELP, CONNECTION_OPTIONS, clientArguments, preparePasswordPrompt, qosFlag } from "./connection";
+import { CONNECTION_HELP, CONNECTION_OPTIONS, clientArguments, describeBroker, preparePasswordPrompt, qosFlag } from "./connection";
 import { integerFlag, UsageError } from "./usage";
 
 /** Help text of the publish command. */
 export const PUBLISH_HELP = `${pc.bold("Usage:")} mqtttools publish [options] TOPIC [MESSAGE]
 
 Publishes MESSAGE (or stdin with '-') and prints
+  Connecting to 'localhost:1883'.
+
   Published 1 message(s) in 0 seconds from 1 concurrent task(s).
+Without MESSAGE a message is generated: its number, zero-padded to the width of the last
+number (--count - 1), then 0xA5 bytes up to --size bytes (cut to --size when longer).
 
 Options:
   -q, --qos 0|1|2             QoS (default 0)
   -r, --retain                retain the message
   -C, --count N               publish the message N times, as fast as possible (a benchmark)
   --concurrency N             tasks publishing at the same time with --count (default 10)
-  -s, --size BYTES            publish a generated payload of that many bytes instead of MESSAGE
+  -s, --size BYTES            size of a generated message (no MESSAGE; default 10)
   -l, --lines                 publish each line of stdin as a message, as the lines come
   --message-expiry-interval SECONDS
                               the broker drops the message when not delivered within it (MQTT 5)
@@ -33,11 +39,14 @@ Options:
 
 ${CONNECTION_HELP}`;
 
-/** A payload of `size` printable bytes. */
-function generatedPayload(size: number): Uint8Array {
-  const pattern = new TextEncoder().encode("0123456789abcdefghijklmnopqrstuvwxyz");
-  const out = new Uint8Array(size);
-  for (let i = 0; i < size; i++) out[i] = pattern[i % pattern.length]!;
+/**
+ * The generated message number `n` of `count`, as the original mqttools makes it: the number
+ * zero-padded to the width of `count - 1`, then 0xA5 bytes up to `size` (cut to `size` when longer).
+ */
+export function generatedPayload(n: number, count: number, size: number): Uint8Array {
+  const digits = String(n).padStart(String(count - 1).length, "0");
+  const out = new Uint8Array(size).fill(0xa5);
+  for (let i = 0; i < size && i < digits.length; i++) out[i] = digits.charCodeAt(i);
   return out;
 }
 
@@ -106,8 +115,7 @@ export async function publishCommand(argv: string[]): Promise<number> {
   if (extra.length > 0) throw new UsageError(`unexpected argument '${extra[0]}' (one TOPIC and one MESSAGE; quote a message with spaces)`);
   const lines = values.lines === true;
   if (lines && message !== undefined && message !== "-") throw new UsageError("--lines reads stdin: give no MESSAGE (or '-')");
-  if (values.size !== undefined && (message !== undefined || lines)) throw new UsageError("--size generates the payload: give no MESSAGE and no --lines");
-  if (!lines && message === undefined && values.size === undefined) throw new UsageError("missing MESSAGE ('-' reads it from stdin, --lines one per line, --size generates one)");
+  if (values.size !== undefined && (message !== undefined || lines)) throw new UsageError("--size is the size of a generated message: give no MESSAGE and no --lines");
   if (lines && values.count !== undefined) throw new UsageError("--count and --lines do not go together");
   const counted = values.count !== undefined;
   const count = counted ? integerFlag("count", values.count!, 1) : 1;
@@ -126,11 +134,14 @@ export async function publishCommand(argv: string[]): Promise<number> {
   }
   const [host, port, options] = await clientArguments(values);
 
+  const size = integerFlag("size", values.size ?? "10", 0, 268_435_455);
+  const generated = message === undefined && !lines;
   let payload: Uint8Array | string = "";
-  if (values.size !== undefined) payload = generatedPayload(integerFlag("size", values.size, 0, 268_435_455));
-  else if (message === "-" && !lines) payload = new Uint8Array(await Bun.stdin.arrayBuffer());
+  if (message === "-" && !lines) payload = new Uint8Array(await Bun.stdin.arrayBuffer());
   else if (message !== undefined) payload = message;
 
+  console.log(`Connecting to '${describeBroker(host, port)}'.`);
+  console.log();
   const client = new Client(host, port, { ...options, connectDelays: [] });
   const lost = Promise.withResolvers<never>();
   lost.promise.catch(() => undefined);
@@ -156,12 +167,12 @@ export async function publishCommand(argv: string[]): Promise<number> {
         }
         return;
       }
-      const m = new Message(topic, payload, messageOptions);
+      const fixed = generated ? null : new Message(topic, payload, messageOptions);
       let next = 0;
       const task = async () => {
         while (next < count) {
-          next++;
-          await client.publish(m);
+          const n = next++;
+          await client.publish(fixed ?? new Message(topic, generatedPayload(n, count, size), messageOptions));
           published++;
           show?.update(published);
         }

@@ -318,6 +318,21 @@ export class Broker {
     return this.authenticator === null ? 0 : this.authenticator.check(username, password);
   }
 
+  /** Connections lingering after an error DISCONNECT (see Connection.linger), at most maxLingering. */
+  lingering = 0;
+
+  /** A connection asks to linger: true (and counted) unless lingerMs is 0 or maxLingering connections already do. */
+  startLinger(): boolean {
+    if (this.options.lingerMs <= 0 || this.lingering >= this.options.maxLingering) return false;
+    this.lingering++;
+    return true;
+  }
+
+  /** A lingering connection's socket closed. */
+  stopLinger(): void {
+    this.lingering--;
+  }
+
   /** Makes the Connection of a socket a listener admitted. */
   opened(socket: Socket<Connection>): void {
     const conn = new Connection(this, socket);

@@ -76,6 +76,11 @@ export class Connection {
   private out: Uint8Array | null = null;
   private outLen = 0;
   private dirty = false;
+  /** True while the connection lingers after an error DISCONNECT (see linger()), until its socket closes. */
+  private lingering = false;
+  private lingerTimer: Timer | null = null;
+  /** True once our side is shut down (FIN sent) while lingering. */
+  private finSent = false;
 
   constructor(
     readonly broker: Broker,
@@ -333,12 +338,14 @@ export class Connection {
   /** The socket can take more: write the rest, then refill the window from the queue. */
   drained(): void {
     this.flush();
+    if (this.lingering) this.shutdownWhenFlushed();
     if (this.state === ConnState.Connected && this.session !== null) this.broker.outbox.pump(this.session);
   }
 
   /**
    * Ends the connection. With a reason code a v5 client that completed CONNECT first gets
-   * DISCONNECT carrying it and `reason` [MQTT-4.13.1-1]; the socket is then ended.
+   * DISCONNECT carrying it and `reason` [MQTT-4.13.1-1]; the socket is then ended, after a
+   * linger when the reason is an error (see linger()).
    */
   close(reasonCode: number | null, reason: string, clientReason?: number): void {
     if (this.state === ConnState.Closed) return;
@@ -348,18 +355,51 @@ export class Connection {
       if (clientReason !== undefined) countDisconnect(this.broker.counters, reasonLabel(clientReason), "client");
       else countDisconnect(this.broker.counters, reasonCode === null ? "closed" : reasonLabel(reasonCode), "server");
     }
-    if (reasonCode !== null && wasConnected && this.version === 5) {
-      this.writeWithReason({ type: PacketType.DISCONNECT, reasonCode, properties: { reasonString: reason } });
-    }
+    const disconnect = reasonCode !== null && wasConnected && this.version === 5;
+    if (disconnect) this.writeWithReason({ type: PacketType.DISCONNECT, reasonCode, properties: { reasonString: reason } });
     if (this.broker.logs("info")) this.broker.log("info", `closing ${this.describe()}: ${reasonCode === null ? "" : `${reasonName(reasonCode)}: `}${reason}`);
     this.state = ConnState.Closed;
     this.flush();
-    this.socket.end();
+    if (disconnect && reasonCode >= 0x80 && this.broker.startLinger()) this.linger();
+    else this.socket.end();
     this.broker.connectionClosed(this, wasConnected);
+  }
+
+  /**
+   * A graceful close after an error DISCONNECT. A client that is still writing (a pipeline of
+   * PUBLISHes, say) when the broker closes would get a reset, since closing a socket with bytes
+   * unread sends RST, and a reset can discard the DISCONNECT before the client reads it. So: once
+   * the DISCONNECT has left, shut our side down (FIN), and keep reading and discarding what
+   * arrives, the socket resumed even if flow control had paused it, until the client closes its
+   * side or lingerMs pass; then close. The broker bounds how many connections linger at once.
+   */
+  private linger(): void {
+    this.lingering = true;
+    this.framer = null;
+    this.socket.resume(); // a publisher held back (heldBack) was paused: what it sends must be read now
+    this.lingerTimer = setTimeout(() => {
+      this.lingerTimer = null;
+      this.socket.end();
+    }, this.broker.options.lingerMs);
+    this.lingerTimer.unref();
+    this.shutdownWhenFlushed();
+  }
+
+  /** While lingering: sends FIN once the output (the DISCONNECT) has all been written. */
+  private shutdownWhenFlushed(): void {
+    if (this.finSent || this.outLen > 0 || this.socket.readyState !== 1) return;
+    this.finSent = true;
+    this.socket.shutdown();
   }
 
   /** Called by the socket's close handler (the peer went away, or we ended it). */
   closed(): void {
+    if (this.lingering) {
+      this.lingering = false;
+      if (this.lingerTimer !== null) clearTimeout(this.lingerTimer);
+      this.lingerTimer = null;
+      this.broker.stopLinger();
+    }
     if (this.state !== ConnState.Closed) {
       const wasConnected = this.state === ConnState.Connected;
       this.state = ConnState.Closed;

@@ -101,6 +101,14 @@ export interface BrokerOptions {
   durability: Durability;
   /** Milliseconds between updates of the `$SYS/broker/...` topics (Mosquitto's sys_interval); 0: none. */
   sysIntervalMs: number;
+  /**
+   * After a DISCONNECT with an error reason: milliseconds the broker keeps reading (and
+   * discarding) what the client still sends, its own side closed (FIN), before it closes the
+   * socket; a client that closes its side ends it sooner. 0: close at once.
+   */
+  lingerMs: number;
+  /** Connections that may linger (lingerMs) at once; more are closed at once. */
+  maxLingering: number;
 }
 
 /** The defaults: Mosquitto's where it has one. */
@@ -134,6 +142,8 @@ export const DEFAULT_OPTIONS: BrokerOptions = {
   persistenceFile: null,
   durability: "process",
   sysIntervalMs: 10_000,
+  lingerMs: 2000,
+  maxLingering: 1000,
 };
 
 /** One listener, normalized. */

@@ -156,23 +156,7 @@ maxKeepAlive = 30
     await raw.closed.promise;
     await stop(b);
   });
-
-  test.each([
-    ["[limits]\nslowConsumerPolicy = \"fast\"\n", "limit slowConsumerPolicy must be one of backpressure, drop, disconnect"],
-    ["[limits]\nmaxPacketSize = \"big\"\n", "limit maxPacketSize must be an integer"],
-    ["[limits]\nmaxConnectionRate = -1\n", "limit maxConnectionRate must be an integer of at least 0"],
-    ["[limits]\nmaxBananas = 3\n", "unknown limit 'maxBananas'"],
-    ["[[listener]]\nport = 70000\n", "listener 1: port must be an integer from 0 to 65535"],
-    ["[[listener]]\ncertfile = \"a.crt\"\n", "listener 1: certfile and keyfile go together"],
-    ["colour = \"blue\"\n", "unknown key 'colour'"],
-    ["[limits\n", "cannot read --config"],
-  ])("a bad file (%p) is a one-line usage error", async (toml, message) => {
-    writeFileSync(file("bad.toml"), toml);
-    const r = await cli("broker", "--config", file("bad.toml"));
-    expect(r.code).toBe(2);
-    expect(r.stderr.trim().split("\n")).toHaveLength(1);
-    expect(r.stderr).toContain(message);
-  });
+  // bad files: broker-config.test.ts
 });
 
 describe("broker --thread", () => {

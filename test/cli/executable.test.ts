@@ -116,7 +116,7 @@ describe("the compiled executable against Mosquitto", () => {
   test.each(["5", "3.1.1"])("subscribe and publish round trip with --protocol %s: the exact lines", async (protocol) => {
     const sub = await exeCli.subscriber([...at, "--protocol", protocol, "-C", "2", "-q", "1", "/test/mqtttools/#"]);
     const pub = await exeCli.run(["publish", ...at, "--protocol", protocol, "/test/mqtttools/foo", "bar"]);
-    expect(pub).toEqual({ code: 0, stdout: ["Published 1 message(s) in 0 seconds from 1 concurrent task(s)."], stderr: "" });
+    expect(pub).toEqual({ code: 0, stdout: [`Connecting to '127.0.0.1:${mosquitto.port}'.`, "", "Published 1 message(s) in 0 seconds from 1 concurrent task(s)."], stderr: "" });
     expect((await exeCli.run(["publish", ...at, "-q", "2", "/test/mqtttools/bin", "-"], new Uint8Array([0xc3, 0x28]))).code).toBe(0);
     expect(await sub.exit()).toBe(0);
     expect(sub.lines).toEqual([
@@ -135,8 +135,8 @@ describe("the compiled executable against Mosquitto", () => {
     await mosqSub.line("Subscribed (mid: 1): 1");
     const r = await exeCli.run(["publish", "--url", `mqtt://alice:wonderland@127.0.0.1:${mosquitto.port}`, "-q", "1", "-C", "100", "exe/count", "m"]);
     expect(r.code).toBe(0);
-    expect(r.stdout).toHaveLength(1); // a pipe: the final line only
-    expect(r.stdout[0]).toMatch(/^Published 100 message\(s\) in \d+\.\d\d seconds from 10 concurrent task\(s\)\. Rate: \d+ messages\/s\.$/);
+    expect(r.stdout).toHaveLength(3); // a pipe: no progress bar, the Connecting line, a blank line and the final line
+    expect(r.stdout[2]).toMatch(/^Published 100 message\(s\) in \d+\.\d\d seconds from 10 concurrent task\(s\)\. Rate: \d+ messages\/s\.$/);
     expect(await mosqSub.exit()).toBe(0);
     expect(mosqSub.lines.filter((l) => l === "m")).toHaveLength(100);
 

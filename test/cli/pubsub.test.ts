@@ -28,7 +28,7 @@ describe("against the project's broker", () => {
   test("a round trip prints exactly the lines of the issue", async () => {
     const sub = await subscriber([...at, "--count", "1", "/test/mqtttools/foo"]);
     const pub = await run(["publish", ...at, "/test/mqtttools/foo", "bar"]);
-    expect(pub).toEqual({ code: 0, stdout: ["Published 1 message(s) in 0 seconds from 1 concurrent task(s)."], stderr: "" });
+    expect(pub).toEqual({ code: 0, stdout: [`Connecting to '127.0.0.1:${broker.port}'.`, "", "Published 1 message(s) in 0 seconds from 1 concurrent task(s)."], stderr: "" });
     expect(await sub.exit()).toBe(0);
     expect(sub.lines).toEqual([
       `Connecting to '127.0.0.1:${broker.port}'.`,
@@ -42,8 +42,8 @@ describe("against the project's broker", () => {
     const sub = await subscriber([...at, "--qos", "1", "--count", "200", "--format", "json", "bench/+"]);
     const pub = await run(["publish", ...at, "--qos", "1", "--count", "200", "--concurrency", "4", "bench/a", "x"]);
     expect(pub.code).toBe(0);
-    expect(pub.stdout).toHaveLength(1); // a pipe: no progress bar, the final line only
-    expect(pub.stdout[0]).toMatch(/^Published 200 message\(s\) in \d+\.\d\d seconds from 4 concurrent task\(s\)\. Rate: \d+ messages\/s\.$/);
+    expect(pub.stdout).toHaveLength(3); // a pipe: no progress bar, the Connecting line, a blank line and the final line
+    expect(pub.stdout[2]).toMatch(/^Published 200 message\(s\) in \d+\.\d\d seconds from 4 concurrent task\(s\)\. Rate: \d+ messages\/s\.$/);
     expect(await sub.exit()).toBe(0);
     expect(sub.lines.map((l) => JSON.parse(l).payload)).toEqual(Array(200).fill("x"));
     expect(sub.stderr).toContain("Connected."); // status lines go to stderr with --format json
@@ -86,19 +86,20 @@ describe("against the project's broker", () => {
     expect(esc.lines[3]).toBe("Message: 411b5b324a (5 bytes, hex)");
   });
 
-  test("--lines publishes one message per stdin line; --size generates the payload", async () => {
+  test("--lines publishes one message per stdin line; without MESSAGE, --size sets the size of the generated one", async () => {
     const sub = await subscriber([...at, "-C", "4", "-F", "json", "lines/+"]);
     const lines = await run(["publish", ...at, "--lines", "lines/a"], "one\ntwo\r\nthree\n");
     expect(lines.code).toBe(0);
-    expect(lines.stdout).toHaveLength(1);
-    expect(lines.stdout[0]).toMatch(/^Published 3 message\(s\) in \d+\.\d\d seconds from 1 concurrent task\(s\)\. Rate: \d+ messages\/s\.$/);
+    expect(lines.stdout).toHaveLength(3);
+    expect(lines.stdout[2]).toMatch(/^Published 3 message\(s\) in \d+\.\d\d seconds from 1 concurrent task\(s\)\. Rate: \d+ messages\/s\.$/);
     const sized = await run(["publish", ...at, "--size", "1000", "lines/b"]);
     expect(sized.code).toBe(0);
     expect(await sub.exit()).toBe(0);
     const got = sub.lines.map((l) => JSON.parse(l));
     expect(got.slice(0, 3).map((o) => o.payload)).toEqual(["one", "two", "three"]);
     expect(got[3].topic).toBe("lines/b");
-    expect(got[3].payload).toHaveLength(1000);
+    expect(got[3].payloadEncoding).toBe("hex"); // "0" then 999 bytes 0xA5: not UTF-8
+    expect(got[3].payload).toBe("30" + "a5".repeat(999));
   });
 
   test("--retain and --retain-handling: a retained message comes after 'Connected.', or not at all with 2", async () => {
@@ -162,7 +163,7 @@ describe("errors", () => {
     [["subscribe"], "missing TOPIC"],
     [["subscribe", "--qos", "3", "t"], "--qos must be 0, 1 or 2"],
     [["subscribe", "--format", "xml", "t"], "--format must be text, binary or json"],
-    [["publish", "t"], "missing MESSAGE"],
+    [["publish", "--size", "5", "t", "m"], "--size is the size of a generated message"],
     [["publish", "--count", "0", "t", "m"], "--count must be an integer"],
     [["publish", "--user-property", "novalue", "t", "m"], "--user-property must be KEY=VALUE"],
     [["publish", "--protocol", "6", "t", "m"], "--protocol must be 5 or 3.1.1"],
@@ -210,7 +211,7 @@ describe("against Mosquitto", () => {
     await sub.line("Subscribed (mid: 1): 1");
     const r = await run(["publish", "--url", `mqtt://alice:wonderland@127.0.0.1:${mosquitto.port}`, "-q", "1", "-C", "50", "mosq/count", "m"]);
     expect(r.code).toBe(0);
-    expect(r.stdout[0]).toStartWith("Published 50 message(s) in ");
+    expect(r.stdout[2]).toStartWith("Published 50 message(s) in ");
     expect(await sub.exit()).toBe(0);
     expect(sub.lines.filter((l) => l === "m")).toHaveLength(50);
   });

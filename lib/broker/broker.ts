@@ -21,6 +21,8 @@ import { Authenticator } from "./auth";
 import type { DurableStore, PersistenceError, RecoveredSession, RecoveredWill, RecoveryReport } from "./store/journal";
 import { sysMessage, sysValues } from "./observe/sys";
 import { newCounters, type BrokerCounters } from "./observe/counters";
+import { HttpEndpoint } from "./observe/http";
+import { Histogram, renderMetrics } from "./observe/metrics";
 import pkg from "../../package.json" with { type: "json" };
 import { Connection, ConnState } from "./connection";
 import { persist, type Message } from "./message";
@@ -98,6 +100,13 @@ export class Broker {
   store: DurableStore | null = null;
   /** What start() restored from persistenceFile, null without one. */
   recovery: RecoveryReport | null = null;
+  /** Where it is in its life: /readyz answers 200 only when "ready". */
+  private phase: "stopped" | "starting" | "ready" | "stopping" = "stopped";
+  private http: HttpEndpoint | null = null;
+  /** The HTTP endpoint's bound port while started (options.http), else null. */
+  httpPort: number | null = null;
+  /** Durations of persistence commits, for /metrics; null without persistence. */
+  commitSeconds: Histogram | null = null;
   /** Counters for `$SYS`. */
   readonly counters: BrokerCounters = newCounters();
   private sysTimer: Timer | null = null;
@@ -155,6 +164,24 @@ export class Broker {
   /** Listens on every address; resolves with the bound ports, in address order. */
   async start(): Promise<number[]> {
     if (this.servers.length > 0) throw new Error("the broker is already started");
+    this.phase = "starting";
+    try {
+      return await this.startUp();
+    } catch (e) {
+      this.stopHttp();
+      this.phase = "stopped";
+      throw e;
+    }
+  }
+
+  private async startUp(): Promise<number[]> {
+    const http = this.options.http;
+    if (http !== null) {
+      // first, so that /readyz says "starting" during recovery
+      this.http = new HttpEndpoint(http.host, http.port, { metrics: () => this.metrics(), notReady: () => (this.phase === "ready" ? null : this.phase) });
+      this.httpPort = this.http.start();
+      this.log("info", `HTTP endpoint on ${http.host}:${this.httpPort}`);
+    }
     this.authenticator = await Authenticator.load(this.options.passwordFile, this.options.allowAnonymous);
     this.acl = this.options.aclFile === null ? null : await loadAccessRules(this.options.aclFile);
     if (this.options.persistenceFile !== null) await this.recover(this.options.persistenceFile);
@@ -185,7 +212,28 @@ export class Broker {
     }
     this.stopped = Promise.withResolvers<void>();
     this.stopped.promise.catch(() => {}); // a failed store rejects it: only serveForever() reports that
+    this.phase = "ready";
     return ports;
+  }
+
+  /** The Prometheus exposition of this broker, read now (what /metrics serves). */
+  metrics(): string {
+    return renderMetrics({
+      version: pkg.version,
+      counters: this.counters,
+      connections: this.connections,
+      sessions: this.sessions.values(),
+      retained: this.retained.values(),
+      refused: this.overload.refusedCounts(),
+      commitSeconds: this.commitSeconds,
+      clusterConnected: null,
+    });
+  }
+
+  private stopHttp(): void {
+    this.http?.stop();
+    this.http = null;
+    this.httpPort = null;
   }
 
   /** `await using broker = new Broker(...)` stops it at the end of the scope. */
@@ -201,6 +249,7 @@ export class Broker {
 
   /** Disconnects every client (v5: DISCONNECT 0x8B), closes the listeners and clears timers. */
   async stop(): Promise<void> {
+    this.phase = "stopping";
     // DISCONNECT first: stop(true) closes the listeners' sockets at once
     for (const conn of [...this.connections]) conn.close(ReasonCode.ServerShuttingDown, "the broker is shutting down");
     this.store?.commit();
@@ -217,6 +266,8 @@ export class Broker {
     for (const w of this.willTimers.values()) w.timer.clear();
     this.willTimers.clear();
     this.closeStore();
+    this.stopHttp();
+    this.phase = "stopped";
     this.stopped?.resolve();
   }
 
@@ -334,8 +385,9 @@ export class Broker {
   }
 
   /** Makes the Connection of a socket a listener admitted. */
-  opened(socket: Socket<Connection>): void {
+  opened(socket: Socket<Connection>, tls: boolean): void {
     const conn = new Connection(this, socket);
+    if (tls) conn.transport = "tls";
     socket.data = conn;
     this.connections.add(conn);
   }

@@ -68,6 +68,8 @@ export class Connection {
   /** Aliases we assigned towards the client, by topic; forgotten with the connection. */
   outboundAliases: Map<string, number> | null = null;
   will: PendingWill | null = null;
+  /** How the client reached the broker: "tcp" or "tls" (a label of /metrics). */
+  transport = "tcp";
   /** Messages dropped for this client because its output was full (QoS 0). */
   dropped = 0;
   /** What holds this publisher back: sessions whose full queues it filled (Outbox.overflow), or memory pressure (Outbox.holdForMemory). Its socket is not read while anything does. */
@@ -142,6 +144,11 @@ export class Connection {
     } finally {
       if (framer.buffered === 0) this.framer = null;
     }
+  }
+
+  /** True once CONNECT was accepted, until the connection ends. */
+  get connected(): boolean {
+    return this.state === ConnState.Connected;
   }
 
   /** True while full queues hold this publisher back. */

@@ -109,6 +109,14 @@ export interface BrokerOptions {
   lingerMs: number;
   /** Connections that may linger (lingerMs) at once; more are closed at once. */
   maxLingering: number;
+  /** The HTTP endpoint: Prometheus /metrics, /livez and /readyz (port 0: any free one, see Broker.httpPort). Null: none. */
+  http: HttpOptions | null;
+}
+
+/** Where the HTTP endpoint (/metrics, /livez, /readyz) listens. */
+export interface HttpOptions {
+  host: string;
+  port: number;
 }
 
 /** The defaults: Mosquitto's where it has one. */
@@ -144,6 +152,7 @@ export const DEFAULT_OPTIONS: BrokerOptions = {
   sysIntervalMs: 10_000,
   lingerMs: 2000,
   maxLingering: 1000,
+  http: null,
 };
 
 /** One listener, normalized. */

@@ -32,6 +32,8 @@ async function postable(value: unknown): Promise<unknown> {
 
 /** An MQTT broker in a Bun Worker: `new BrokerThread(addresses, options)` takes what `Broker` takes. */
 export class BrokerThread {
+  /** The HTTP endpoint's bound port while started (options.http), else null. */
+  httpPort: number | null = null;
   /** The bound ports, in address order, while started. */
   ports: number[] = [];
   /** What start() restored from the persistence file, null without one. */
@@ -80,6 +82,7 @@ export class BrokerThread {
       if (started.type === "started") {
         this.ports = started.ports;
         this.recovery = started.recovery;
+        this.httpPort = started.httpPort;
       }
     } catch (e) {
       await this.end();
@@ -139,6 +142,7 @@ export class BrokerThread {
     if (worker === null) return;
     this.worker = null;
     this.ports = [];
+    this.httpPort = null;
     worker.terminate();
     await this.ended?.promise;
   }
@@ -147,6 +151,7 @@ export class BrokerThread {
   private lost(): void {
     this.worker = null;
     this.ports = [];
+    this.httpPort = null;
     this.failure = new Error("the broker thread ended unexpectedly");
     this.reply?.reject(this.failure);
     this.reply = null;

@@ -23,7 +23,7 @@ export type ToWorker =
 /** Worker → main thread. */
 export type FromWorker =
   /** The listeners are bound: their ports, in address order, and what was restored from the persistence file. */
-  | { type: "started"; ports: number[]; recovery: RecoveryReport | null }
+  | { type: "started"; ports: number[]; recovery: RecoveryReport | null; httpPort: number | null }
   /** start() or stop() failed inside the Worker. */
   | { type: "failed"; error: SerializedError }
   /** A log line, when the BrokerThread has a logger of its own. */

@@ -21,7 +21,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
         const b = new Broker(m.addresses, logger === undefined ? m.options : { ...m.options, logger });
         const ports = await b.start();
         broker = b;
-        post({ type: "started", ports, recovery: b.recovery });
+        post({ type: "started", ports, recovery: b.recovery, httpPort: b.httpPort });
         break;
       }
       case "stop":

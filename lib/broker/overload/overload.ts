@@ -111,6 +111,12 @@ export class Overload {
     private readonly log: Log,
   ) {}
 
+  /** Connections refused before CONNECT, by reason (for /metrics). */
+  refusedCounts(): Record<string, number> {
+    const c = this.counters;
+    return { connection_rate: c.refusedRate, descriptors: c.refusedDescriptors, memory: c.refusedMemory };
+  }
+
   /** True while memory is above the bound (until it falls below the low-water mark): publishers should be slowed. */
   get memoryPressure(): boolean {
     return this.memory?.pressure ?? false;

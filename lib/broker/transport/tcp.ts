@@ -15,8 +15,8 @@ type SocketState = Connection | Refusal;
 
 /** What the listener needs from the broker. */
 export interface TcpHost {
-  /** Makes the Connection of an admitted socket (and sets socket.data to it). */
-  opened(socket: Socket<Connection>): void;
+  /** Makes the Connection of an admitted socket (and sets socket.data to it); `tls`: it came through a TLS listener. */
+  opened(socket: Socket<Connection>, tls: boolean): void;
   /** Called after a connection handled incoming bytes: flush what it caused. */
   flushAll(): void;
   /** Writes a log line. */
@@ -52,7 +52,7 @@ export class TcpListener implements PausableListener {
         open: (socket) => {
           overload.sockets++;
           const refused = overload.admit(this.bucket === null || this.bucket.take());
-          if (refused === null) return host.opened(socket as Socket<Connection>);
+          if (refused === null) return host.opened(socket as Socket<Connection>, this.address.tls !== undefined);
           if (!refused.answer) {
             socket.end(); // closed at once
             return;

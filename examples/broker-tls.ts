@@ -14,7 +14,7 @@
 import { Broker } from "../index";
 
 const [, , cert = process.env.MQTT_CERT, key = process.env.MQTT_KEY, passwordFile = process.env.MQTT_PASSWORD_FILE, port = process.env.MQTT_PORT ?? "8883"] = process.argv;
-if (cert === undefined || key === undefined || passwordFile === undefined) {
+if (!cert || !key || !passwordFile) {
   console.error("usage: bun examples/broker-tls.ts CERT KEY PASSWORD_FILE [PORT] (or MQTT_CERT, MQTT_KEY, MQTT_PASSWORD_FILE, MQTT_PORT)");
   process.exit(2);
 }

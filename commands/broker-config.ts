@@ -3,7 +3,7 @@
  * (`--print-config`).
  *
  * One table, OPTIONS, says where each BrokerOptions field lives in the file ([limits], [mqtt],
- * [auth], [persistence], [sys]; `redirect` is a [redirect] table of its own), and what values it
+ * [auth], [persistence], [sys]; `redirect` and `http` are [redirect] and [http] tables of their own), and what values it
  * takes. readConfig() checks every key against it: an unknown key, or a value of the wrong type
  * or range, is a one-line UsageError naming the file, the key and what was expected.
  * printConfig() writes every option from the same table, defaults included, so that its output
@@ -26,7 +26,7 @@ type Kind =
   | { type: "file" };
 
 /** The tables of the file, in the order printConfig() writes them ([[listener]] comes first). */
-export const TABLES = ["limits", "mqtt", "auth", "persistence", "redirect", "sys"] as const;
+export const TABLES = ["limits", "mqtt", "auth", "persistence", "redirect", "sys", "http"] as const;
 type Table = (typeof TABLES)[number];
 
 /** One option of the file: its table and key, the BrokerOptions field it sets, its values. */
@@ -75,6 +75,9 @@ export const OPTIONS: readonly OptionSpec[] = [
   { table: "persistence", key: "durability", option: "durability", kind: { type: "enum", values: ["process", "power"] } },
   { table: "sys", key: "sysIntervalMs", option: "sysIntervalMs", kind: int(0) },
 ];
+
+/** Keys of [http]: BrokerOptions.http, `{ host, port }`. */
+const HTTP_KEYS = ["host", "port"];
 
 /** Keys of [redirect]: BrokerOptions.redirect, `{ reference, permanent }`. */
 const REDIRECT_KEYS = ["reference", "permanent"];
@@ -202,6 +205,14 @@ export async function readConfig(path: string): Promise<BrokerConfig> {
       options.redirect = { reference: t.reference, permanent: t.permanent === true };
       continue;
     }
+    if (table === "http") {
+      for (const key of Object.keys(t)) if (!HTTP_KEYS.includes(key)) throw bad(`unknown key '${key}' in [http] (expected ${HTTP_KEYS.join(", ")})`);
+      const host = t.host ?? "localhost";
+      if (typeof host !== "string" || host === "") throw bad(`[http] host must be a host name or address (a string), not ${shown(host)}`);
+      if (typeof t.port !== "number" || !Number.isInteger(t.port) || t.port < 0 || t.port > 65535) throw bad(`[http] port must be an integer from 0 to 65535, not ${t.port === undefined ? "missing" : shown(t.port)}`);
+      options.http = { host, port: t.port };
+      continue;
+    }
     const specs = OPTIONS.filter((o) => o.table === table);
     for (const [key, v] of Object.entries(t)) {
       const gone = GONE[`${table}.${key}`];
@@ -243,6 +254,11 @@ export function printConfig(listeners: ListenerSpec[], options: Partial<BrokerOp
       if (o.redirect === null) {
         lines.push("# [redirect]                  # unset: clients are served, not redirected", '# reference = "other.example:1883"', "# permanent = false");
       } else lines.push("[redirect]", `reference = ${toml(o.redirect.reference)}`, `permanent = ${o.redirect.permanent}`);
+      continue;
+    }
+    if (table === "http") {
+      if (o.http === null) lines.push("# [http]                      # unset: no HTTP endpoint (/metrics, /livez, /readyz)", '# host = "localhost"', "# port = 8080");
+      else lines.push("[http]", `host = ${toml(o.http.host)}`, `port = ${o.http.port}`);
       continue;
     }
     lines.push(`[${table}]`);

@@ -36,6 +36,8 @@ Options:
   --durability LEVEL          with --persistence: process (default) survives a crash of the
                               broker process, power (an fsync per commit) the loss of the machine
   --sys-interval SECONDS      how often the $SYS/broker/... topics are updated, 0 = none (default 10)
+  --http-port PORT            serve /metrics (Prometheus), /livez and /readyz over HTTP on this port
+                              (on --host; [http] in --config)
   --max-connections N         most simultaneous clients (default ${DEFAULT_OPTIONS.maxConnections}; also bounded by the
                               file descriptor limit less --fd-reserve)
   --max-connection-rate N     new connections per second per listener; more are closed at once,
@@ -167,6 +169,7 @@ export async function brokerCommand(argv: string[]): Promise<number> {
       persistence: { type: "string" },
       durability: { type: "string" },
       "sys-interval": { type: "string" },
+      "http-port": { type: "string" },
       "slow-consumer-policy": { type: "string" },
       "slow-consumer-timeout": { type: "string" },
       help: { type: "boolean", short: "h" },
@@ -197,6 +200,7 @@ export async function brokerCommand(argv: string[]): Promise<number> {
     limits.durability = values.durability;
   }
   if (values["sys-interval"] !== undefined) limits.sysIntervalMs = integerFlag("sys-interval", values["sys-interval"], 0) * 1000;
+  if (values["http-port"] !== undefined) limits.http = { host: values.host ?? limits.http?.host ?? "localhost", port: integerFlag("http-port", values["http-port"], 0, 65535) };
   // the command's own --log-level, else the global one (mqtttools --log-level LEVEL broker; default error)
   const logLevel = values["log-level"] !== undefined ? parseLogLevel(values["log-level"]) : globalLogLevel();
   const port = (flag: "port" | "secure-port", fallback: string) => integerFlag(flag, values[flag] ?? fallback, 0, 65535);
@@ -237,6 +241,7 @@ export async function brokerCommand(argv: string[]): Promise<number> {
         `${r.incomingQos2} incoming QoS 2 identifiers), ${r.retained} retained messages, ${r.wills} pending wills.`,
     );
   }
+  if (broker.httpPort !== null) console.log(`HTTP on ${limits.http!.host}:${broker.httpPort}: /metrics, /livez, /readyz.`);
   console.log(`Listening on ${where.join(", ")}${values.thread ? " (in a worker thread)" : ""}. Press Ctrl-C to stop.`);
   const stop = () => {
     console.log("Stopping.");

@@ -11,6 +11,7 @@ import { progress, spinner, type SpinnerResult } from "@clack/prompts";
 import pc from "picocolors";
 import { Client } from "../lib/client/client";
 import { Message, type MessageOptions } from "../lib/client/message";
+import { measurePublishes } from "../lib/testing";
 import { CONNECTION_HELP, CONNECTION_OPTIONS, clientArguments, describeBroker, preparePasswordPrompt, qosFlag } from "./connection";
 import { integerFlag, UsageError } from "./usage";
 
@@ -167,22 +168,14 @@ export async function publishCommand(argv: string[]): Promise<number> {
         }
         return;
       }
+      // the same count as mqtttools/testing's, so that a test and this line measure alike
       const fixed = generated ? null : new Message(topic, payload, messageOptions);
-      let next = 0;
-      const task = async () => {
-        while (next < count) {
-          const n = next++;
-          await client.publish(fixed ?? new Message(topic, generatedPayload(n, count, size), messageOptions));
-          published++;
-          show?.update(published);
-        }
-      };
+      const message = (n: number) => fixed ?? new Message(topic, generatedPayload(n, count, size), messageOptions);
       tasks = Math.min(concurrency, count);
-      await Promise.all(Array.from({ length: tasks }, task));
+      const r = await measurePublishes({ client, topic, count, concurrency, subscribers: 0, message, onProgress: (n) => show?.update(n) });
+      published = r.sent;
     };
     await Promise.race([work(), lost.promise]);
-    // publish() of QoS 0 resolves before the bytes left: wait until the kernel took them all
-    while (client.pending > 0 && client.isConnected) await Bun.sleep(1);
     if (lostError !== null) throw lostError;
   } finally {
     show?.stop();

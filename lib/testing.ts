@@ -71,6 +71,8 @@ export interface PublishLoad {
   concurrency?: number;
   /** Clients in this process subscribed to `topic` at `qos` that count what arrives (default 1; 0: count what was sent only). */
   subscribers?: number;
+  /** Builds the seq-th message (0-based) instead of the kit's stamped one: no latency is measured then. */
+  message?: (seq: number) => Message;
   /** Called with the number sent so far, at most every 100 ms. */
   onProgress?: (sent: number) => void;
   /** Give up waiting for deliveries after this long without one (default 5000 ms). */
@@ -107,7 +109,16 @@ export async function measurePublishes(load: PublishLoad): Promise<PublishMeasur
   let lastReceived = 0;
   let expected = Infinity;
   const all = Promise.withResolvers<void>();
-  const stamped = size >= STAMP;
+  const stamped = load.message === undefined && size >= STAMP;
+  const make = load.message ?? ((seq: number) => {
+    const payload = new Uint8Array(size);
+    if (stamped) {
+      const view = new DataView(payload.buffer);
+      view.setFloat64(0, performance.now(), true);
+      view.setUint32(8, seq, true);
+    }
+    return new Message(topic, payload, { qos });
+  });
   try {
     for (let i = 0; i < subscribers; i++) {
       const s = await testClient(target);
@@ -127,19 +138,14 @@ export async function measurePublishes(load: PublishLoad): Promise<PublishMeasur
     const progress = onProgress === undefined ? null : setInterval(() => onProgress(sent), 100);
     const task = async () => {
       while (next < count) {
-        const seq = next++;
-        const payload = new Uint8Array(size);
-        if (stamped) {
-          const view = new DataView(payload.buffer);
-          view.setFloat64(0, performance.now(), true);
-          view.setUint32(8, seq, true);
-        }
-        await publisher.publish(new Message(topic, payload, { qos }));
+        await publisher.publish(make(next++));
         sent++;
       }
     };
     try {
       await Promise.all(Array.from({ length: Math.min(concurrency, count) }, task));
+      // publish() of QoS 0 resolves before the bytes left: sent means the kernel took them all
+      while (publisher.pending > 0 && publisher.isConnected) await Bun.sleep(1);
     } finally {
       if (progress !== null) clearInterval(progress);
       onProgress?.(sent);

@@ -159,6 +159,18 @@ maxKeepAlive = 30
   // bad files: broker-config.test.ts
 });
 
+describe("broker --http-port", () => {
+  test("prints where HTTP listens and serves /metrics and /readyz there", async () => {
+    const b = await broker("--host", "127.0.0.1", "--port", "0", "--http-port", "0");
+    const m = /^HTTP on 127\.0\.0\.1:(\d+): \/metrics, \/livez, \/readyz\.$/m.exec(b.stdout);
+    expect(m).not.toBeNull();
+    const http = Number(m![1]);
+    expect((await fetch(`http://127.0.0.1:${http}/readyz`)).status).toBe(200);
+    expect(await (await fetch(`http://127.0.0.1:${http}/metrics`)).text()).toContain('mqtttools_build_info{version="');
+    await stop(b);
+  });
+});
+
 describe("broker --thread", () => {
   test("runs the broker in a worker thread: mosquitto_sub and mosquitto_pub round trip, packets logged at info, SIGTERM stops it with exit code 0", async () => {
     const b = await startBrokerProcess(["--log-level", "info", "broker", "--thread", "--host", "127.0.0.1", "--port", "0"]);

@@ -82,12 +82,16 @@ permanent = true
 
 [sys]
 sysIntervalMs = 0
+
+[http]
+host = "127.0.0.1"
+port = 0
 `;
 
 describe("--print-config", () => {
   test("the file above sets every BrokerOptions field", () => {
     const set = OPTIONS.map((o) => o.option).filter((o) => new RegExp(`^${o === "persistenceFile" ? "file" : o} = `, "m").test(EVERY_OPTION));
-    expect([...set, "redirect"].sort()).toEqual(Object.keys(DEFAULT_OPTIONS).sort());
+    expect([...set, "redirect", "http"].sort()).toEqual(Object.keys(DEFAULT_OPTIONS).sort());
   });
 
   test("a file holding every option: printed with the values it set (file names made absolute), and the output read back prints the same", async () => {
@@ -115,6 +119,7 @@ describe("--print-config", () => {
       else expect(first).toContain(`\n${o.key} = ${typeof v === "string" ? JSON.stringify(v) : Array.isArray(v) ? "[]" : v}\n`);
     }
     expect(first).toContain("# [redirect]");
+    expect(first).toContain("# [http]");
     writeFileSync(file("defaults.toml"), first);
     expect(await printed("--config", file("defaults.toml"))).toBe(first);
   });
@@ -162,9 +167,10 @@ describe("a bad --config is one line naming the file, the key and what was expec
     ["a topic filter", '[auth]\ndeniedTopicFilters = ["a/#/b"]\n', '[auth] deniedTopicFilters holds "a/#/b", which is not a valid topic filter'],
     ["a redirect without reference", "[redirect]\npermanent = true\n", "[redirect] reference must be a server reference"],
     ["a redirect flag", '[redirect]\nreference = "x:1883"\npermanent = "yes"\n', '[redirect] permanent must be true or false, not "yes"'],
+    ["an HTTP port out of range", "[http]\nport = 70000\n", "[http] port must be an integer from 0 to 65535, not 70000"],
     ["an unknown key", "[limits]\nmaxBananas = 3\n", "unknown key 'maxBananas' in [limits] (expected maxConnections, "],
     ["a key in the wrong table", "[limits]\nreceiveMaximum = 3\n", "unknown key 'receiveMaximum' in [limits]"],
-    ["an unknown table", 'colour = "blue"\n', "unknown key 'colour' (expected [[listener]], [limits], [mqtt], [auth], [persistence], [redirect], [sys])"],
+    ["an unknown table", 'colour = "blue"\n', "unknown key 'colour' (expected [[listener]], [limits], [mqtt], [auth], [persistence], [redirect], [sys], [http])"],
     ["a table that is not one", "limits = 3\n", "'limits' must be a table ([limits])"],
     ["a key that is gone", "[persistence]\nintervalMs = 1000\n", "[persistence] intervalMs is gone"],
     ["a listener port", "[[listener]]\nport = 70000\n", "[[listener]] 1 port must be an integer from 0 to 65535, not 70000"],

@@ -8,7 +8,6 @@
  * once when the current event handler returns. Messages are copied only when they must outlive
  * the received frame.
  */
-import type { Socket } from "bun";
 import type { QoS } from "../codec/constants";
 import { ReasonCode } from "../codec/reason-codes";
 import type { Packet } from "../codec/packet";
@@ -28,6 +27,7 @@ import { DEFAULT_OPTIONS, normalizeAddresses, type Addresses, type BrokerOptions
 import { Session, type Group, type Subscriber, type SubscriptionEntry } from "./session";
 import { Overload } from "./overload/overload";
 import { TcpListener } from "./transport/tcp";
+import type { Transport } from "./transport/transport";
 
 /** Log levels, most verbose first. */
 export type LogLevel = "debug" | "info" | "warning" | "error";
@@ -308,11 +308,11 @@ export class Broker {
     return this.authenticator === null ? 0 : this.authenticator.check(username, password);
   }
 
-  /** Makes the Connection of a socket a listener admitted. */
-  opened(socket: Socket<Connection>): void {
-    const conn = new Connection(this, socket);
-    socket.data = conn;
+  /** Makes the Connection of a transport a listener admitted. */
+  opened(transport: Transport): Connection {
+    const conn = new Connection(this, transport);
     this.connections.add(conn);
+    return conn;
   }
 
   // ---- output ----------------------------------------------------------------------------

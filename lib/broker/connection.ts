@@ -1,5 +1,5 @@
 /**
- * One client connection: the socket shell around a Session. It frames and decodes what arrives,
+ * One client connection: the transport shell around a Session. It frames and decodes what arrives,
  * hands packets to the handlers, and owns the connection's output buffer.
  *
  * Output is coalesced: everything sent to a connection is appended to its buffer, and the broker
@@ -7,7 +7,6 @@
  * `socket.write` returns how much the kernel took; the rest stays buffered and goes out on
  * `drain`. The buffer is borrowed from a pool while it holds data, so an idle connection holds none.
  */
-import type { Socket } from "bun";
 import { Framer } from "../codec/framer";
 import { decodePacket, encodePacket, encodePacketInto, remainingLength, type Packet } from "../codec/packet";
 import { varintSize } from "../codec/writer";
@@ -18,6 +17,7 @@ import type { Broker } from "./broker";
 import type { Message } from "./message";
 import type { Session } from "./session";
 import { dispatch } from "./handlers/dispatch";
+import type { Transport } from "./transport/transport";
 
 const POOL_BUFFER_SIZE = 64 * 1024;
 const pool: Uint8Array[] = [];
@@ -72,7 +72,8 @@ export class Connection {
 
   constructor(
     readonly broker: Broker,
-    readonly socket: Socket<Connection>,
+    /** The connection's transport (TCP, TLS or WebSocket): all the socket it knows. */
+    readonly socket: Transport,
   ) {
     this.lastReceived = this.openedAt = Date.now();
   }

@@ -1,13 +1,13 @@
 /**
- * The client: a thin shell around ClientState that owns the socket (Bun.connect), timers and
- * reconnects.
+ * The client: a thin shell around ClientState that owns the transport (transport/: TCP or TLS on
+ * Bun.connect), timers and reconnects.
  *
  * Output is coalesced as in the broker: packets are encoded straight into one output buffer and
  * written once per event-loop turn (or whenever 256 KB have gathered); what the kernel does not take stays buffered and goes out on
  * `drain`. publish() of QoS 0 resolves at once while that buffer is below its high-water mark,
  * and otherwise once it has drained below it, so a publishing loop that awaits stays bounded.
  */
-import type { Socket, TLSOptions } from "bun";
+import type { TLSOptions } from "bun";
 import { PacketType, type ProtocolVersion, type QoS } from "../codec/constants";
 import { Framer } from "../codec/framer";
 import { encodePacketInto, remainingLength, type Packet } from "../codec/packet";
@@ -20,6 +20,8 @@ import { ClientError, ConnectError, ConnectionLostError, ConnectionRefusedError,
 import { Message } from "./message";
 import { MessageQueue } from "./queue";
 import { ClientState } from "./state";
+import type { ClientTransport } from "./transport/transport";
+import { connectTcp } from "./transport/tcp";
 
 /** Options of a Client (the seed's names). */
 export interface ClientOptions {
@@ -102,7 +104,7 @@ export class Client {
   private readonly delays: number[];
   private readonly reconnectDelays: number[];
   private readonly subscriptions = new Map<string, SubscribeOptions>();
-  private socket: Socket<undefined> | null = null;
+  private socket: ClientTransport | null = null;
   private framer = new Framer();
   private connected = false;
   private stopping = true;
@@ -191,21 +193,13 @@ export class Client {
     this.outLen = 0;
     this.closed = Promise.withResolvers<void>();
     const closed = this.closed;
-    let socket: Socket<undefined>;
+    let socket: ClientTransport;
     try {
-      socket = await Bun.connect({
-        hostname: host,
-        port,
-        tls: options.tls || undefined, // not `{}` for true: Bun takes an empty options object for plain TCP
-        socket: {
-          data: (_s, data) => this.receive(data),
-          drain: () => this.flush(),
-          close: () => this.socketClosed(closed),
-          error: (_s, e) => { this.lastError = this.attemptError = e; },
-          // Bun closes a TLS connection whose certificate it rejects: say why
-          handshake: (_s, ok, e) => { if (!ok && e !== null) this.lastError = this.attemptError = new Error(`TLS handshake failed: ${e.message}`); },
-          connectError: () => undefined,
-        },
+      socket = await connectTcp(host, port, options.tls, {
+        data: (data) => this.receive(data),
+        drain: () => this.flush(),
+        close: () => this.socketClosed(closed),
+        error: (e) => { this.lastError = this.attemptError = e; },
       });
     } catch (e) {
       const code = (e as { code?: string }).code;

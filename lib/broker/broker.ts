@@ -27,6 +27,7 @@ import { DEFAULT_OPTIONS, normalizeAddresses, type Addresses, type BrokerOptions
 import { Session, type Group, type Subscriber, type SubscriptionEntry } from "./session";
 import { Overload } from "./overload/overload";
 import { TcpListener } from "./transport/tcp";
+import { WsListener } from "./transport/ws";
 import type { Transport } from "./transport/transport";
 
 /** Log levels, most verbose first. */
@@ -71,7 +72,7 @@ const SWEEP_MS = 250;
 /** Options accepted by the constructor: any subset of the limits, plus a log level. */
 export type BrokerInit = Partial<BrokerOptions> & { logLevel?: LogLevel; logger?: (line: string) => void };
 
-/** An MQTT 5.0 / 3.1.1 broker on Bun.listen. */
+/** An MQTT 5.0 / 3.1.1 broker on Bun.listen (TCP, TLS) and Bun.serve (WebSocket). */
 export class Broker {
   readonly options: BrokerOptions;
   readonly listeners: Listener[];
@@ -86,7 +87,7 @@ export class Broker {
   /** Delivery to sessions: sending, queues, in-flight windows. */
   readonly outbox: Outbox;
 
-  private servers: TcpListener[] = [];
+  private servers: (TcpListener | WsListener)[] = [];
   /** Overload protection: descriptor bound and watch, connection rate, memory pressure (lib/broker/overload/). */
   readonly overload: Overload;
   /** Who may connect; loaded in start(). */
@@ -157,10 +158,11 @@ export class Broker {
     this.overload.start();
     try {
       for (const l of this.listeners) {
-        const server = new TcpListener(l, this.options.maxConnectionRate, this, this.overload);
+        const { maxConnectionRate, maxPacketSize, maxOutputBytes } = this.options;
+        const server = l.websocket === null ? new TcpListener(l, maxConnectionRate, this, this.overload) : new WsListener(l, maxConnectionRate, maxPacketSize, maxOutputBytes, this, this.overload);
         this.servers.push(server);
         ports.push(server.listen());
-        this.log("info", `listening on ${l.host}:${server.port}${l.tls ? " (TLS)" : ""}`);
+        this.log("info", `listening on ${server.describe()}${l.tls ? " (TLS)" : ""}`);
       }
     } catch (e) {
       this.overload.stop();

@@ -5,7 +5,7 @@ import type { TLSOptions } from "bun";
 import pc from "picocolors";
 import { Broker } from "../lib/broker/broker";
 import { BrokerThread } from "../lib/thread/broker-thread";
-import { DEFAULT_OPTIONS, SLOW_CONSUMER_POLICIES, type Address, type BrokerOptions, type SlowConsumerPolicy } from "../lib/broker/options";
+import { DEFAULT_OPTIONS, normalizeAddresses, SLOW_CONSUMER_POLICIES, type Address, type BrokerOptions, type SlowConsumerPolicy } from "../lib/broker/options";
 import { logLevel as globalLogLevel, parseLogLevel } from "./log";
 import { integerFlag, UsageError } from "./usage";
 
@@ -21,6 +21,11 @@ Options:
   --certfile FILE             TLS certificate chain (PEM)
   --keyfile FILE              TLS private key (PEM)
   --cafile FILE               CA certificates (PEM): require client certificates signed by them
+  --ws-port PORT              also listen for MQTT over WebSocket (ws://HOST:PORT/mqtt)
+  --wss-port PORT             MQTT over secure WebSocket, with --certfile and --keyfile
+  --ws-path PATH              the path WebSocket clients connect to (default /mqtt; * = any)
+  --trust-proxy               WebSocket listeners are behind a reverse proxy: log the client
+                              address from X-Forwarded-For
   --config FILE.toml          listeners, limits, [auth] and [persistence] from a TOML file;
                               flags override it
   --password-file FILE        users and password hashes in Mosquitto's format (mosquitto_passwd):
@@ -63,6 +68,9 @@ Config file (TOML); relative file names are relative to the file:
   certfile = "server.crt"     # with keyfile: a TLS listener
   keyfile = "server.key"
   cafile = "ca.crt"           # optional: require client certificates
+  protocol = "websocket"      # MQTT over WebSocket (default "mqtt": plain MQTT over TCP)
+  path = "/mqtt"              # WebSocket only: the path served ("*" = any)
+  trustProxy = true           # WebSocket only: client address from X-Forwarded-For in logs
   [limits]                    # maxConnections, maxConnectionRate, fdReserve, maxMemoryBytes,
                               # maxPacketSize, maxQueuedMessages, maxQueuedBytes, maxOutputBytes,
                               # maxInflight, maxKeepAlive, connectTimeoutMs, slowConsumerPolicy,
@@ -76,7 +84,8 @@ Config file (TOML); relative file names are relative to the file:
   [persistence]
   file = "broker.db"          # retained messages and sessions across restarts (SQLite)
   durability = "process"      # or "power"
-Listener flags (--host, --port, --secure-port, --certfile, --keyfile, --cafile) replace the
+Listener flags (--host, --port, --secure-port, --ws-port, --wss-port, --certfile, --keyfile,
+--cafile) replace the
 file's listeners; each limit flag overrides the same limit.`;
 
 const LIMIT_FLAGS: Record<string, keyof BrokerOptions> = {
@@ -111,6 +120,9 @@ interface ListenerConfig {
   certfile?: string;
   keyfile?: string;
   cafile?: string;
+  protocol?: string;
+  path?: string;
+  trustProxy?: boolean;
 }
 
 /** Reads a PEM file named by a flag or the config file, with a one-line error when it cannot. */
@@ -145,7 +157,12 @@ async function readConfig(path: string): Promise<{ listeners: Address[]; limits:
   if (!Array.isArray(list)) throw bad("'listener' must be an array of tables ([[listener]])");
   for (const [i, l] of (list as ListenerConfig[]).entries()) {
     const what = `listener ${i + 1}`;
-    for (const key of Object.keys(l)) if (!["host", "port", "certfile", "keyfile", "cafile"].includes(key)) throw bad(`${what}: unknown key '${key}'`);
+    for (const key of Object.keys(l)) if (!["host", "port", "certfile", "keyfile", "cafile", "protocol", "path", "trustProxy"].includes(key)) throw bad(`${what}: unknown key '${key}'`);
+    const protocol = l.protocol ?? "mqtt";
+    if (protocol !== "mqtt" && protocol !== "websocket") throw bad(`${what}: protocol must be "mqtt" or "websocket", not ${JSON.stringify(protocol)}`);
+    if (protocol === "mqtt" && (l.path !== undefined || l.trustProxy !== undefined)) throw bad(`${what}: path and trustProxy need protocol = "websocket"`);
+    if (l.path !== undefined && (typeof l.path !== "string" || (l.path !== "*" && !l.path.startsWith("/")))) throw bad(`${what}: path must start with / (or be "*")`);
+    if (l.trustProxy !== undefined && typeof l.trustProxy !== "boolean") throw bad(`${what}: trustProxy must be true or false`);
     const tls = l.certfile !== undefined || l.keyfile !== undefined;
     const port = l.port ?? (tls ? 8883 : 1883);
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw bad(`${what}: port must be an integer from 0 to 65535`);
@@ -154,7 +171,9 @@ async function readConfig(path: string): Promise<{ listeners: Address[]; limits:
     const host = l.host ?? "localhost";
     if (typeof host !== "string") throw bad(`${what}: host must be a string`);
     const file = (f: string | undefined) => (f === undefined ? undefined : resolve(dir, f));
-    listeners.push(tls ? [host, port, await tlsOptions(`${what} `, file(l.certfile)!, file(l.keyfile)!, file(l.cafile))] : [host, port]);
+    const tlsConfig = tls ? await tlsOptions(`${what} `, file(l.certfile)!, file(l.keyfile)!, file(l.cafile)) : undefined;
+    if (protocol === "websocket") listeners.push([host, port, { websocket: true, path: l.path, tls: tlsConfig, trustProxy: l.trustProxy }]);
+    else listeners.push(tlsConfig !== undefined ? [host, port, tlsConfig] : [host, port]);
   }
   const limits: Partial<BrokerOptions> = {};
   const table = (doc.limits ?? {}) as Record<string, unknown>;
@@ -200,6 +219,10 @@ export async function brokerCommand(argv: string[]): Promise<number> {
       host: { type: "string" },
       port: { type: "string", short: "p" },
       "secure-port": { type: "string" },
+      "ws-port": { type: "string" },
+      "wss-port": { type: "string" },
+      "ws-path": { type: "string" },
+      "trust-proxy": { type: "boolean" },
       certfile: { type: "string" },
       keyfile: { type: "string" },
       cafile: { type: "string" },
@@ -245,25 +268,36 @@ export async function brokerCommand(argv: string[]): Promise<number> {
   if (values["sys-interval"] !== undefined) limits.sysIntervalMs = integerFlag("sys-interval", values["sys-interval"], 0) * 1000;
   // the command's own --log-level, else the global one (mqtttools --log-level LEVEL broker; default error)
   const logLevel = values["log-level"] !== undefined ? parseLogLevel(values["log-level"]) : globalLogLevel();
-  const port = (flag: "port" | "secure-port", fallback: string) => integerFlag(flag, values[flag] ?? fallback, 0, 65535);
+  const port = (flag: "port" | "secure-port" | "ws-port" | "wss-port", fallback: string) => integerFlag(flag, values[flag] ?? fallback, 0, 65535);
   const { certfile, keyfile, cafile } = values;
   if ((certfile === undefined) !== (keyfile === undefined)) throw new UsageError("--certfile and --keyfile go together");
-  if (certfile === undefined && (cafile !== undefined || values["secure-port"] !== undefined)) {
-    throw new UsageError(`--${cafile !== undefined ? "cafile" : "secure-port"} needs --certfile and --keyfile`);
+  if (certfile === undefined && (cafile !== undefined || values["secure-port"] !== undefined || values["wss-port"] !== undefined)) {
+    throw new UsageError(`--${cafile !== undefined ? "cafile" : values["secure-port"] !== undefined ? "secure-port" : "wss-port"} needs --certfile and --keyfile`);
+  }
+  const wsPath = values["ws-path"];
+  if (wsPath !== undefined && wsPath !== "*" && !wsPath.startsWith("/")) throw new UsageError(`--ws-path must start with / (or be *), not '${wsPath}'`);
+  if ((wsPath !== undefined || values["trust-proxy"]) && values["ws-port"] === undefined && values["wss-port"] === undefined) {
+    throw new UsageError(`--${wsPath !== undefined ? "ws-path" : "trust-proxy"} needs --ws-port or --wss-port`);
   }
   const host = values.host ?? "localhost";
   let listeners: Address[] = config.listeners;
-  const listenerFlags = ["host", "port", "secure-port", "certfile", "keyfile", "cafile"] as const;
+  const listenerFlags = ["host", "port", "secure-port", "ws-port", "wss-port", "certfile", "keyfile", "cafile"] as const;
   if (listeners.length === 0 || listenerFlags.some((f) => values[f] !== undefined)) {
     listeners = [[host, port("port", "1883")]];
-    if (certfile !== undefined) listeners.push([host, port("secure-port", "8883"), await tlsOptions("--", certfile, keyfile!, cafile)]);
+    const tls = certfile === undefined ? undefined : await tlsOptions("--", certfile, keyfile!, cafile);
+    if (tls !== undefined) listeners.push([host, port("secure-port", "8883"), tls]);
+    const ws = { websocket: true, path: wsPath, trustProxy: values["trust-proxy"] === true } as const;
+    if (values["ws-port"] !== undefined) listeners.push([host, port("ws-port", "8080"), ws]);
+    if (tls !== undefined && values["wss-port"] !== undefined) listeners.push([host, port("wss-port", "8081"), { ...ws, tls }]);
   }
 
   const broker = values.thread ? new BrokerThread(listeners, { ...limits, logLevel }) : new Broker(listeners, { ...limits, logLevel });
   const ports = await broker.start().catch((e: unknown) => {
     throw listenError(e);
   });
-  const where = listeners.map((l, i) => `${(l as [string, number])[0]}:${ports[i]}${(l as unknown[])[2] !== undefined ? " (TLS)" : ""}`);
+  const where = normalizeAddresses(listeners).map((l, i) =>
+    l.websocket === null ? `${l.host}:${ports[i]}${l.tls !== undefined ? " (TLS)" : ""}` : `${l.tls !== undefined ? "wss" : "ws"}://${l.host}:${ports[i]}${l.websocket.path === "*" ? "/*" : l.websocket.path}`,
+  );
   const r = broker.recovery;
   if (r !== null) {
     console.log(

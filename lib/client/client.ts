@@ -1,6 +1,6 @@
 /**
  * The client: a thin shell around ClientState that owns the transport (transport/: TCP or TLS on
- * Bun.connect), timers and reconnects.
+ * Bun.connect, or the standard WebSocket), timers and reconnects.
  *
  * Output is coalesced as in the broker: packets are encoded straight into one output buffer and
  * written once per event-loop turn (or whenever 256 KB have gathered); what the kernel does not take stays buffered and goes out on
@@ -22,6 +22,8 @@ import { MessageQueue } from "./queue";
 import { ClientState } from "./state";
 import type { ClientTransport } from "./transport/transport";
 import { connectTcp } from "./transport/tcp";
+import { connectWebSocket } from "./transport/ws";
+import { parseBrokerUrl } from "./url";
 
 /** Options of a Client (the seed's names). */
 export interface ClientOptions {
@@ -51,6 +53,8 @@ export interface ClientOptions {
   password?: string | Uint8Array;
   /** true, or Bun TLS options (ca, cert, key, rejectUnauthorized, ...). */
   tls?: boolean | TLSOptions;
+  /** MQTT over WebSocket (ws://, with tls wss://) at this path (default "/mqtt"), instead of plain TCP. */
+  websocket?: { path?: string };
   /** 5 (default) or 4 (MQTT 3.1.1). */
   protocolVersion?: 5 | 4;
   /** "info": one line per packet sent or received; "debug": every field of every packet; otherwise (default "error") none. */
@@ -85,7 +89,7 @@ const sleep = (ms: number, signal: AbortSignal) =>
     signal.addEventListener("abort", () => { clearTimeout(t); resolve(); }, { once: true });
   });
 
-/** An MQTT 5.0 / 3.1.1 client on Bun.connect. */
+/** An MQTT 5.0 / 3.1.1 client over TCP, TLS (Bun.connect) or WebSocket (the standard WebSocket). */
 export class Client {
   readonly clientId: string;
   /** Received messages; null marks a lost connection. */
@@ -123,11 +127,34 @@ export class Client {
   /** Packet logging: 0 none, 1 compact (info), 2 every field (debug). */
   private readonly packetLog: 0 | 1 | 2;
 
-  constructor(
-    readonly host: string,
-    readonly port: number,
-    private readonly options: ClientOptions = {},
-  ) {
+  /** The broker's host and port. */
+  readonly host: string;
+  readonly port: number;
+  private readonly options: ClientOptions;
+
+  /**
+   * `new Client(url, options)`: mqtt://, mqtts://, ws://host:port/path or wss://..., with user and
+   * password taken from the URL unless the options give them; or `new Client(host, port, options)`.
+   */
+  constructor(url: string, options?: ClientOptions);
+  constructor(host: string, port: number, options?: ClientOptions);
+  constructor(hostOrUrl: string, portOrOptions: number | ClientOptions = {}, maybeOptions: ClientOptions = {}) {
+    let options: ClientOptions;
+    if (typeof portOrOptions === "number") {
+      this.host = hostOrUrl;
+      this.port = portOrOptions;
+      options = maybeOptions;
+    } else {
+      const u = parseBrokerUrl(hostOrUrl);
+      this.host = u.host;
+      this.port = u.port;
+      options = { ...portOrOptions };
+      if (u.username !== undefined) options.username ??= u.username;
+      if (u.password !== undefined) options.password ??= u.password;
+      if (u.tls) options.tls ??= true;
+      if (u.websocketPath !== null) options.websocket = { path: u.websocketPath };
+    }
+    this.options = options;
     this.clientId = options.clientId ?? randomClientId();
     this.version = options.protocolVersion ?? 5;
     this.delays = options.connectDelays ?? [1, 2, 4, 8];
@@ -195,12 +222,15 @@ export class Client {
     const closed = this.closed;
     let socket: ClientTransport;
     try {
-      socket = await connectTcp(host, port, options.tls, {
-        data: (data) => this.receive(data),
+      const events = {
+        data: (data: Uint8Array) => this.receive(data),
         drain: () => this.flush(),
         close: () => this.socketClosed(closed),
-        error: (e) => { this.lastError = this.attemptError = e; },
-      });
+        error: (e: Error) => { this.lastError = this.attemptError = e; },
+      };
+      socket = options.websocket === undefined
+        ? await connectTcp(host, port, options.tls, events)
+        : await connectWebSocket(this.websocketUrl(options.websocket.path), typeof options.tls === "object" ? (options.tls as Record<string, unknown>) : undefined, events);
     } catch (e) {
       const code = (e as { code?: string }).code;
       throw new ConnectionRefusedError(host, port, code ?? (e as Error).message);
@@ -269,6 +299,12 @@ export class Client {
       if (refused !== null) throw refused;
     }
     return ack.sessionPresent;
+  }
+
+  /** The ws:// or wss:// URL of the broker. */
+  private websocketUrl(path = "/mqtt"): string {
+    const host = this.host.includes(":") ? `[${this.host}]` : this.host;
+    return `${this.options.tls ? "wss" : "ws"}://${host}:${this.port}${path.startsWith("/") ? path : `/${path}`}`;
   }
 
   private withTimeout<T>(promise: Promise<T>, what: string): Promise<T> {
@@ -481,7 +517,7 @@ export class Client {
       // what the kernel did not take yet (the tail of a fast publishing loop) goes out first
       const deadline = Date.now() + (this.options.responseTimeout ?? 5) * 1000;
       while (this.outLen > 0 && this.socket !== null && Date.now() < deadline) {
-        await Promise.race([new Promise<void>((resolve) => this.roomWaiters.push(resolve)), Bun.sleep(50)]);
+        await Promise.race([new Promise<void>((resolve) => this.roomWaiters.push(resolve)), new Promise<void>((resolve) => setTimeout(resolve, 50))]);
       }
       socket.end();
       await this.closed?.promise;

@@ -78,6 +78,9 @@ const OUT_INITIAL = 64 * 1024;
 /** Output this large is written at once rather than at the end of the turn. */
 const FLUSH_AT = 256 * 1024;
 
+/** setImmediate where there is one (Bun, Node), else a zero timeout (a browser). */
+const nextTurn: (f: () => void) => void = typeof setImmediate === "function" ? (f) => setImmediate(f) : (f) => setTimeout(f, 0);
+
 function randomClientId(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(7));
   return "mqtttools-" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
@@ -402,7 +405,7 @@ export class Client {
       // setImmediate, not a microtask: a loop of `await publish()` runs on microtasks, and would
       // otherwise get one write per message
       this.flushScheduled = true;
-      setImmediate(this.flushBound);
+      nextTurn(this.flushBound);
     }
   }
 
@@ -442,7 +445,7 @@ export class Client {
         this.send({ type: PacketType.PINGREQ }); // [MQTT-3.1.2-20]
       }
     }, Math.max(50, this.keepAliveMs / 4));
-    this.keepAliveTimer.unref();
+    (this.keepAliveTimer as { unref?: () => void }).unref?.(); // a number in a browser
   }
 
   private stopKeepAlive(): void {

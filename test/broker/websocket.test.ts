@@ -6,6 +6,8 @@
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { Broker, type BrokerInit } from "../../lib/broker/broker";
+import type { PausableListener } from "../../lib/broker/overload/overload";
+import { BrokerThread } from "../../lib/thread/broker-thread";
 import type { Connection } from "../../lib/broker/connection";
 import type { WsTransport } from "../../lib/broker/transport/ws";
 import { encodePacket, PacketType, ReasonCode, type ConnackPacket, type PublishPacket } from "../../lib/codec";
@@ -286,6 +288,30 @@ describe("everything else unchanged", () => {
     ws.send(publishPacket("to/tcp", "from ws", { qos: 1, packetId: 6 }));
     expect(text(((await ws.next(PacketType.PUBLISH)) as PublishPacket).payload)).toBe("from tcp");
     expect(text(((await tcp.next(PacketType.PUBLISH)) as PublishPacket).payload)).toBe("from ws");
+  });
+
+  test("a paused WebSocket listener (as when descriptors run out) refuses new clients and serves its connected ones; resumed, it listens on the same port", async () => {
+    const { wsPort, broker } = await start();
+    const c = await connect(wsPort, "stays");
+    const listener = (broker as unknown as { servers: PausableListener[] }).servers[1]!; // what Overload pauses
+    listener.pause();
+    expect(((await WsRawClient.upgrade(wsPort).catch(() => ({ status: 0, headers: [], body: "" }))) as UpgradeAnswer).status).toBe(0);
+    c.send({ type: PacketType.PINGREQ });
+    expect((await c.next(PacketType.PINGRESP)).type).toBe(PacketType.PINGRESP);
+    expect(listener.resume()).toBe(true);
+    await connect(wsPort, "after-resume");
+  });
+
+  test("BrokerThread serves WebSocket listeners too", async () => {
+    const thread = new BrokerThread([["127.0.0.1", 0, { websocket: true, path: "/t" }]]);
+    const [port] = await thread.start();
+    try {
+      const c = await open(port!, { path: "/t" });
+      c.send(connectPacket({ clientId: "in-a-worker" }));
+      expect(((await c.next(PacketType.CONNACK)) as ConnackPacket).reasonCode).toBe(0);
+    } finally {
+      await thread.stop();
+    }
   });
 
   test("stop() sends v5 WebSocket clients DISCONNECT 0x8B and closes with a Close frame", async () => {

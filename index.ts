@@ -13,7 +13,7 @@ export { Client, type ClientOptions, type SubscribeOptions } from "./lib/client/
 export { Message, type MessageOptions } from "./lib/client/message";
 export { MessageQueue } from "./lib/client/queue";
 export { ClientError, PublishError, ConnectError, ConnectionLostError, ConnectionRefusedError, ProtocolError, SessionResumeError, SubscribeError, TimeoutError, UnsubscribeError } from "./lib/client/errors";
-export { DEFAULT_OPTIONS, type Address, type Addresses, type BrokerOptions } from "./lib/broker/options";
+export { DEFAULT_OPTIONS, type Address, type Addresses, type BrokerOptions, type WebSocketListenerOptions } from "./lib/broker/options";
 
 if (import.meta.main) {
   const { main } = await import("./commands/cli");

@@ -7,19 +7,22 @@
  *   BENCH_BROKER_OPTIONS='{"maxQueuedMessages":100000}'   options (JSON) over the defaults
  *   BENCH_BROKER_LOG=info                                 the broker's log level (default error)
  *   BENCH_BROKER_THREAD=1                                 thread mode: the same broker in a BrokerThread (a Worker)
+ *   BENCH_BROKER_WEBSOCKET=1                              also a WebSocket listener (path /mqtt); its port is printed as wsPort
  *   BENCH_BROKER_STATS_FILE=PATH                          on shutdown, write the persistence store's counters
  *                                                         (transactions, rows) there as JSON (main thread only)
  */
 import type { BrokerInit } from "../lib/broker/broker";
 import { Broker } from "../lib/broker/broker";
 import { BrokerThread } from "../lib/thread/broker-thread";
+import type { Address } from "../lib/broker/options";
 
 const logLevel = (process.env.BENCH_BROKER_LOG ?? "error") as "debug" | "info" | "warning" | "error";
 const options = JSON.parse(process.env.BENCH_BROKER_OPTIONS ?? "{}") as BrokerInit;
+const listeners: Address[] = process.env.BENCH_BROKER_WEBSOCKET === "1" ? [["127.0.0.1", 0], ["127.0.0.1", 0, { websocket: true }]] : [["127.0.0.1", 0]];
 const broker = process.env.BENCH_BROKER_THREAD === "1"
-  ? new BrokerThread([["127.0.0.1", 0]], { ...options, logLevel })
-  : new Broker([["127.0.0.1", 0]], { ...options, logLevel });
-const [port] = await broker.start();
+  ? new BrokerThread(listeners, { ...options, logLevel })
+  : new Broker(listeners, { ...options, logLevel });
+const [port, wsPort] = await broker.start();
 
 let stopping = false;
 async function shutdown(): Promise<void> {
@@ -33,5 +36,5 @@ async function shutdown(): Promise<void> {
 process.on("SIGTERM", shutdown);
 process.on("SIGINT", shutdown);
 
-console.log(JSON.stringify({ port, pid: process.pid }));
+console.log(JSON.stringify({ port, wsPort, pid: process.pid }));
 await broker.serveForever();

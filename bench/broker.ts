@@ -31,6 +31,12 @@
  * true` (it saves on its autosave interval, not per message). Reported: delivery rate, p50 / p99 of
  * PUBLISH-to-PUBACK at the publisher, and for ours the mean rows per committed transaction.
  *
+ * WebSocket (issue 14; `--ws` runs only this part): QoS 0 1 -> 1 and 1 -> 10 with every client on
+ * the standard WebSocket (loadgen --transport ws): our broker's WebSocket listener, against our
+ * own TCP listener (same broker process, same load generator over TCP) and Mosquitto's websockets
+ * listener (MOSQUITTO_WS_CONFIG: MOSQUITTO_CONFIG's limits; 2.0.11 needs a plain listener beside
+ * it and no bind address on it). Goals: >= 10x Mosquitto over WebSocket, >= 0.5x our TCP.
+ *
  * Environment: BENCH_WARMUP_MS (1000), BENCH_DURATION_MS (3000), BENCH_LATENCY_WARMUP_MS (2000),
  * BENCH_LATENCY_MS (5000), BENCH_CONNS (2000), BENCH_QOS1_COUNT (300000), BENCH_ONLY (run only the
  * scenarios whose name contains it, e.g. "qos1"), BENCH_MQTT_VERSION (5 or 4), MOSQUITTO (/usr/sbin/mosquitto).
@@ -56,6 +62,7 @@ const MOSQUITTO = process.env.MOSQUITTO ?? "/usr/sbin/mosquitto";
 const LATENCY_RATE = 2000;
 const JSON_OUT = process.argv.includes("--json");
 const DURABLE_ONLY = process.argv.includes("--durable");
+const WS_ONLY = process.argv.includes("--ws");
 const BUN = process.execPath;
 const LOADGEN = join(import.meta.dir, "loadgen.ts");
 const SERVER = join(import.meta.dir, "broker-server.ts");
@@ -85,6 +92,14 @@ const MOSQUITTO_CONFIG = (port: number) =>
     "connection_messages false",
     "",
   ].join("\n");
+
+/**
+ * Mosquitto's websockets listener with MOSQUITTO_CONFIG's limits. Debian's 2.0.11 does not start a
+ * websockets listener given a bind address, nor with no plain listener at all: a TCP one on
+ * another port comes first.
+ */
+const MOSQUITTO_WS_CONFIG = (port: number, tcpPort: number) =>
+  [`listener ${tcpPort} 127.0.0.1`, `listener ${port}`, "protocol websockets", ...MOSQUITTO_CONFIG(0).split("\n").slice(1)].join("\n");
 
 /**
  * Mosquitto at its defaults, for the QoS 1 scenarios: only the listener, anonymous clients (2.0
@@ -171,6 +186,45 @@ async function startBroker(name: BrokerName, mosquittoDefaults: boolean): Promis
   const proc = spawn([MOSQUITTO, "-c", conf], "ignore");
   await waitListening(port, proc, "mosquitto");
   return { port, pid: proc.pid, stop: () => stopProcess(proc) };
+}
+
+// ---- WebSocket ---------------------------------------------------------------------------------
+
+/** Runs the WebSocket scenarios: ours over ws and over TCP (one broker process), Mosquitto over ws; one table row each. */
+async function websocket(): Promise<string[][]> {
+  const rows: string[][] = [["QoS 0 over WebSocket", "mqtttools ws", "mqtttools tcp", "mosquitto ws", "vs mosquitto ws", "ws / tcp", "goal", "met"]];
+  for (const subs of [1, 10]) {
+    const args = ["--mode", "throughput", "--pubs", 1, "--subs", subs, "--qos", 0, "--filter", "bench/0", ...timing];
+    const ours = spawn([BUN, SERVER], "pipe", { BENCH_BROKER_OPTIONS: JSON.stringify(OUR_OPTIONS), BENCH_BROKER_WEBSOCKET: "1" });
+    let ws: Record<string, number>;
+    let tcp: Record<string, number>;
+    try {
+      const { port, wsPort } = JSON.parse(await firstLine(ours, "bench/broker-server.ts")) as { port: number; wsPort: number };
+      ws = await loadgen(wsPort, [...args, "--transport", "ws"]);
+      tcp = await loadgen(port, args);
+    } finally {
+      await stopProcess(ours);
+    }
+    const port = freePort();
+    const conf = join(tempDir!, `mosquitto-ws-${port}.conf`);
+    writeFileSync(conf, MOSQUITTO_WS_CONFIG(port, freePort()));
+    const mosquitto = spawn([MOSQUITTO, "-c", conf], "ignore");
+    let theirs: Record<string, number>;
+    try {
+      await waitListening(port, mosquitto, "mosquitto (websockets)");
+      theirs = await loadgen(port, [...args, "--transport", "ws"]);
+    } finally {
+      await stopProcess(mosquitto);
+    }
+    for (const [name, r] of [["mqtttools ws", ws], ["mqtttools tcp", tcp], ["mosquitto ws", theirs]] as const) process.stderr.write(`  ws qos0 1->${subs} / ${name}: ${JSON.stringify({ ...r, perSubscriber: undefined })}\n`);
+    const vsMosquitto = ws.rate! / theirs.rate!;
+    const vsTcp = ws.rate! / tcp.rate!;
+    rows.push([
+      `QoS 0, 1 pub -> ${subs} sub${subs > 1 ? "s" : ""}`, format(ws.rate!, "msg/s"), format(tcp.rate!, "msg/s"), format(theirs.rate!, "msg/s"),
+      `${vsMosquitto.toFixed(2)}x`, `${vsTcp.toFixed(2)}x`, ">= 10x mosquitto ws, >= 0.5x tcp", vsMosquitto >= 10 && vsTcp >= 0.5 ? "met" : "MISSED",
+    ]);
+  }
+  return rows;
 }
 
 /** Runs the load generator against a port; resolves with its JSON result. */
@@ -375,6 +429,11 @@ async function main(): Promise<void> {
   const results: { scenario: string; broker: BrokerName; result: Record<string, number> }[] = [];
   const rows: string[][] = [["scenario", "mqtttools", "thread mode", "mosquitto", "ratio", "thread ratio", "goal", "met (main / thread)"]];
   const started = performance.now();
+  if (WS_ONLY) {
+    console.log(table(await websocket()));
+    console.log(`\nws / tcp: our WebSocket rate over our TCP rate, same broker process. ${((performance.now() - started) / 1000).toFixed(1)} s`);
+    return;
+  }
   if (DURABLE_ONLY) {
     console.log(table(await durable()));
     console.log(`\ntransactions/s: over the broker process's whole life (start to stop). ${((performance.now() - started) / 1000).toFixed(1)} s`);
@@ -406,6 +465,7 @@ async function main(): Promise<void> {
     }
   }
   console.log(table(rows));
+  console.log(`\n${table(await websocket())}`);
   console.log(`\n${table(await durable())}`);
   console.log(`\nratio > 1: mqtttools better than mosquitto (msg/s: ours / theirs; ms and KB: theirs / ours); thread mode: the same broker in a BrokerThread. ${((performance.now() - started) / 1000).toFixed(1)} s`);
   if (JSON_OUT) console.log(JSON.stringify(results, null, 2));

@@ -10,6 +10,9 @@
  *   bun bench/loadgen.ts --port P --mode latency --rate 2000 [--warmup-ms 1000] [--duration-ms 5000]
  *   bun bench/loadgen.ts --port P --mode memory --conns 2000 --pid BROKER_PID
  *   common: [--host 127.0.0.1] [--version 5|4] [--payload 64]
+ *           [--transport tcp|ws] [--path /mqtt]: ws connects every client with the standard WebSocket
+ *           (Bun's, subprotocol mqtt) to ws://HOST:PORT/PATH; a batch is then one binary message,
+ *           and a write takes nothing while the WebSocket holds WS_HIGH_WATER unsent bytes
  *   throughput, QoS 1: [--session-expiry S] subscribers connect with clean start 0 and this Session
  *   Expiry Interval (a persistent session); [--ack-latency 1] the publisher also reports p50 / p99
  *   of the time from writing each PUBLISH to its PUBACK (ackP50, ackP99, in ms)
@@ -67,6 +70,11 @@ const BATCHES_PER_TURN = 8;
 const ID_PREFIX = `lg${process.pid}-`;
 /** Session Expiry Interval of the subscribers (throughput mode); 0: clean, non-persistent sessions. */
 const SESSION_EXPIRY = num("session-expiry", 0);
+const TRANSPORT = str("transport", "tcp");
+if (TRANSPORT !== "tcp" && TRANSPORT !== "ws") fatal("--transport must be tcp or ws");
+const WS_PATH = str("path", "/mqtt");
+/** Unsent bytes a WebSocket may hold before writes stop taking more (its drain is then polled). */
+const WS_HIGH_WATER = 1024 * 1024;
 
 function fatal(message: string): never {
   console.log(JSON.stringify({ error: message }));
@@ -78,14 +86,60 @@ function fatal(message: string): never {
 /** Called for every whole frame: the buffer, the frame's offset, fixed-header length, remaining length. */
 type FrameHandler = (buf: Uint8Array, off: number, hdr: number, rem: number) => void;
 
+/** What a Conn writes to: a Bun socket as it is, or a WebSocket adapted to the same two calls. */
+interface Sink {
+  /** Bytes taken (the rest waits for drain). */
+  write(bytes: Uint8Array): number;
+  end(): void;
+}
+
+/** Opens a standard WebSocket to the broker for `c`; resolves once it is open. */
+function openWebSocket(c: Conn): Promise<Sink> {
+  const { promise, resolve, reject } = Promise.withResolvers<Sink>();
+  const ws = new WebSocket(`ws://${HOST}:${PORT}${WS_PATH}`, ["mqtt"]);
+  ws.binaryType = "arraybuffer";
+  let polling = false;
+  const poll = () => {
+    if (ws.readyState !== WebSocket.OPEN) return;
+    if (ws.bufferedAmount > WS_HIGH_WATER) setTimeout(poll, 1);
+    else {
+      polling = false;
+      c.drained();
+    }
+  };
+  const sink: Sink = {
+    write(bytes) {
+      if (ws.bufferedAmount > WS_HIGH_WATER) {
+        if (!polling) {
+          polling = true;
+          setTimeout(poll, 1);
+        }
+        return 0;
+      }
+      ws.send(bytes);
+      return bytes.length;
+    },
+    end: () => ws.close(),
+  };
+  let opened = false;
+  ws.onopen = () => {
+    opened = true;
+    resolve(sink);
+  };
+  ws.onmessage = (e: MessageEvent) => c.receive(new Uint8Array(e.data as ArrayBuffer));
+  ws.onclose = () => (opened ? c.lost("closed") : reject(new Error(`WebSocket to ${HOST}:${PORT}${WS_PATH} did not open`)));
+  ws.onerror = () => opened && c.lost("WebSocket error");
+  return promise;
+}
+
 /**
- * One MQTT connection over a raw socket. Incoming bytes are split into frames by their fixed
+ * One MQTT connection over a raw socket (or a WebSocket, --transport ws). Incoming bytes are split into frames by their fixed
  * headers; in counting mode (`countOnly`) PUBLISH frames are only counted and their bodies skipped
  * without being looked at, even across chunks. Outgoing bytes go out with one write each; what
  * the socket does not take is queued and written on `drain`.
  */
 class Conn {
-  socket!: Socket<undefined>;
+  socket!: Sink;
   /** PUBLISH frames received. */
   publishes = 0;
   /** True once only PUBLISH counting is wanted (after the handshake, for QoS 0 subscribers). */
@@ -108,18 +162,22 @@ class Conn {
   /** Connects, sends CONNECT and waits for a successful CONNACK. */
   static async open(clientId: string, sessionExpiry = 0): Promise<Conn> {
     const c = new Conn(clientId);
-    c.socket = await Bun.connect({
-      hostname: HOST,
-      port: PORT,
-      socket: {
-        binaryType: "uint8array",
-        data: (_s, data) => c.receive(data),
-        drain: () => c.drained(),
-        close: () => c.lost("closed"),
-        error: (_s, e) => c.lost(e.message),
-      },
-    });
-    c.socket.setNoDelay(true);
+    if (TRANSPORT === "ws") c.socket = await openWebSocket(c);
+    else {
+      const socket: Socket<undefined> = await Bun.connect({
+        hostname: HOST,
+        port: PORT,
+        socket: {
+          binaryType: "uint8array",
+          data: (_s, data) => c.receive(data),
+          drain: () => c.drained(),
+          close: () => c.lost("closed"),
+          error: (_s, e) => c.lost(e.message),
+        },
+      });
+      socket.setNoDelay(true);
+      c.socket = socket;
+    }
     const connack = c.expect(PacketType.CONNACK);
     c.send(
       encodePacket(
@@ -186,7 +244,8 @@ class Conn {
     return this.queue.length > 0;
   }
 
-  private drained(): void {
+  /** The socket takes more: writes what waited. */
+  drained(): void {
     const q = this.queue;
     while (q.length > 0) {
       const b = q[0]!;
@@ -200,7 +259,8 @@ class Conn {
     this.onDrain?.();
   }
 
-  private lost(why: string): void {
+  /** The connection ended (or failed) without end(). */
+  lost(why: string): void {
     if (this.ending || this.closedUnexpectedly) return;
     this.closedUnexpectedly = true;
     this.waiter?.reject(new Error(`${this.clientId}: ${why}`));
@@ -214,7 +274,7 @@ class Conn {
   }
 
   /** Splits a chunk into frames (see the class comment). */
-  private receive(chunk: Uint8Array): void {
+  receive(chunk: Uint8Array): void {
     let pos = 0;
     const len = chunk.length;
     if (this.skip > 0) {

@@ -83,7 +83,7 @@ const HTTP_KEYS = ["host", "port"];
 const REDIRECT_KEYS = ["reference", "permanent"];
 
 /** Keys of a [[listener]] table. */
-const LISTENER_KEYS = ["host", "port", "certfile", "keyfile", "cafile"];
+const LISTENER_KEYS = ["host", "port", "certfile", "keyfile", "cafile", "protocol", "path", "trustProxy"];
 
 /** Keys that were once taken and are refused with a message saying why. */
 const GONE: Record<string, string> = {
@@ -98,6 +98,12 @@ export interface ListenerSpec {
   certfile?: string;
   keyfile?: string;
   cafile?: string;
+  /** "websocket": MQTT over WebSocket (with TLS files: wss); absent: MQTT over TCP. */
+  protocol?: "mqtt" | "websocket";
+  /** WebSocket only: the path clients connect to (default /mqtt; "*": any). */
+  path?: string;
+  /** WebSocket only: log the client address from X-Forwarded-For. */
+  trustProxy?: boolean;
 }
 
 /** What a config file holds: its listeners (none: the flags' default) and the options it sets. */
@@ -184,12 +190,22 @@ export async function readConfig(path: string): Promise<BrokerConfig> {
       if (l[key] !== undefined && (typeof l[key] !== "string" || l[key] === "")) throw bad(`${what} ${key} must be ${key === "host" ? "a host name" : "a file name"} (a string), not ${shown(l[key])}`);
     }
     const tls = l.certfile !== undefined || l.keyfile !== undefined;
-    const port = l.port ?? (tls ? 8883 : 1883);
+    const port = l.port ?? (l.protocol === "websocket" ? (tls ? 8081 : 8080) : tls ? 8883 : 1883);
     if (typeof port !== "number" || !Number.isInteger(port) || port < 0 || port > 65535) throw bad(`${what} port must be an integer from 0 to 65535, not ${shown(port)}`);
     if (tls && (l.certfile === undefined || l.keyfile === undefined)) throw bad(`${what}: certfile and keyfile go together`);
     if (!tls && l.cafile !== undefined) throw bad(`${what}: cafile needs certfile and keyfile`);
+    const protocol = l.protocol ?? "mqtt";
+    if (protocol !== "mqtt" && protocol !== "websocket") throw bad(`${what} protocol must be "mqtt" or "websocket", not ${shown(protocol)}`);
+    if (protocol === "mqtt" && (l.path !== undefined || l.trustProxy !== undefined)) throw bad(`${what}: path and trustProxy need protocol = "websocket"`);
+    if (l.path !== undefined && (typeof l.path !== "string" || (l.path !== "*" && !l.path.startsWith("/")))) throw bad(`${what} path must start with / (or be "*"), not ${shown(l.path)}`);
+    if (l.trustProxy !== undefined && typeof l.trustProxy !== "boolean") throw bad(`${what} trustProxy must be true or false, not ${shown(l.trustProxy)}`);
     const spec: ListenerSpec = { host: (l.host as string | undefined) ?? "localhost", port };
     for (const key of ["certfile", "keyfile", "cafile"] as const) if (l[key] !== undefined) spec[key] = resolve(dir, l[key] as string);
+    if (protocol === "websocket") {
+      spec.protocol = "websocket";
+      if (l.path !== undefined) spec.path = l.path as string;
+      if (l.trustProxy !== undefined) spec.trustProxy = l.trustProxy as boolean;
+    }
     listeners.push(spec);
   }
 
@@ -247,6 +263,7 @@ export function printConfig(listeners: ListenerSpec[], options: Partial<BrokerOp
   for (const l of listeners) {
     lines.push("", "[[listener]]", `host = ${toml(l.host)}`, `port = ${l.port}`);
     for (const key of ["certfile", "keyfile", "cafile"] as const) if (l[key] !== undefined) lines.push(`${key} = ${toml(l[key])}`);
+    if (l.protocol === "websocket") lines.push('protocol = "websocket"', `path = ${toml(l.path ?? "/mqtt")}`, `trustProxy = ${l.trustProxy === true}`);
   }
   for (const table of TABLES) {
     lines.push("");

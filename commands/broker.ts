@@ -5,7 +5,7 @@ import type { TLSOptions } from "bun";
 import pc from "picocolors";
 import { Broker } from "../lib/broker/broker";
 import { BrokerThread } from "../lib/thread/broker-thread";
-import { DEFAULT_OPTIONS, SLOW_CONSUMER_POLICIES, type Address, type BrokerOptions, type SlowConsumerPolicy } from "../lib/broker/options";
+import { DEFAULT_OPTIONS, normalizeAddresses, SLOW_CONSUMER_POLICIES, type Address, type BrokerOptions, type SlowConsumerPolicy } from "../lib/broker/options";
 import { printConfig, readConfig, type ListenerSpec } from "./broker-config";
 import { logLevel as globalLogLevel, parseLogLevel } from "./log";
 import { integerFlag, UsageError } from "./usage";
@@ -22,6 +22,11 @@ Options:
   --certfile FILE             TLS certificate chain (PEM)
   --keyfile FILE              TLS private key (PEM)
   --cafile FILE               CA certificates (PEM): require client certificates signed by them
+  --ws-port PORT              also listen for MQTT over WebSocket (ws://HOST:PORT/mqtt)
+  --wss-port PORT             MQTT over secure WebSocket, with --certfile and --keyfile
+  --ws-path PATH              the path WebSocket clients connect to (default /mqtt; * = any)
+  --trust-proxy               WebSocket listeners are behind a reverse proxy: log the client
+                              address from X-Forwarded-For
   --config FILE.toml          listeners and every broker option from a TOML file (below);
                               flags override it
   --print-config              print the effective configuration (the file, the flags and every
@@ -70,6 +75,9 @@ names (README, "The broker"); an unknown key or a bad value is an error naming i
   certfile = "server.crt"     # with keyfile: a TLS listener
   keyfile = "server.key"
   cafile = "ca.crt"           # optional: require client certificates
+  protocol = "websocket"      # MQTT over WebSocket (default "mqtt": plain MQTT over TCP)
+  path = "/mqtt"              # WebSocket only: the path served ("*" = any)
+  trustProxy = true           # WebSocket only: client address from X-Forwarded-For in logs
   [limits]                    # maxConnections, maxConnectionRate, fdReserve, maxMemoryBytes,
                               # maxPacketSize, maxQueuedMessages, maxQueuedBytes, maxOutputBytes,
                               # maxInflight, maxKeepAlive, connectTimeoutMs, slowConsumerPolicy,
@@ -93,7 +101,8 @@ names (README, "The broker"); an unknown key or a bad value is an error naming i
   permanent = false
   [sys]
   sysIntervalMs = 10000       # $SYS/broker/... updates; 0 = none
-Listener flags (--host, --port, --secure-port, --certfile, --keyfile, --cafile) replace the
+Listener flags (--host, --port, --secure-port, --ws-port, --wss-port, --certfile, --keyfile,
+--cafile) replace the
 file's listeners; each limit flag overrides the same limit.`;
 
 const LIMIT_FLAGS: Record<string, keyof BrokerOptions> = {
@@ -136,8 +145,9 @@ async function tlsOptions(prefix: string, certfile: string, keyfile: string, caf
 
 /** The broker's address of a listener, its certificate files read; `prefix` names where they came from in errors. */
 async function address(l: ListenerSpec, prefix: string): Promise<Address> {
-  if (l.certfile === undefined || l.keyfile === undefined) return [l.host, l.port];
-  return [l.host, l.port, await tlsOptions(prefix, l.certfile, l.keyfile, l.cafile)];
+  const tls = l.certfile === undefined || l.keyfile === undefined ? undefined : await tlsOptions(prefix, l.certfile, l.keyfile, l.cafile);
+  if (l.protocol === "websocket") return [l.host, l.port, { websocket: true, path: l.path, tls, trustProxy: l.trustProxy }];
+  return tls === undefined ? [l.host, l.port] : [l.host, l.port, tls];
 }
 
 /** A clearer line for a listener that could not bind (Bun says only "Failed to listen at HOST"). */
@@ -155,6 +165,10 @@ export async function brokerCommand(argv: string[]): Promise<number> {
       host: { type: "string" },
       port: { type: "string", short: "p" },
       "secure-port": { type: "string" },
+      "ws-port": { type: "string" },
+      "wss-port": { type: "string" },
+      "ws-path": { type: "string" },
+      "trust-proxy": { type: "boolean" },
       certfile: { type: "string" },
       keyfile: { type: "string" },
       cafile: { type: "string" },
@@ -203,23 +217,28 @@ export async function brokerCommand(argv: string[]): Promise<number> {
   if (values["http-port"] !== undefined) limits.http = { host: values.host ?? limits.http?.host ?? "localhost", port: integerFlag("http-port", values["http-port"], 0, 65535) };
   // the command's own --log-level, else the global one (mqtttools --log-level LEVEL broker; default error)
   const logLevel = values["log-level"] !== undefined ? parseLogLevel(values["log-level"]) : globalLogLevel();
-  const port = (flag: "port" | "secure-port", fallback: string) => integerFlag(flag, values[flag] ?? fallback, 0, 65535);
+  const port = (flag: "port" | "secure-port" | "ws-port" | "wss-port", fallback: string) => integerFlag(flag, values[flag] ?? fallback, 0, 65535);
   const { certfile, keyfile, cafile } = values;
   if ((certfile === undefined) !== (keyfile === undefined)) throw new UsageError("--certfile and --keyfile go together");
-  if (certfile === undefined && (cafile !== undefined || values["secure-port"] !== undefined)) {
-    throw new UsageError(`--${cafile !== undefined ? "cafile" : "secure-port"} needs --certfile and --keyfile`);
+  if (certfile === undefined && (cafile !== undefined || values["secure-port"] !== undefined || values["wss-port"] !== undefined)) {
+    throw new UsageError(`--${cafile !== undefined ? "cafile" : values["secure-port"] !== undefined ? "secure-port" : "wss-port"} needs --certfile and --keyfile`);
+  }
+  const wsPath = values["ws-path"];
+  if (wsPath !== undefined && wsPath !== "*" && !wsPath.startsWith("/")) throw new UsageError(`--ws-path must start with / (or be *), not '${wsPath}'`);
+  if ((wsPath !== undefined || values["trust-proxy"]) && values["ws-port"] === undefined && values["wss-port"] === undefined) {
+    throw new UsageError(`--${wsPath !== undefined ? "ws-path" : "trust-proxy"} needs --ws-port or --wss-port`);
   }
   const host = values.host ?? "localhost";
   let specs: ListenerSpec[] = config.listeners;
   let prefix = (i: number) => `[[listener]] ${i + 1} `;
-  const listenerFlags = ["host", "port", "secure-port", "certfile", "keyfile", "cafile"] as const;
+  const listenerFlags = ["host", "port", "secure-port", "ws-port", "wss-port", "certfile", "keyfile", "cafile"] as const;
   if (specs.length === 0 || listenerFlags.some((f) => values[f] !== undefined)) {
     specs = [{ host, port: port("port", "1883") }];
-    if (certfile !== undefined) {
-      const tls: ListenerSpec = { host, port: port("secure-port", "8883"), certfile: resolve(certfile), keyfile: resolve(keyfile!) };
-      if (cafile !== undefined) tls.cafile = resolve(cafile);
-      specs.push(tls);
-    }
+    const files = certfile === undefined ? null : { certfile: resolve(certfile), keyfile: resolve(keyfile!), ...(cafile === undefined ? {} : { cafile: resolve(cafile) }) };
+    if (files !== null) specs.push({ host, port: port("secure-port", "8883"), ...files });
+    const ws = { protocol: "websocket", ...(wsPath === undefined ? {} : { path: wsPath }), ...(values["trust-proxy"] ? { trustProxy: true } : {}) } as const;
+    if (values["ws-port"] !== undefined) specs.push({ host, port: port("ws-port", "8080"), ...ws });
+    if (files !== null && values["wss-port"] !== undefined) specs.push({ host, port: port("wss-port", "8081"), ...ws, ...files });
     prefix = () => "--";
   }
   if (values["print-config"]) {
@@ -233,7 +252,9 @@ export async function brokerCommand(argv: string[]): Promise<number> {
   const ports = await broker.start().catch((e: unknown) => {
     throw listenError(e);
   });
-  const where = listeners.map((l, i) => `${(l as [string, number])[0]}:${ports[i]}${(l as unknown[])[2] !== undefined ? " (TLS)" : ""}`);
+  const where = normalizeAddresses(listeners).map((l, i) =>
+    l.websocket === null ? `${l.host}:${ports[i]}${l.tls !== undefined ? " (TLS)" : ""}` : `${l.tls !== undefined ? "wss" : "ws"}://${l.host}:${ports[i]}${l.websocket.path === "*" ? "/*" : l.websocket.path}`,
+  );
   const r = broker.recovery;
   if (r !== null) {
     console.log(

@@ -3,7 +3,8 @@
  * option specs, the help block, and clientArguments(), which turns the parsed values into the
  * arguments of `new Client(host, port, options)`.
  *
- * The broker is named by --host/--port, or by a URL (`mqtt://user:pass@host:port`, `mqtts://...`)
+ * The broker is named by --host/--port, or by a URL (`mqtt://user:pass@host:port`, `mqtts://...`,
+ * `ws://host:port/mqtt`, `wss://...`)
  * given as --url or as the --host value. `-P`/`--password` without a value prompts for it on a
  * terminal (preparePasswordPrompt() takes it out of argv before parseArgs sees it).
  */
@@ -11,6 +12,7 @@ import type { TLSOptions } from "bun";
 import { isCancel, password as promptPassword } from "@clack/prompts";
 import type { ClientOptions } from "../lib/client/client";
 import type { QoS } from "../lib/codec/constants";
+import { isUrl, parseBrokerUrl, type BrokerUrl } from "../lib/client/url";
 import { clientLogOptions } from "./log";
 import { integerFlag, UsageError } from "./usage";
 
@@ -61,7 +63,7 @@ export interface ConnectionValues {
 /** Help text block of the connection flags. */
 export const CONNECTION_HELP = `Connection options:
   --host HOST|URL             broker host (default localhost), or a URL mqtt://user:pass@host:port
-                              (mqtts:// for TLS)
+                              (mqtts:// for TLS; ws://host:port/mqtt and wss:// for WebSocket)
   -p, --port PORT             broker port (default 1883, 8883 with TLS)
   --url URL                   the broker as a URL, as above
   -i, --client-id ID          client identifier (default mqtttools- and random hex digits)
@@ -128,23 +130,21 @@ export async function clientArguments(values: ConnectionValues): Promise<[string
   let username = values.username;
   let password = values.password;
   let tls = values.tls === true;
-  const url = values.url ?? (/^[a-z][a-z0-9+.-]*:\/\//i.test(host) ? host : undefined);
+  let websocketPath: string | null = null;
+  const url = values.url ?? (isUrl(host) ? host : undefined);
   if (url !== undefined) {
-    let u: URL;
+    let u: BrokerUrl;
     try {
-      u = new URL(url);
-    } catch {
-      throw new UsageError(`'${url}' is not a valid URL (mqtt://user:pass@host:port or mqtts://...)`);
+      u = parseBrokerUrl(url);
+    } catch (e) {
+      throw new UsageError((e as Error).message);
     }
-    if (u.protocol !== "mqtt:" && u.protocol !== "mqtts:" && u.protocol !== "tcp:" && u.protocol !== "ssl:") {
-      throw new UsageError(`unsupported URL scheme '${u.protocol}' (mqtt:// or mqtts://)`);
-    }
-    if (u.protocol === "mqtts:" || u.protocol === "ssl:") tls = true;
-    host = u.hostname.replace(/^\[(.*)\]$/, "$1");
-    if (host === "") throw new UsageError(`no host in '${url}'`);
-    if (u.port !== "") port = Number(u.port);
-    if (u.username !== "") username ??= decodeURIComponent(u.username);
-    if (u.password !== "") password ??= decodeURIComponent(u.password);
+    if (u.tls) tls = true;
+    host = u.host;
+    websocketPath = u.websocketPath;
+    if (u.portGiven || websocketPath !== null) port = u.port; // else the default below, which --tls may change
+    if (u.username !== undefined) username ??= u.username;
+    if (u.password !== undefined) password ??= u.password;
   }
   if (values.port !== undefined) port = integerFlag("port", values.port, 1, 65535);
 
@@ -171,6 +171,7 @@ export async function clientArguments(values: ConnectionValues): Promise<[string
     options.tls = Object.keys(t).length === 0 ? true : t;
   }
   port ??= tls ? 8883 : 1883;
+  if (websocketPath !== null) options.websocket = { path: websocketPath };
 
   if (values.protocol !== undefined) {
     const v = values.protocol;

@@ -8,7 +8,6 @@
  * once when the current event handler returns. Messages are copied only when they must outlive
  * the received frame.
  */
-import type { Socket } from "bun";
 import type { QoS } from "../codec/constants";
 import { ReasonCode } from "../codec/reason-codes";
 import type { Packet } from "../codec/packet";
@@ -31,6 +30,8 @@ import { DEFAULT_OPTIONS, normalizeAddresses, type Addresses, type BrokerOptions
 import { Session, type Group, type Subscriber, type SubscriptionEntry } from "./session";
 import { Overload } from "./overload/overload";
 import { TcpListener } from "./transport/tcp";
+import { WsListener } from "./transport/ws";
+import type { Transport } from "./transport/transport";
 
 /** Log levels, most verbose first. */
 export type LogLevel = "debug" | "info" | "warning" | "error";
@@ -74,7 +75,7 @@ const SWEEP_MS = 250;
 /** Options accepted by the constructor: any subset of the limits, plus a log level. */
 export type BrokerInit = Partial<BrokerOptions> & { logLevel?: LogLevel; logger?: (line: string) => void };
 
-/** An MQTT 5.0 / 3.1.1 broker on Bun.listen. */
+/** An MQTT 5.0 / 3.1.1 broker on Bun.listen (TCP, TLS) and Bun.serve (WebSocket). */
 export class Broker {
   readonly options: BrokerOptions;
   readonly listeners: Listener[];
@@ -89,7 +90,7 @@ export class Broker {
   /** Delivery to sessions: sending, queues, in-flight windows. */
   readonly outbox: Outbox;
 
-  private servers: TcpListener[] = [];
+  private servers: (TcpListener | WsListener)[] = [];
   /** Overload protection: descriptor bound and watch, connection rate, memory pressure (lib/broker/overload/). */
   readonly overload: Overload;
   /** Who may connect; loaded in start(). */
@@ -189,10 +190,11 @@ export class Broker {
     this.overload.start();
     try {
       for (const l of this.listeners) {
-        const server = new TcpListener(l, this.options.maxConnectionRate, this, this.overload);
+        const { maxConnectionRate, maxPacketSize, maxOutputBytes } = this.options;
+        const server = l.websocket === null ? new TcpListener(l, maxConnectionRate, this, this.overload) : new WsListener(l, maxConnectionRate, maxPacketSize, maxOutputBytes, this, this.overload);
         this.servers.push(server);
         ports.push(server.listen());
-        this.log("info", `listening on ${l.host}:${server.port}${l.tls ? " (TLS)" : ""}`);
+        this.log("info", `listening on ${server.describe()}${l.tls ? " (TLS)" : ""}`);
       }
     } catch (e) {
       this.overload.stop();
@@ -384,12 +386,12 @@ export class Broker {
     this.lingering--;
   }
 
-  /** Makes the Connection of a socket a listener admitted. */
-  opened(socket: Socket<Connection>, tls: boolean): void {
-    const conn = new Connection(this, socket);
-    if (tls) conn.transport = "tls";
-    socket.data = conn;
+  /** Makes the Connection of a transport a listener admitted; `kind` (tcp, tls, ws, wss) labels it in /metrics. */
+  opened(transport: Transport, kind: string): Connection {
+    const conn = new Connection(this, transport);
+    conn.kind = kind;
     this.connections.add(conn);
+    return conn;
   }
 
   // ---- output ----------------------------------------------------------------------------

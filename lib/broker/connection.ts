@@ -1,5 +1,5 @@
 /**
- * One client connection: the socket shell around a Session. It frames and decodes what arrives,
+ * One client connection: the transport shell around a Session. It frames and decodes what arrives,
  * hands packets to the handlers, and owns the connection's output buffer.
  *
  * Output is coalesced: everything sent to a connection is appended to its buffer, and the broker
@@ -7,7 +7,6 @@
  * `socket.write` returns how much the kernel took; the rest stays buffered and goes out on
  * `drain`. The buffer is borrowed from a pool while it holds data, so an idle connection holds none.
  */
-import type { Socket } from "bun";
 import { Framer } from "../codec/framer";
 import { decodePacket, encodePacket, encodePacketInto, remainingLength, type Packet } from "../codec/packet";
 import { varintSize } from "../codec/writer";
@@ -19,6 +18,7 @@ import type { Message } from "./message";
 import type { Session } from "./session";
 import { dispatch } from "./handlers/dispatch";
 import { countDisconnect, reasonLabel } from "./observe/counters";
+import type { Transport } from "./transport/transport";
 
 const POOL_BUFFER_SIZE = 64 * 1024;
 const pool: Uint8Array[] = [];
@@ -68,8 +68,8 @@ export class Connection {
   /** Aliases we assigned towards the client, by topic; forgotten with the connection. */
   outboundAliases: Map<string, number> | null = null;
   will: PendingWill | null = null;
-  /** How the client reached the broker: "tcp" or "tls" (a label of /metrics). */
-  transport = "tcp";
+  /** How the client reached the broker: tcp, tls, ws or wss (a label of /metrics). */
+  kind = "tcp";
   /** Messages dropped for this client because its output was full (QoS 0). */
   dropped = 0;
   /** What holds this publisher back: sessions whose full queues it filled (Outbox.overflow), or memory pressure (Outbox.holdForMemory). Its socket is not read while anything does. */
@@ -86,7 +86,8 @@ export class Connection {
 
   constructor(
     readonly broker: Broker,
-    readonly socket: Socket<Connection>,
+    /** The connection's transport (TCP, TLS or WebSocket): all the socket it knows. */
+    readonly socket: Transport,
   ) {
     this.lastReceived = this.openedAt = Date.now();
   }

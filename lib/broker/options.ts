@@ -2,8 +2,19 @@
 import type { TLSOptions } from "bun";
 import type { Durability } from "./store/journal";
 
-/** A listener: a host, `[host, port]`, or `[host, port, tls]`. */
-export type Address = string | [string, number] | [string, number, TLSOptions];
+/** A WebSocket listener's options: the third element of an address (`[host, port, { websocket: true }]`). */
+export interface WebSocketListenerOptions {
+  websocket: true;
+  /** The path served (default "/mqtt"); "*" accepts any path. */
+  path?: string;
+  /** TLS options: a wss:// listener. */
+  tls?: TLSOptions;
+  /** Behind a reverse proxy: the remote address in logs is the last one in X-Forwarded-For. */
+  trustProxy?: boolean;
+}
+
+/** A listener: a host, `[host, port]`, `[host, port, tls]`, or `[host, port, { websocket: true, path, tls, trustProxy }]`. */
+export type Address = string | [string, number] | [string, number, TLSOptions] | [string, number, WebSocketListenerOptions];
 
 /** What the broker listens on: one address or several. */
 export type Addresses = Address | Address[];
@@ -155,17 +166,30 @@ export const DEFAULT_OPTIONS: BrokerOptions = {
   http: null,
 };
 
+/** The path a WebSocket listener serves unless told otherwise. */
+export const DEFAULT_WEBSOCKET_PATH = "/mqtt";
+
 /** One listener, normalized. */
 export interface Listener {
   host: string;
   port: number;
   tls: TLSOptions | undefined;
+  /** Null for TCP; for WebSocket the path served ("*": any) and whether X-Forwarded-For is believed. */
+  websocket: { path: string; trustProxy: boolean } | null;
 }
 
 /** Normalizes the accepted address forms; a bare host listens on 1883. */
 export function normalizeAddresses(addresses: Addresses): Listener[] {
   const list: Address[] = typeof addresses === "string" || isTuple(addresses) ? [addresses as Address] : (addresses as Address[]);
-  return list.map((a) => (typeof a === "string" ? { host: a, port: 1883, tls: undefined } : { host: a[0], port: a[1], tls: a[2] }));
+  return list.map((a): Listener => {
+    if (typeof a === "string") return { host: a, port: 1883, tls: undefined, websocket: null };
+    const third = a[2];
+    if (third !== undefined && (third as WebSocketListenerOptions).websocket === true) {
+      const ws = third as WebSocketListenerOptions;
+      return { host: a[0], port: a[1], tls: ws.tls, websocket: { path: ws.path ?? DEFAULT_WEBSOCKET_PATH, trustProxy: ws.trustProxy ?? false } };
+    }
+    return { host: a[0], port: a[1], tls: third as TLSOptions | undefined, websocket: null };
+  });
 }
 
 function isTuple(a: Addresses): boolean {

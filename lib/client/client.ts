@@ -1,13 +1,13 @@
 /**
- * The client: a thin shell around ClientState that owns the socket (Bun.connect), timers and
- * reconnects.
+ * The client: a thin shell around ClientState that owns the transport (transport/: TCP or TLS on
+ * Bun.connect, or the standard WebSocket), timers and reconnects.
  *
  * Output is coalesced as in the broker: packets are encoded straight into one output buffer and
  * written once per event-loop turn (or whenever 256 KB have gathered); what the kernel does not take stays buffered and goes out on
  * `drain`. publish() of QoS 0 resolves at once while that buffer is below its high-water mark,
  * and otherwise once it has drained below it, so a publishing loop that awaits stays bounded.
  */
-import type { Socket, TLSOptions } from "bun";
+import type { TLSOptions } from "bun";
 import { PacketType, type ProtocolVersion, type QoS } from "../codec/constants";
 import { Framer } from "../codec/framer";
 import { encodePacketInto, remainingLength, type Packet } from "../codec/packet";
@@ -20,6 +20,10 @@ import { ClientError, ConnectError, ConnectionLostError, ConnectionRefusedError,
 import { Message } from "./message";
 import { MessageQueue } from "./queue";
 import { ClientState } from "./state";
+import type { ClientTransport } from "./transport/transport";
+import { connectTcp } from "./transport/tcp";
+import { connectWebSocket } from "./transport/ws";
+import { parseBrokerUrl } from "./url";
 
 /** Options of a Client (the seed's names). */
 export interface ClientOptions {
@@ -49,6 +53,8 @@ export interface ClientOptions {
   password?: string | Uint8Array;
   /** true, or Bun TLS options (ca, cert, key, rejectUnauthorized, ...). */
   tls?: boolean | TLSOptions;
+  /** MQTT over WebSocket (ws://, with tls wss://) at this path (default "/mqtt"), instead of plain TCP. */
+  websocket?: { path?: string };
   /** 5 (default) or 4 (MQTT 3.1.1). */
   protocolVersion?: 5 | 4;
   /** "info": one line per packet sent or received; "debug": every field of every packet; otherwise (default "error") none. */
@@ -72,6 +78,9 @@ const OUT_INITIAL = 64 * 1024;
 /** Output this large is written at once rather than at the end of the turn. */
 const FLUSH_AT = 256 * 1024;
 
+/** setImmediate where there is one (Bun, Node), else a zero timeout (a browser). */
+const nextTurn: (f: () => void) => void = typeof setImmediate === "function" ? (f) => setImmediate(f) : (f) => setTimeout(f, 0);
+
 function randomClientId(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(7));
   return "mqtttools-" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
@@ -83,7 +92,7 @@ const sleep = (ms: number, signal: AbortSignal) =>
     signal.addEventListener("abort", () => { clearTimeout(t); resolve(); }, { once: true });
   });
 
-/** An MQTT 5.0 / 3.1.1 client on Bun.connect. */
+/** An MQTT 5.0 / 3.1.1 client over TCP, TLS (Bun.connect) or WebSocket (the standard WebSocket). */
 export class Client {
   readonly clientId: string;
   /** Received messages; null marks a lost connection. */
@@ -102,7 +111,7 @@ export class Client {
   private readonly delays: number[];
   private readonly reconnectDelays: number[];
   private readonly subscriptions = new Map<string, SubscribeOptions>();
-  private socket: Socket<undefined> | null = null;
+  private socket: ClientTransport | null = null;
   private framer = new Framer();
   private connected = false;
   private stopping = true;
@@ -121,11 +130,34 @@ export class Client {
   /** Packet logging: 0 none, 1 compact (info), 2 every field (debug). */
   private readonly packetLog: 0 | 1 | 2;
 
-  constructor(
-    readonly host: string,
-    readonly port: number,
-    private readonly options: ClientOptions = {},
-  ) {
+  /** The broker's host and port. */
+  readonly host: string;
+  readonly port: number;
+  private readonly options: ClientOptions;
+
+  /**
+   * `new Client(url, options)`: mqtt://, mqtts://, ws://host:port/path or wss://..., with user and
+   * password taken from the URL unless the options give them; or `new Client(host, port, options)`.
+   */
+  constructor(url: string, options?: ClientOptions);
+  constructor(host: string, port: number, options?: ClientOptions);
+  constructor(hostOrUrl: string, portOrOptions: number | ClientOptions = {}, maybeOptions: ClientOptions = {}) {
+    let options: ClientOptions;
+    if (typeof portOrOptions === "number") {
+      this.host = hostOrUrl;
+      this.port = portOrOptions;
+      options = maybeOptions;
+    } else {
+      const u = parseBrokerUrl(hostOrUrl);
+      this.host = u.host;
+      this.port = u.port;
+      options = { ...portOrOptions };
+      if (u.username !== undefined) options.username ??= u.username;
+      if (u.password !== undefined) options.password ??= u.password;
+      if (u.tls) options.tls ??= true;
+      if (u.websocketPath !== null) options.websocket = { path: u.websocketPath };
+    }
+    this.options = options;
     this.clientId = options.clientId ?? randomClientId();
     this.version = options.protocolVersion ?? 5;
     this.delays = options.connectDelays ?? [1, 2, 4, 8];
@@ -191,22 +223,17 @@ export class Client {
     this.outLen = 0;
     this.closed = Promise.withResolvers<void>();
     const closed = this.closed;
-    let socket: Socket<undefined>;
+    let socket: ClientTransport;
     try {
-      socket = await Bun.connect({
-        hostname: host,
-        port,
-        tls: options.tls || undefined, // not `{}` for true: Bun takes an empty options object for plain TCP
-        socket: {
-          data: (_s, data) => this.receive(data),
-          drain: () => this.flush(),
-          close: () => this.socketClosed(closed),
-          error: (_s, e) => { this.lastError = this.attemptError = e; },
-          // Bun closes a TLS connection whose certificate it rejects: say why
-          handshake: (_s, ok, e) => { if (!ok && e !== null) this.lastError = this.attemptError = new Error(`TLS handshake failed: ${e.message}`); },
-          connectError: () => undefined,
-        },
-      });
+      const events = {
+        data: (data: Uint8Array) => this.receive(data),
+        drain: () => this.flush(),
+        close: () => this.socketClosed(closed),
+        error: (e: Error) => { this.lastError = this.attemptError = e; },
+      };
+      socket = options.websocket === undefined
+        ? await connectTcp(host, port, options.tls, events)
+        : await connectWebSocket(this.websocketUrl(options.websocket.path), typeof options.tls === "object" ? (options.tls as Record<string, unknown>) : undefined, events);
     } catch (e) {
       const code = (e as { code?: string }).code;
       throw new ConnectionRefusedError(host, port, code ?? (e as Error).message);
@@ -275,6 +302,12 @@ export class Client {
       if (refused !== null) throw refused;
     }
     return ack.sessionPresent;
+  }
+
+  /** The ws:// or wss:// URL of the broker. */
+  private websocketUrl(path = "/mqtt"): string {
+    const host = this.host.includes(":") ? `[${this.host}]` : this.host;
+    return `${this.options.tls ? "wss" : "ws"}://${host}:${this.port}${path.startsWith("/") ? path : `/${path}`}`;
   }
 
   private withTimeout<T>(promise: Promise<T>, what: string): Promise<T> {
@@ -372,7 +405,7 @@ export class Client {
       // setImmediate, not a microtask: a loop of `await publish()` runs on microtasks, and would
       // otherwise get one write per message
       this.flushScheduled = true;
-      setImmediate(this.flushBound);
+      nextTurn(this.flushBound);
     }
   }
 
@@ -412,7 +445,7 @@ export class Client {
         this.send({ type: PacketType.PINGREQ }); // [MQTT-3.1.2-20]
       }
     }, Math.max(50, this.keepAliveMs / 4));
-    this.keepAliveTimer.unref();
+    (this.keepAliveTimer as { unref?: () => void }).unref?.(); // a number in a browser
   }
 
   private stopKeepAlive(): void {
@@ -487,7 +520,7 @@ export class Client {
       // what the kernel did not take yet (the tail of a fast publishing loop) goes out first
       const deadline = Date.now() + (this.options.responseTimeout ?? 5) * 1000;
       while (this.outLen > 0 && this.socket !== null && Date.now() < deadline) {
-        await Promise.race([new Promise<void>((resolve) => this.roomWaiters.push(resolve)), Bun.sleep(50)]);
+        await Promise.race([new Promise<void>((resolve) => this.roomWaiters.push(resolve)), new Promise<void>((resolve) => setTimeout(resolve, 50))]);
       }
       socket.end();
       await this.closed?.promise;

@@ -70,6 +70,8 @@ export interface MosquittoOptions {
   deniedFilters?: string[];
   /** Serve TLS with this certificate instead of plain TCP. */
   tls?: Certificate;
+  /** Serve MQTT over WebSocket (`protocol websockets`, any path) instead of plain TCP. */
+  websocket?: boolean;
 }
 
 /** Path of the Mosquitto broker; throws (never skips) when it is not installed. */
@@ -161,7 +163,10 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
   for (let attempt = 0; ; attempt++) {
     const port = options.port ?? freePort();
     const dir = tempDir("mqtttools-mosquitto-");
-    const config = [`listener ${port} 127.0.0.1`];
+    // Debian's 2.0.11 fails to start a websockets listener given a bind address, so it gets none;
+    // and it refuses to start with no plain listener at all ("Unable to start any listening
+    // sockets"), so a TCP one on another free port comes first
+    const config = options.websocket ? [`listener ${freePort()} 127.0.0.1`, `listener ${port}`, "protocol websockets"] : [`listener ${port} 127.0.0.1`];
     // as root, Mosquitto drops to the `mosquitto` user before reading the password file, which it
     // could not read in our private directory
     if (process.getuid?.() === 0) config.push("user root");

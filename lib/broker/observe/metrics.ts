@@ -11,7 +11,8 @@ import { DROP_REASONS, reasonLabel, type BrokerCounters } from "./counters";
 /** A connection as metrics see it. */
 export interface ConnectionView {
   readonly connected: boolean;
-  readonly transport: string;
+  /** tcp, tls, ws or wss. */
+  readonly kind: string;
   readonly version: 4 | 5;
   readonly heldBack: boolean;
 }
@@ -102,9 +103,9 @@ export function renderMetrics(s: MetricsSource): string {
     if (conn.heldBack) paused++;
     if (!conn.connected) continue;
     const protocol = conn.version === 5 ? "5" : "3.1.1";
-    const key = `${conn.transport} ${protocol}`;
+    const key = `${conn.kind} ${protocol}`;
     const e = conns.get(key);
-    if (e === undefined) conns.set(key, { transport: conn.transport, protocol_version: protocol, n: 1 });
+    if (e === undefined) conns.set(key, { transport: conn.kind, protocol_version: protocol, n: 1 });
     else e.n++;
   }
   w.family("mqtttools_connections", "gauge", "Client connections that completed CONNECT, by transport and protocol version.");

@@ -4,10 +4,10 @@
  * Exceeded (3.1.1: 0x03 Server Unavailable) [MQTT-3.2.2-7]; either way the socket is then ended.
  * No Connection or Session is made for it.
  */
-import type { Socket } from "bun";
 import { PacketType } from "../../codec/constants";
 import { ConnackReturnCode, ReasonCode } from "../../codec/reason-codes";
 import { encodePacket } from "../../codec/packet";
+import type { Transport } from "../transport/transport";
 
 /** Milliseconds a refused connection has to send CONNECT before it is closed without an answer. */
 export const REFUSAL_GRACE_MS = 50;
@@ -24,7 +24,7 @@ export class Refusal {
    * (answered, timed out or closed by the peer).
    */
   constructor(
-    private readonly socket: Socket<unknown>,
+    private readonly socket: Transport,
     readonly reason: string,
     private readonly onDone: () => void,
   ) {

@@ -3,20 +3,21 @@
  * refuses each new one (its own connection-rate bucket, then Overload.admit), and hands admitted
  * sockets to the broker. It can be paused (listening socket closed) and resumed on the same port.
  */
-import type { Socket, TCPSocketListener } from "bun";
+import type { TCPSocketListener } from "bun";
 import { Connection } from "../connection";
 import type { Listener } from "../options";
 import { TokenBucket } from "../overload/token-bucket";
 import { Refusal } from "../overload/refusal";
 import type { Overload, PausableListener } from "../overload/overload";
+import type { Transport } from "./transport";
 
 /** What a listener's socket carries: its connection, or the refusal that is ending it. */
 type SocketState = Connection | Refusal;
 
 /** What the listener needs from the broker. */
 export interface TcpHost {
-  /** Makes the Connection of an admitted socket (and sets socket.data to it); `tls`: it came through a TLS listener. */
-  opened(socket: Socket<Connection>, tls: boolean): void;
+  /** Makes the Connection of an admitted transport; `kind` (tcp, tls, ws, wss) labels it in /metrics. */
+  opened(transport: Transport, kind: string): Connection;
   /** Called after a connection handled incoming bytes: flush what it caused. */
   flushAll(): void;
   /** Writes a log line. */
@@ -52,7 +53,10 @@ export class TcpListener implements PausableListener {
         open: (socket) => {
           overload.sockets++;
           const refused = overload.admit(this.bucket === null || this.bucket.take());
-          if (refused === null) return host.opened(socket as Socket<Connection>, this.address.tls !== undefined);
+          if (refused === null) {
+            socket.data = host.opened(socket, this.address.tls === undefined ? "tcp" : "tls"); // a Bun socket is a Transport as it is
+            return;
+          }
           if (!refused.answer) {
             socket.end(); // closed at once
             return;

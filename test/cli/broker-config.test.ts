@@ -39,6 +39,13 @@ certfile = "certs/server.crt"   # relative to this file
 keyfile = "certs/server.key"
 cafile = "certs/ca.crt"
 
+[[listener]]
+host = "127.0.0.1"
+port = 0
+protocol = "websocket"
+path = "/ws"
+trustProxy = true
+
 [limits]
 maxConnections = 5000
 maxConnectionRate = 0

@@ -264,6 +264,10 @@ describe("examples", () => {
     ]);
   });
 
+  exampleTest("websocket.ts", "a message published over TCP reaches a subscriber that connected with a ws:// URL", async () => {
+    expect(await run("websocket.ts", ["through both"])).toEqual(["Subscribed over WebSocket.", "Received over WebSocket: through both"]);
+  });
+
   test("the README has the publish-count test word for word", () => {
     const readme = readFileSync(join(root, "README.md"), "utf8");
     const file = readFileSync(join(examplesDir, "publish-count.test.ts"), "utf8");

@@ -173,7 +173,7 @@ export class Outbox {
     const ids = conn.version === 5 ? subscriptionIds : null;
     const form = conn.clientTopicAliasMax === 0 ? encodeForm(message, conn.version, qos, retain, dup, ids, now) : this.aliasedForm(conn, message, qos, retain, dup, ids, now);
     if (form.bytes.length > conn.clientMaxPacketSize) return false; // [MQTT-3.1.2-25] dropped for this client only
-    const at = conn.append(form.bytes);
+    const at = conn.append(form.bytes, qos < 2 && message.qos < 2); // a repetition after a crash is allowed: need not wait for the commit
     if (qos > 0) conn.patchU16(at + form.packetIdOffset, packetId);
     this.counters.messagesSent++;
     if (this.logging.packetLog !== 0) this.logging.logPacket(conn, "Sent", { ...(decodePacket(form.bytes, conn.version) as PublishPacket), packetId });

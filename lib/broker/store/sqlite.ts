@@ -33,7 +33,7 @@ import { Database, type Statement } from "bun:sqlite";
 import { PacketType, type QoS } from "../../codec/constants";
 import { decodePacket, encodePacket } from "../../codec/packet";
 import type { PublishPacket } from "../../codec/packets/publish";
-import { persist, type Message } from "../message";
+import { encodeForm, persist, type Message } from "../message";
 import type { InflightMessage, QueuedMessage, Session, SubscriptionEntry } from "../session";
 import {
   PersistenceError,
@@ -53,6 +53,17 @@ const FORMAT = 3;
 /** Format 2: queued and in-flight messages in two tables; migrated on open. */
 const FORMAT_TWO_TABLES = 2;
 const NEVER = 0xffffffff;
+/**
+ * Page size of a new file. Larger pages than SQLite's 4 KB mean fewer WAL frames (and write()
+ * calls) per commit and fewer page splits as message rows come and go: measured here, 16-32 KB
+ * pages took the SQLite time of a durable QoS 1 message from about 1.8 to 0.8-1.2 us.
+ */
+const PAGE_SIZE = 32768;
+/**
+ * WAL size at which a commit also checkpoints (SQLite's default: 1000 pages of 4 KB). Measured
+ * with 32 KB pages: 1-2 MB gave a lower PUBACK p99 and a higher rate than 4 MB, and 64 MB much worse.
+ */
+const CHECKPOINT_BYTES = 2 * 1024 * 1024;
 
 /** Queued (packet_id 0) and in-flight messages of sessions, in the order they were queued or sent (seq). */
 const MESSAGE_TABLE =
@@ -73,8 +84,13 @@ const SCHEMA = [
 const SESSION_TABLES = ["session", "subscription", "message", "incoming_qos2", "will"] as const;
 const TABLES = ["retained", ...SESSION_TABLES];
 
-/** The PUBLISH that carries a message (v5: every property), for storing. */
+/**
+ * The PUBLISH that carries a message (v5: every property), for storing. A message that does not
+ * expire is stored as the v5 form its subscribers get (encoded once, cached on the message and
+ * usually made already by the time it is stored).
+ */
 function encodeMessage(m: Message): Uint8Array {
+  if (m.expiresAt === 0) return encodeForm(m, 5, m.qos, m.retain, false, null, 0).bytes;
   return encodePacket({ type: PacketType.PUBLISH, dup: false, qos: m.qos, retain: m.retain, topic: m.topicBytes, packetId: m.qos > 0 ? 1 : 0, properties: m.properties, payload: m.payload }, 5);
 }
 
@@ -159,7 +175,7 @@ export class SqliteStore implements DurableStore {
   private rowsInTransaction = 0;
   /** Transactions and rows so far. */
   readonly stats: StoreStats = { transactions: 0, rows: 0 };
-  /** Each message's stored PUBLISH, encoded once however many sessions keep it. */
+  /** The stored PUBLISH of each message that expires, encoded once however many sessions keep it (the others' is cached on the message). */
   private encoded = new WeakMap<Message, Uint8Array>();
   private recoveredCounters = new Map<string, Counters>();
   /** The journal of each session kept, by client identifier. */
@@ -214,6 +230,8 @@ export class SqliteStore implements DurableStore {
       prepareFile(db, path);
       db.run("PRAGMA journal_mode = WAL");
       db.run(`PRAGMA synchronous = ${durability === "power" ? "FULL" : "NORMAL"}`);
+      const pageSize = Object.values(db.query("PRAGMA page_size").get() as Record<string, number>)[0]!;
+      db.run(`PRAGMA wal_autocheckpoint = ${Math.max(1, Math.round(CHECKPOINT_BYTES / pageSize))}`);
       return new SqliteStore(db, path, hooks);
     } catch (e) {
       db?.close();
@@ -322,6 +340,7 @@ export class SqliteStore implements DurableStore {
   // ---- changes ---------------------------------------------------------------------------
 
   private bytes(m: Message): Uint8Array {
+    if (m.expiresAt === 0) return encodeMessage(m); // the form cached on the message
     let b = this.encoded.get(m);
     if (b === undefined) {
       b = encodeMessage(m);
@@ -329,6 +348,7 @@ export class SqliteStore implements DurableStore {
     }
     return b;
   }
+
 
   /** Starts journaling a session; see DurableStore.attach. */
   attach(session: Session, restored: boolean): SessionJournal {
@@ -659,6 +679,7 @@ function prepareFile(db: Database, path: string): void {
   const appId = pragma("application_id") as number;
   const version = pragma("user_version") as number;
   if (tables.length === 0 && appId === 0) {
+    db.run(`PRAGMA page_size = ${PAGE_SIZE}`); // before the first table: it is fixed from then on
     db.transaction(() => createSchema(db))();
     return;
   }

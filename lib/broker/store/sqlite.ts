@@ -7,7 +7,7 @@
  * as statements when they happen: each session's journal keeps what the turn did to its rows, and
  * at the commit only the net change is written (write combining): a row added and removed in the
  * same transaction is never written, a message queued and sent in it is one insert, and the rest
- * goes as one multi-row INSERT per up to 64 new rows, one DELETE per run of consecutive sequence
+ * goes as one multi-row INSERT per up to 64 new rows (the session's identifier bound once), one DELETE per run of consecutive sequence
  * numbers, and one UPDATE per message sent or released that was queued in an earlier transaction.
  * Other changes (sessions, subscriptions, wills, retained messages, incoming QoS 2 identifiers)
  * are rare and run as one statement each at once, inside the turn's transaction.
@@ -70,7 +70,12 @@ const MESSAGE_TABLE =
   "CREATE TABLE message (client_id TEXT NOT NULL, seq INTEGER NOT NULL, packet_id INTEGER NOT NULL, released INTEGER NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL, subscription_ids TEXT, publish BLOB NOT NULL, expires_at INTEGER NOT NULL, PRIMARY KEY (client_id, seq)) WITHOUT ROWID";
 const MESSAGE_COLUMNS = "client_id, seq, packet_id, released, qos, retain, subscription_ids, publish, expires_at";
 /** Rows per multi-row INSERT of messages, largest first; a commit uses as few statements as these allow. */
-const INSERT_BATCHES = [64, 16, 4, 1];
+const INSERT_BATCHES = [64, 32, 16, 8, 4, 2, 1];
+/** Parameters of a message row but its session's, which all rows of one INSERT share (?1). */
+const ROW_PARAMS = 8;
+/** The VALUES of an INSERT of n message rows of one session: ?1 is the client identifier, then ROW_PARAMS a row. */
+const insertRows = (n: number) =>
+  Array.from({ length: n }, (_, k) => `(?1, ${Array.from({ length: ROW_PARAMS }, (_, i) => `?${2 + k * ROW_PARAMS + i}`).join(", ")})`).join(", ");
 
 const SCHEMA = [
   "CREATE TABLE IF NOT EXISTS retained (topic TEXT PRIMARY KEY, publish BLOB NOT NULL, expires_at INTEGER NOT NULL)",
@@ -204,7 +209,7 @@ export class SqliteStore implements DurableStore {
       deleteSession: SESSION_TABLES.map((t) => q(`DELETE FROM ${t} WHERE client_id = ?`)),
       subscribe: q("INSERT OR REPLACE INTO subscription (client_id, key, filter, qos, no_local, retain_as_published, retain_handling, subscription_id, share_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
       unsubscribe: q("DELETE FROM subscription WHERE client_id = ? AND key = ?"),
-      insertMessages: new Map(INSERT_BATCHES.map((n) => [n, q(`INSERT OR REPLACE INTO message (${MESSAGE_COLUMNS}) VALUES ${Array(n).fill("(?, ?, ?, ?, ?, ?, ?, ?, ?)").join(", ")}`)])),
+      insertMessages: new Map(INSERT_BATCHES.map((n) => [n, q(`INSERT OR REPLACE INTO message (${MESSAGE_COLUMNS}) VALUES ${insertRows(n)}`)])),
       sendMessage: q("UPDATE message SET packet_id = ?, released = ? WHERE client_id = ? AND seq = ?"),
       deleteMessage: q("DELETE FROM message WHERE client_id = ? AND seq = ?"),
       deleteMessages: q("DELETE FROM message WHERE client_id = ? AND seq >= ? AND seq <= ?"),
@@ -642,19 +647,19 @@ class SqliteSessionJournal implements SessionJournal {
     this.changes = new Map();
     for (let i = 0; i < fresh.length; ) {
       const n = INSERT_BATCHES.find((b) => b <= fresh.length - i)!;
-      const params: (string | number | null | Uint8Array)[] = new Array(n * 9);
+      const params: (string | number | null | Uint8Array)[] = new Array(1 + n * ROW_PARAMS);
+      params[0] = id;
       for (let k = 0; k < n; k++) {
         const [seq, c] = fresh[i + k]!;
-        const o = k * 9;
-        params[o] = id;
-        params[o + 1] = seq;
-        params[o + 2] = c.packetId;
-        params[o + 3] = c.released ? 1 : 0;
-        params[o + 4] = c.qos;
-        params[o + 5] = c.retain ? 1 : 0;
-        params[o + 6] = idsText(c.subscriptionIds);
-        params[o + 7] = store.publishBytes(c.message);
-        params[o + 8] = c.message.expiresAt;
+        const o = 1 + k * ROW_PARAMS;
+        params[o] = seq;
+        params[o + 1] = c.packetId;
+        params[o + 2] = c.released ? 1 : 0;
+        params[o + 3] = c.qos;
+        params[o + 4] = c.retain ? 1 : 0;
+        params[o + 5] = idsText(c.subscriptionIds);
+        params[o + 6] = store.publishBytes(c.message);
+        params[o + 7] = c.message.expiresAt;
       }
       s.insertMessages.get(n)!.run(...params);
       i += n;

@@ -408,10 +408,16 @@ export class Broker {
   /** Writes every touched connection's buffer, one write each. */
   flushAll(): void {
     this.flushScheduled = false;
-    // group commit: the store calls again once the turn's transaction is committed
-    if (this.store !== null && this.store.pending) return;
     const dirty = this.dirty;
     if (dirty.length === 0) return;
+    if (this.store !== null && this.store.pending) {
+      // group commit: what waits for the turn's transaction goes when the store calls again after
+      // its commit; what promises nothing (QoS 0/1 PUBLISH to subscribers) goes now
+      let kept = 0;
+      for (const conn of dirty) if (conn.flushUnheld()) dirty[kept++] = conn;
+      dirty.length = kept;
+      return;
+    }
     this.dirty = [];
     for (const conn of dirty) conn.flush();
   }

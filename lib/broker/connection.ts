@@ -83,6 +83,12 @@ export class Connection {
   private lingerTimer: Timer | null = null;
   /** True once our side is shut down (FIN sent) while lingering. */
   private finSent = false;
+  /**
+   * With persistence: where the first packet that must wait for the store's commit starts in the
+   * output buffer (an acknowledgement, or anything but a PUBLISH whose repetition the protocol
+   * allows); -1 when there is none. What comes before it may be written while a transaction is open.
+   */
+  private heldFrom = -1;
 
   constructor(
     readonly broker: Broker,
@@ -275,15 +281,19 @@ export class Connection {
     connacks.set(code, (connacks.get(code) ?? 0) + 1);
   }
 
-  /** Appends bytes to the output buffer and marks the connection for the next flush. */
-  append(bytes: Uint8Array): number {
-    const at = this.reserve(bytes.length);
+  /**
+   * Appends bytes to the output buffer and marks the connection for the next flush. `free`: they
+   * promise nothing the store has to hold first, and a repetition after a crash is allowed (a QoS 0
+   * or 1 PUBLISH of a message published at QoS 0 or 1), so they need not wait for its commit.
+   */
+  append(bytes: Uint8Array, free = false): number {
+    const at = this.reserve(bytes.length, free);
     this.out!.set(bytes, at);
     return at;
   }
 
   /** Makes room for `n` bytes at the end of the output buffer, marks the connection for the next flush, and returns where they go. */
-  private reserve(n: number): number {
+  private reserve(n: number, free = false): number {
     let out = this.out;
     if (out === null) {
       out = this.out = n <= POOL_BUFFER_SIZE ? (pool.pop() ?? new Uint8Array(POOL_BUFFER_SIZE)) : new Uint8Array(n);
@@ -295,6 +305,7 @@ export class Connection {
     }
     const at = this.outLen;
     this.outLen = at + n;
+    if (!free && this.heldFrom < 0) this.heldFrom = at;
     if (!this.dirty) {
       this.dirty = true;
       this.broker.markDirty(this);
@@ -319,11 +330,42 @@ export class Connection {
     const out = this.out;
     if (out === null || this.outLen === 0) return;
     if (this.broker.store !== null && !this.broker.store.commit()) return; // write-ahead: what the output acknowledges is committed first
+    this.heldFrom = -1;
+    if (this.write(out, this.outLen) < 0) return;
+    // messages queued while the output was full go out once it has room: a write the kernel takes
+    // whole is followed by no drain event
+    const session = this.session;
+    if (session !== null && session.queued > 0 && this.state === ConnState.Connected && !this.outputFull) this.broker.outbox.pump(session);
+  }
+
+  /**
+   * While the store's transaction is open: writes the output up to the first packet that waits for
+   * its commit. True when something stays buffered for the flush after the commit.
+   */
+  flushUnheld(): boolean {
+    const out = this.out;
+    if (out === null || this.outLen === 0) {
+      this.dirty = false;
+      return false;
+    }
+    const end = this.heldFrom < 0 ? this.outLen : this.heldFrom;
+    const written = end > 0 ? this.write(out, end) : 0;
+    if (written < 0 || this.outLen === 0) {
+      this.dirty = false;
+      return false;
+    }
+    if (this.heldFrom >= 0) this.heldFrom -= written;
+    return true;
+  }
+
+  /** Writes the first `n` bytes of the output; returns how many the kernel took (-1: the socket is gone, the output dropped). */
+  private write(out: Uint8Array, n: number): number {
     if (this.state === ConnState.Closed && this.socket.readyState !== 1) {
       this.outLen = 0;
-      return;
+      this.heldFrom = -1;
+      return -1;
     }
-    const written = this.socket.write(out, 0, this.outLen);
+    const written = this.socket.write(out, 0, n);
     if (written > 0) this.broker.counters.bytesSent += written;
     if (written >= this.outLen) {
       this.outLen = 0;
@@ -333,10 +375,7 @@ export class Connection {
       out.copyWithin(0, written, this.outLen);
       this.outLen -= written;
     }
-    // messages queued while the output was full go out once it has room: a write the kernel takes
-    // whole is followed by no drain event
-    const session = this.session;
-    if (session !== null && session.queued > 0 && this.state === ConnState.Connected && !this.outputFull) this.broker.outbox.pump(session);
+    return written;
   }
 
   private release(buf: Uint8Array): void {
@@ -418,6 +457,7 @@ export class Connection {
       this.release(this.out);
       this.out = null;
       this.outLen = 0;
+      this.heldFrom = -1;
     }
   }
 

@@ -215,7 +215,7 @@ export class Outbox {
       this.counters.dropped.too_large++; // [MQTT-3.1.2-25] dropped for this client only
       return false;
     }
-    const at = conn.append(form.bytes);
+    const at = conn.append(form.bytes, qos < 2 && message.qos < 2); // a repetition after a crash is allowed: need not wait for the commit
     if (qos > 0) conn.patchU16(at + form.packetIdOffset, packetId);
     this.counters.sent[qos]++;
     if (this.logging.packetLog !== 0) this.logging.logPacket(conn, "Sent", { ...(decodePacket(form.bytes, conn.version) as PublishPacket), packetId });

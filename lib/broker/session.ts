@@ -186,7 +186,7 @@ export class Session {
       this.head = 0;
     }
     this.queuedBytes -= messageCost(q.message);
-    this.journal?.dequeued();
+    this.journal?.dequeued(q);
     return q;
   }
 

@@ -149,8 +149,10 @@ describe("retained messages across a restart (persistenceFile)", () => {
       await retain(h, Array.from({ length: 200 }, (_, i): [string, string] => [`big/${i}`, "x".repeat(200)]));
     });
     const bytes = new Uint8Array(await Bun.file(file).arrayBuffer());
-    expect(bytes.length).toBeGreaterThan(4 * 4096);
-    bytes.fill(0xa5, 2 * 4096, 3 * 4096); // the third page: table contents, not the header
+    const header = (bytes[16]! << 8) | bytes[17]!; // the header's page size, big-endian (1 stands for 65536)
+    const pageSize = header === 1 ? 65536 : header;
+    expect(bytes.length).toBeGreaterThan(4 * pageSize);
+    bytes.fill(0xa5, 2 * pageSize, 3 * pageSize); // the third page: table contents, not the header
     writeFileSync(file, bytes);
     const [main, thread] = await startErrors({ persistenceFile: file });
     expect(main).toBeInstanceOf(PersistenceError);
@@ -202,6 +204,42 @@ describe("retained messages across a restart (persistenceFile)", () => {
       expect(text((await retained(h, 1)).get("old/r")!.payload)).toBe("kept retained");
     });
     expect(rows<{ name: string }>(file, "SELECT name FROM sqlite_master WHERE name = 'sessions'")).toEqual([]);
+  });
+
+  test("a file of format 2 (queued and in-flight messages in two tables) opens without loss: in-flight messages in send order with their packet identifiers, then the queue", async () => {
+    const file = freshFile();
+    const publish = (topic: string, payload: string) => encodePacket(publishPacket(topic, payload, { qos: 1, packetId: 1 }), 5);
+    const db = new Database(file, { create: true });
+    db.run("PRAGMA journal_mode = WAL");
+    for (const sql of [
+      "CREATE TABLE retained (topic TEXT PRIMARY KEY, publish BLOB NOT NULL, expires_at INTEGER NOT NULL)",
+      "CREATE TABLE session (client_id TEXT PRIMARY KEY, expiry_interval INTEGER NOT NULL, protocol_version INTEGER NOT NULL, username TEXT, disconnected_at INTEGER NOT NULL) WITHOUT ROWID",
+      "CREATE TABLE subscription (client_id TEXT NOT NULL, key TEXT NOT NULL, filter TEXT NOT NULL, qos INTEGER NOT NULL, no_local INTEGER NOT NULL, retain_as_published INTEGER NOT NULL, retain_handling INTEGER NOT NULL, subscription_id INTEGER, share_name TEXT, PRIMARY KEY (client_id, key)) WITHOUT ROWID",
+      "CREATE TABLE queued (client_id TEXT NOT NULL, seq INTEGER NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL, subscription_ids TEXT, publish BLOB NOT NULL, expires_at INTEGER NOT NULL, PRIMARY KEY (client_id, seq)) WITHOUT ROWID",
+      "CREATE TABLE inflight (client_id TEXT NOT NULL, packet_id INTEGER NOT NULL, seq INTEGER NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL, subscription_ids TEXT, released INTEGER NOT NULL, publish BLOB NOT NULL, expires_at INTEGER NOT NULL, PRIMARY KEY (client_id, packet_id)) WITHOUT ROWID",
+      "CREATE TABLE incoming_qos2 (client_id TEXT NOT NULL, packet_id INTEGER NOT NULL, PRIMARY KEY (client_id, packet_id)) WITHOUT ROWID",
+      "CREATE TABLE will (client_id TEXT PRIMARY KEY, publish BLOB NOT NULL, due_at INTEGER NOT NULL) WITHOUT ROWID",
+    ]) db.run(sql);
+    db.run(`PRAGMA application_id = ${0x4d515454}`); // "MQTT"
+    db.run("PRAGMA user_version = 2");
+    db.query("INSERT INTO session VALUES (?, 3600, 5, NULL, ?)").run("two-tables", Date.now());
+    db.query("INSERT INTO subscription VALUES (?, 'two/#', 'two/#', 1, 0, 0, 2, NULL, NULL)").run("two-tables");
+    // sent second but with the lower packet identifier: the order is the send order (seq), not the identifiers'
+    db.query("INSERT INTO inflight VALUES (?, 3, 8, 1, 0, NULL, 0, ?, 0)").run("two-tables", publish("two/f2", "sent second"));
+    db.query("INSERT INTO inflight VALUES (?, 7, 5, 1, 0, NULL, 0, ?, 0)").run("two-tables", publish("two/f1", "sent first"));
+    db.query("INSERT INTO queued VALUES (?, 12, 1, 0, NULL, ?, 0)").run("two-tables", publish("two/q1", "queued first"));
+    db.query("INSERT INTO queued VALUES (?, 13, 1, 0, NULL, ?, 0)").run("two-tables", publish("two/q2", "queued second"));
+    db.close();
+    await withBroker({ persistenceFile: file }, async (h) => {
+      expect(h.broker.recovery).toMatchObject({ sessions: 1, subscriptions: 1, queued: 2, inflight: 2 });
+      const { client, connack } = await h.connectAck({ clientId: "two-tables", cleanStart: false, properties: { sessionExpiryInterval: 3600 } });
+      expect(connack.sessionPresent).toBe(true);
+      const got = await receivePublishes(client, 4);
+      expect(got.map((p) => [text(p.payload), p.dup])).toEqual([["sent first", true], ["sent second", true], ["queued first", false], ["queued second", false]]);
+      expect(got.slice(0, 2).map((p) => p.packetId)).toEqual([7, 3]); // [MQTT-4.4.0-1]
+    });
+    expect(rows<{ name: string }>(file, "SELECT name FROM sqlite_master WHERE name IN ('queued', 'inflight')")).toEqual([]);
+    expect(rows<{ user_version: number }>(file, "PRAGMA user_version")).toEqual([{ user_version: 3 }]);
   });
 
   test("a file that is not SQLite: start() rejects with PersistenceError, on the main thread and in a BrokerThread alike", async () => {

@@ -28,8 +28,8 @@ export interface SessionJournal {
   unsubscribed(key: string): void;
   /** A message was appended to the queue. */
   enqueued(q: QueuedMessage): void;
-  /** The oldest queued message was taken. */
-  dequeued(): void;
+  /** The oldest queued message was taken (to be sent, when inflightAdded() for it follows, else dropped). */
+  dequeued(q: QueuedMessage): void;
   /** An outgoing QoS 1/2 message was sent (or is to be re-sent) under its packet identifier. */
   inflightAdded(m: InflightMessage): void;
   /** QoS 2: PUBREC received, PUBREL sent. */

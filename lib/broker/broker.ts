@@ -283,8 +283,10 @@ export class Broker {
   private async recover(file: string): Promise<void> {
     const began = performance.now();
     const { SqliteStore } = await import("./store/sqlite");
+    this.commitSeconds = new Histogram([0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1]);
     const store = SqliteStore.open(file, this.options.durability, {
       committed: () => this.flushAll(),
+      timed: (seconds) => this.commitSeconds!.observe(seconds),
       failed: (e) => this.storeFailed(e),
     });
     this.store = store;

@@ -137,6 +137,31 @@ describe("/metrics", () => {
   });
 });
 
+describe("/metrics with persistence", () => {
+  test("mqtttools_persistence_commit_seconds counts the commits a persistent session's QoS 1 messages cause", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "mqtttools-metrics-"));
+    try {
+      const { port, http } = await withHttp({ persistenceFile: join(dir, "broker.db") });
+      const before = (await scrape(http)).get("mqtttools_persistence_commit_seconds_count")!;
+      const sub = await RawClient.connect(port, { clientId: "durable", cleanStart: false, properties: { sessionExpiryInterval: 60 } });
+      await rawSubscribe(sub, "d/t", 1);
+      const pub = await RawClient.connect(port, { clientId: "p" });
+      for (let i = 1; i <= 20; i++) {
+        pub.send(publishPacket("d/t", `m${i}`, { qos: 1, packetId: i }));
+        await pub.next(PacketType.PUBACK);
+      }
+      const after = await scrape(http);
+      expect(after.get("mqtttools_persistence_commit_seconds_count")! - before).toBeGreaterThan(0);
+      expect(after.get('mqtttools_persistence_commit_seconds_bucket{le="+Inf"}')).toBe(after.get("mqtttools_persistence_commit_seconds_count"));
+      expect(after.get("mqtttools_persistence_commit_seconds_sum")).toBeGreaterThan(0);
+      sub.end();
+      pub.end();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("health", () => {
   test.each(["main thread", "worker thread"])("/livez and /readyz answer while the broker is up (%s), and the endpoint goes with the broker", async (where) => {
     const options: BrokerInit = { http: { host: "127.0.0.1", port: 0 }, sysIntervalMs: 0 };

@@ -134,6 +134,8 @@ export interface SqliteStoreHooks {
   committed(): void;
   /** A commit failed: nothing more may be acknowledged. */
   failed(e: PersistenceError): void;
+  /** A transaction was committed in `seconds` (its statements and COMMIT), for /metrics. */
+  timed?(seconds: number): void;
 }
 
 interface Statements {
@@ -298,6 +300,7 @@ export class SqliteStore implements DurableStore {
   commit(): boolean {
     if (this.failure !== null) return false;
     if (!this.inTransaction && this.gathered.size === 0) return true;
+    const began = performance.now();
     try {
       if (!this.inTransaction) {
         this.s.begin.run();
@@ -311,6 +314,7 @@ export class SqliteStore implements DurableStore {
       return false;
     }
     this.inTransaction = false;
+    this.hooks.timed?.((performance.now() - began) / 1000);
     this.stats.transactions++;
     this.stats.rows += this.rowsInTransaction;
     this.rowsInTransaction = 0;

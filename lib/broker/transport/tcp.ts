@@ -8,7 +8,8 @@ import { Connection } from "../connection";
 import type { Listener } from "../options";
 import { TokenBucket } from "../overload/token-bucket";
 import { Refusal } from "../overload/refusal";
-import type { Overload, PausableListener } from "../overload/overload";
+import type { Overload } from "../overload/overload";
+import { RestartableListener } from "./listener";
 import type { Transport } from "./transport";
 
 /** What a listener's socket carries: its connection, or the refusal that is ending it. */
@@ -25,8 +26,7 @@ export interface TcpHost {
 }
 
 /** One listening address, with its connection-rate bucket. */
-export class TcpListener implements PausableListener {
-  private server: TCPSocketListener<SocketState> | null = null;
+export class TcpListener extends RestartableListener<TCPSocketListener<SocketState>> {
   private readonly bucket: TokenBucket | null;
   /** The port bound (the chosen one when the address asked for 0); re-used on resume. */
   port: number;
@@ -37,6 +37,7 @@ export class TcpListener implements PausableListener {
     private readonly host: TcpHost,
     private readonly overload: Overload,
   ) {
+    super();
     this.port = address.port;
     this.bucket = maxConnectionRate > 0 ? new TokenBucket(maxConnectionRate, maxConnectionRate) : null;
   }
@@ -87,29 +88,6 @@ export class TcpListener implements PausableListener {
     });
     this.port = this.server.port;
     return this.port;
-  }
-
-  /** Closes the listening socket; accepted connections go on. */
-  pause(): void {
-    this.server?.stop(false);
-    this.server = null;
-  }
-
-  /** Listens again on the same port; false when that fails now. */
-  resume(): boolean {
-    if (this.server !== null) return true;
-    try {
-      this.listen();
-      return true;
-    } catch {
-      return false;
-    }
-  }
-
-  /** Closes the listening socket and every connection it accepted. */
-  close(): void {
-    this.server?.stop(true);
-    this.server = null;
   }
 
   /** host:port, for logs. */

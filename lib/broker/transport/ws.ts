@@ -23,7 +23,8 @@ import { Connection } from "../connection";
 import type { Listener } from "../options";
 import { TokenBucket } from "../overload/token-bucket";
 import { Refusal } from "../overload/refusal";
-import type { Overload, PausableListener } from "../overload/overload";
+import type { Overload } from "../overload/overload";
+import { RestartableListener } from "./listener";
 import type { TcpHost } from "./tcp";
 import type { Transport } from "./transport";
 
@@ -125,8 +126,7 @@ function remoteAddressOf(req: Request, server: Server<WsData>, trustProxy: boole
 }
 
 /** A WebSocket listener: one Bun.serve, with its connection-rate bucket. */
-export class WsListener implements PausableListener {
-  private server: Server<WsData> | null = null;
+export class WsListener extends RestartableListener<Server<WsData>> {
   private readonly bucket: TokenBucket | null;
   /** The port bound (the chosen one when the address asked for 0); re-used on resume. */
   port: number;
@@ -141,6 +141,7 @@ export class WsListener implements PausableListener {
     private readonly host: TcpHost,
     private readonly overload: Overload,
   ) {
+    super();
     this.port = address.port;
     this.bucket = maxConnectionRate > 0 ? new TokenBucket(maxConnectionRate, maxConnectionRate) : null;
   }
@@ -219,29 +220,6 @@ export class WsListener implements PausableListener {
     });
     this.port = this.server.port!;
     return this.port;
-  }
-
-  /** Closes the listening socket; accepted connections go on. */
-  pause(): void {
-    this.server?.stop(false);
-    this.server = null;
-  }
-
-  /** Listens again on the same port; false when that fails now. */
-  resume(): boolean {
-    if (this.server !== null) return true;
-    try {
-      this.listen();
-      return true;
-    } catch {
-      return false;
-    }
-  }
-
-  /** Closes the listening socket and every connection it accepted. */
-  close(): void {
-    this.server?.stop(true);
-    this.server = null;
   }
 
   /** host:port and path, for logs. */

@@ -9,18 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { measurePublishes, testBroker, testClient } from "../../lib/testing";
 import { Message } from "../../lib/client/message";
-import { startMosquitto } from "../client/helpers";
-
-/** True when something accepts TCP connections on the port. */
-async function accepts(port: number): Promise<boolean> {
-  try {
-    const s = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } });
-    s.end();
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { accepts, startMosquitto } from "../client/helpers";
 
 describe.each([false, true])("testBroker({ thread: %p }) and testClient()", (thread) => {
   test("serve a round trip and stop at the end of their scope", async () => {

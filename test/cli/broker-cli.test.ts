@@ -6,11 +6,11 @@ import { Client } from "../../lib/client/client";
 import { Message } from "../../lib/client/message";
 import { PacketType } from "../../lib/codec/constants";
 import { RawClient, finished, mosquittoClient } from "../broker/helpers";
-import { entry, makeCertificates, startBrokerProcess, tempDir, type BrokerProcess } from "./broker-process";
+import { entry, makeCertificates, startBrokerProcess, tempDir, type BrokerProcess, brokerProcesses } from "./broker-process";
 
 let tmp: ReturnType<typeof tempDir>;
 let certs: { ca: string; cert: string; key: string };
-const running = new Set<BrokerProcess>();
+const { broker, stop, stopAll, track } = brokerProcesses();
 
 beforeAll(async () => {
   tmp = tempDir();
@@ -20,20 +20,10 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const b of running) await b.stop();
+  await stopAll();
   tmp.remove();
 });
 
-async function broker(...args: string[]): Promise<BrokerProcess> {
-  const b = await startBrokerProcess(["broker", ...args]);
-  running.add(b);
-  return b;
-}
-
-async function stop(b: BrokerProcess): Promise<void> {
-  running.delete(b);
-  expect(await b.stop()).toBe(0);
-}
 
 /** Connects our Client over TLS, subscribes and publishes to itself, and stops. */
 async function tlsRoundTrip(port: number, tls: Record<string, string>): Promise<string> {
@@ -174,7 +164,7 @@ describe("broker --http-port", () => {
 describe("broker --thread", () => {
   test("runs the broker in a worker thread: mosquitto_sub and mosquitto_pub round trip, packets logged at info, SIGTERM stops it with exit code 0", async () => {
     const b = await startBrokerProcess(["--log-level", "info", "broker", "--thread", "--host", "127.0.0.1", "--port", "0"]);
-    running.add(b);
+    track(b);
     expect(b.stdout).toBe(`Listening on 127.0.0.1:${b.ports[0]} (in a worker thread). Press Ctrl-C to stop.\n`);
     const at = ["-h", "127.0.0.1", "-p", String(b.ports[0])];
     const sub = Bun.spawn([mosquittoClient("mosquitto_sub"), ...at, "-i", "thread-sub", "-t", "cli/thread", "-C", "1", "-q", "1"], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });

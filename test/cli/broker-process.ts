@@ -96,3 +96,28 @@ export function makeCertificates(dir: string): void {
     openssl(dir, "x509", "-req", "-in", `${name}.csr`, "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", `${name}.crt`, "-days", "1", ...(name === "server" ? ["-extfile", "server.ext"] : []));
   }
 }
+
+/**
+ * The broker processes one test file starts: `broker(...args)` runs `mqtttools broker ARGS`,
+ * `stop(b)` stops one and expects exit code 0, `stopAll()` (in afterAll) stops what is left.
+ */
+export function brokerProcesses(): { broker: (...args: string[]) => Promise<BrokerProcess>; track: (b: BrokerProcess) => BrokerProcess; stop: (b: BrokerProcess) => Promise<void>; stopAll: () => Promise<void> } {
+  const running = new Set<BrokerProcess>();
+  const track = (b: BrokerProcess) => {
+    running.add(b);
+    return b;
+  };
+  return {
+    broker: async (...args) => track(await startBrokerProcess(["broker", ...args])),
+    track,
+    stop: async (b) => {
+      running.delete(b);
+      const code = await b.stop();
+      if (code !== 0) throw new Error(`the broker exited with code ${code}: ${b.stderr()}`);
+    },
+    stopAll: async () => {
+      for (const b of running) await b.stop();
+      running.clear();
+    },
+  };
+}

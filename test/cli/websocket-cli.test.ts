@@ -11,12 +11,12 @@ import { Client } from "../../lib/client/client";
 import { Message } from "../../lib/client/message";
 import { finished, RawClient } from "../broker/helpers";
 import { WsRawClient, type UpgradeAnswer } from "../broker/ws-helpers";
-import { entry, makeCertificates, startBrokerProcess, tempDir, type BrokerProcess } from "./broker-process";
+import { entry, makeCertificates, tempDir, brokerProcesses } from "./broker-process";
 import { CliProcesses } from "./cli-process";
 
 let tmp: ReturnType<typeof tempDir>;
 let ca: string;
-const running = new Set<BrokerProcess>();
+const { broker, stop, stopAll } = brokerProcesses();
 const processes = new CliProcesses();
 
 beforeAll(async () => {
@@ -28,20 +28,10 @@ beforeAll(async () => {
 afterEach(() => processes.killAll());
 
 afterAll(async () => {
-  for (const b of running) await b.stop();
+  await stopAll();
   tmp.remove();
 });
 
-async function broker(...args: string[]): Promise<BrokerProcess> {
-  const b = await startBrokerProcess(["broker", ...args]);
-  running.add(b);
-  return b;
-}
-
-async function stop(b: BrokerProcess): Promise<void> {
-  running.delete(b);
-  expect(await b.stop()).toBe(0);
-}
 
 /** Connects our Client to `url`, publishes to itself, and stops; resolves with what came back. */
 async function roundTrip(url: string, tls?: { ca: string }): Promise<string> {

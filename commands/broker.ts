@@ -8,6 +8,7 @@ import { BrokerThread } from "../lib/thread/broker-thread";
 import { DEFAULT_OPTIONS, SLOW_CONSUMER_POLICIES, type Address, type BrokerOptions, type SlowConsumerPolicy } from "../lib/broker/options";
 import { logLevel as globalLogLevel, parseLogLevel } from "./log";
 import { integerFlag, UsageError } from "./usage";
+import { DEFAULT_CLUSTER_NAME, type ClusterOptions } from "../lib/broker/cluster/cluster";
 
 /** Help text of the broker command. */
 export const BROKER_HELP = `${pc.bold("Usage:")} mqtttools broker [options]
@@ -32,6 +33,9 @@ Options:
                               file: what the broker acknowledges survives a crash (kill -9)
   --durability LEVEL          with --persistence: process (default) survives a crash of the
                               broker process, power (an fsync per commit) the loss of the machine
+  --cluster URL[,URL...]      act as one broker with every broker on these NATS servers
+                              (nats://host:4222; JetStream on for retained messages)
+  --cluster-name NAME         the cluster to join on those servers (default mqtt)
   --sys-interval SECONDS      how often the $SYS/broker/... topics are updated, 0 = none (default 10)
   --max-connections N         most simultaneous clients (default ${DEFAULT_OPTIONS.maxConnections}; also bounded by the
                               file descriptor limit less --fd-reserve)
@@ -76,6 +80,11 @@ Config file (TOML); relative file names are relative to the file:
   [persistence]
   file = "broker.db"          # retained messages and sessions across restarts (SQLite)
   durability = "process"      # or "power"
+  [cluster]
+  servers = ["nats://10.0.0.1:4222", "nats://10.0.0.2:4222"]
+  name = "mqtt"               # brokers with the same name act as one
+  user = "broker"             # NATS credentials: user and pass, token, or credsFile
+  pass = "secret"
 Listener flags (--host, --port, --secure-port, --certfile, --keyfile, --cafile) replace the
 file's listeners; each limit flag overrides the same limit.`;
 
@@ -102,6 +111,24 @@ const LIMIT_KEYS = [...Object.values(LIMIT_FLAGS), "connectTimeoutMs", "slowCons
 function slowConsumerPolicy(what: string, v: unknown): SlowConsumerPolicy {
   if (typeof v !== "string" || !(SLOW_CONSUMER_POLICIES as readonly string[]).includes(v)) throw new UsageError(`${what} must be one of ${SLOW_CONSUMER_POLICIES.join(", ")}, not ${JSON.stringify(v)}`);
   return v as SlowConsumerPolicy;
+}
+
+/** Cluster names: they make NATS subjects and a bucket name. */
+const CLUSTER_NAME = /^[A-Za-z0-9_-]+$/;
+
+/** NATS server URLs from a flag or the config file, checked. */
+function clusterServers(what: string, list: unknown): string[] {
+  const servers = typeof list === "string" ? list.split(",").map((s) => s.trim()).filter((s) => s !== "") : list;
+  if (!Array.isArray(servers) || servers.length === 0 || !servers.every((s) => typeof s === "string" && /^(nats|tls):\/\/[^\s,]+$/.test(s))) {
+    throw new UsageError(`${what} takes NATS server URLs such as nats://host:4222, not ${JSON.stringify(list)}`);
+  }
+  return servers as string[];
+}
+
+/** A cluster name from a flag or the config file, checked. */
+function clusterName(what: string, v: unknown): string {
+  if (typeof v !== "string" || !CLUSTER_NAME.test(v)) throw new UsageError(`${what} must be letters, digits, '-' and '_', not ${JSON.stringify(v)}`);
+  return v;
 }
 
 /** A listener of the config file. */
@@ -138,7 +165,7 @@ async function readConfig(path: string): Promise<{ listeners: Address[]; limits:
     throw new UsageError(`cannot read --config '${path}': ${(e as Error).message}`);
   }
   const bad = (what: string) => new UsageError(`--config '${path}': ${what}`);
-  for (const key of Object.keys(doc)) if (!["listener", "limits", "auth", "persistence"].includes(key)) throw bad(`unknown key '${key}' (expected [[listener]], [limits], [auth] and [persistence])`);
+  for (const key of Object.keys(doc)) if (!["listener", "limits", "auth", "persistence", "cluster"].includes(key)) throw bad(`unknown key '${key}' (expected [[listener]], [limits], [auth], [persistence] and [cluster])`);
   const dir = dirname(resolve(path));
   const listeners: Address[] = [];
   const list = doc.listener ?? [];
@@ -182,6 +209,19 @@ async function readConfig(path: string): Promise<{ listeners: Address[]; limits:
     else if (key === "intervalMs" || key === "sessionSaveIntervalMs") throw bad(`[persistence] ${key} is gone: every change is committed before the packet that acknowledges it leaves (see durability)`);
     else throw bad(`[persistence] takes file (a file name) and durability ("process" or "power"), not '${key} = ${JSON.stringify(v)}'`);
   }
+  if (doc.cluster !== undefined) {
+    const table = doc.cluster as Record<string, unknown>;
+    const cluster: ClusterOptions = { servers: [], name: DEFAULT_CLUSTER_NAME };
+    for (const [key, v] of Object.entries(table)) {
+      if (key === "servers") cluster.servers = clusterServers(`--config '${path}': [cluster] servers`, v);
+      else if (key === "name") cluster.name = clusterName(`--config '${path}': [cluster] name`, v);
+      else if ((key === "user" || key === "pass" || key === "token") && typeof v === "string") cluster[key] = v;
+      else if (key === "credsFile" && typeof v === "string") cluster.credsFile = resolve(dir, v);
+      else throw bad(`[cluster] takes servers (NATS URLs), name, user, pass, token and credsFile (strings), not '${key} = ${JSON.stringify(v)}'`);
+    }
+    if (cluster.servers.length === 0) throw bad("[cluster] needs servers");
+    limits.cluster = cluster;
+  }
   return { listeners, limits };
 }
 
@@ -213,6 +253,8 @@ export async function brokerCommand(argv: string[]): Promise<number> {
       persistence: { type: "string" },
       durability: { type: "string" },
       "sys-interval": { type: "string" },
+      cluster: { type: "string" },
+      "cluster-name": { type: "string" },
       "slow-consumer-policy": { type: "string" },
       "slow-consumer-timeout": { type: "string" },
       help: { type: "boolean", short: "h" },
@@ -243,6 +285,11 @@ export async function brokerCommand(argv: string[]): Promise<number> {
     limits.durability = values.durability;
   }
   if (values["sys-interval"] !== undefined) limits.sysIntervalMs = integerFlag("sys-interval", values["sys-interval"], 0) * 1000;
+  if (values.cluster !== undefined) limits.cluster = { ...(limits.cluster ?? { name: DEFAULT_CLUSTER_NAME }), servers: clusterServers("--cluster", values.cluster) };
+  if (values["cluster-name"] !== undefined) {
+    if (limits.cluster === undefined || limits.cluster === null) throw new UsageError("--cluster-name needs --cluster (or [cluster] in --config)");
+    limits.cluster = { ...limits.cluster, name: clusterName("--cluster-name", values["cluster-name"]) };
+  }
   // the command's own --log-level, else the global one (mqtttools --log-level LEVEL broker; default error)
   const logLevel = values["log-level"] !== undefined ? parseLogLevel(values["log-level"]) : globalLogLevel();
   const port = (flag: "port" | "secure-port", fallback: string) => integerFlag(flag, values[flag] ?? fallback, 0, 65535);

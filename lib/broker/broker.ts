@@ -23,6 +23,8 @@ import { persist, type Message } from "./message";
 import { Outbox } from "./outbox";
 import { DEFAULT_OPTIONS, normalizeAddresses, type Addresses, type BrokerOptions, type Listener } from "./options";
 import { Router, type Matches } from "./router";
+import type { Cluster, ClusterHost } from "./cluster/cluster";
+import { AckGate } from "./cluster/ack-gate";
 import { Session, type SubscriptionEntry } from "./session";
 import { Overload } from "./overload/overload";
 import { TcpListener } from "./transport/tcp";
@@ -73,6 +75,10 @@ export class Broker {
   private servers: TcpListener[] = [];
   /** Overload protection: descriptor bound and watch, connection rate, memory pressure (lib/broker/overload/). */
   readonly overload: Overload;
+  /** The cluster engine (options.cluster), started in start(); null on a lone broker. */
+  cluster: Cluster | null = null;
+  /** With a cluster: PUBACK/PUBREC wait here until NATS accepted the message. */
+  private ackGate: AckGate | null = null;
   /** Who may connect; loaded in start(). */
   private authenticator: Authenticator | null = null;
   /** Who may read and write what (aclFile); loaded in start(). */
@@ -139,6 +145,7 @@ export class Broker {
     if (this.servers.length > 0) throw new Error("the broker is already started");
     this.authenticator = await Authenticator.load(this.options.passwordFile, this.options.allowAnonymous);
     this.acl = this.options.aclFile === null ? null : await loadAccessRules(this.options.aclFile);
+    if (this.options.cluster !== null) await this.joinCluster();
     if (this.options.persistenceFile !== null) await this.recover(this.options.persistenceFile);
     const ports: number[] = [];
     this.overload.start();
@@ -154,6 +161,7 @@ export class Broker {
       for (const s of this.servers) s.close();
       this.servers = [];
       this.closeStore();
+      void this.cluster?.stop();
       throw e;
     }
     this.overload.watch(this.servers);
@@ -194,7 +202,49 @@ export class Broker {
     for (const w of this.willTimers.values()) w.timer.clear();
     this.willTimers.clear();
     this.closeStore();
+    await this.cluster?.stop();
     this.stopped?.resolve();
+  }
+
+  // ---- cluster ---------------------------------------------------------------------------
+
+  /**
+   * Joins the cluster (options.cluster): loads the NATS engine (only here, so a lone broker never
+   * loads it), waits for a first NATS server, then makes it a destination of route() and the
+   * receiver of the router's interest.
+   */
+  private async joinCluster(): Promise<void> {
+    const { NatsCluster } = await import("./cluster/nats");
+    const host: ClusterHost = {
+      routeRemote: (m) => this.router.route(m, null, this.router.match(m.topic), true),
+      deliverShared: (key, m) => this.router.deliverShared(key, m),
+      deliverRetained: (session, entry, messages) => {
+        this.deliverRetained(session, entry, messages, false);
+        this.flushAll();
+      },
+      log: (level, line) => this.log(level, line),
+    };
+    const cluster = new NatsCluster(this.options.cluster!, host);
+    await cluster.start();
+    this.cluster = cluster;
+    this.ackGate = new AckGate(() => cluster.accepted(), () => this.flushAll());
+    this.router.outbound = (m) => cluster.publish(m);
+    this.router.interest = cluster;
+  }
+
+  /** True while the cluster is connected (readiness); null on a lone broker. */
+  get clusterConnected(): boolean | null {
+    return this.cluster === null ? null : this.cluster.connected;
+  }
+
+  /**
+   * Writes a PUBACK, PUBREC or SUBACK. In a cluster, one for a message that went to the other
+   * nodes or for interest just taken (`viaCluster`) waits until NATS accepted it, and a later one
+   * of the same connection waits behind it [MQTT-4.6.0-2].
+   */
+  acknowledge(conn: Connection, packet: Packet, viaCluster: boolean): void {
+    if (this.ackGate === null) conn.writePacket(packet);
+    else this.ackGate.write(conn, packet, viaCluster);
   }
 
   // ---- durable state ---------------------------------------------------------------------
@@ -452,6 +502,10 @@ export class Broker {
 
   /** Stores or clears a retained message (an empty payload deletes) [MQTT-3.3.1-5] [MQTT-3.3.1-6]. */
   retain(message: Message): void {
+    if (this.cluster !== null && this.router.sendsOut(message.topic)) {
+      this.cluster.retain(message); // kept in the cluster for every node; $SYS stays here
+      return;
+    }
     if (message.payload.length === 0) {
       if (this.retained.delete(message.topic)) this.store?.retained(message.topic, null);
     } else {
@@ -499,23 +553,33 @@ export class Broker {
     return this.router.trie;
   }
 
-  /** Sends the retained messages matching a new subscription (section 3.3.1.3). */
+  /** Sends the retained messages matching a new subscription (section 3.3.1.3); in a cluster also those the cluster keeps. */
   sendRetained(session: Session, entry: SubscriptionEntry): void {
-    const now = Date.now();
     const filter = entry.filter;
     const exact = !filter.includes("+") && !filter.includes("#");
     const candidates = exact ? [this.retained.get(filter)].filter((m) => m !== undefined) : this.retained.values();
+    this.deliverRetained(session, entry, candidates, !exact);
+    if (this.cluster !== null && this.router.sendsOut(filter)) this.cluster.sendRetained(session, entry);
+  }
+
+  /** Delivers retained messages to a subscription: those it matches (`check`), may read, and that have not expired. */
+  private deliverRetained(session: Session, entry: SubscriptionEntry, candidates: Iterable<Message>, check: boolean): void {
+    const now = Date.now();
+    const filter = entry.filter;
     for (const m of candidates) {
-      if (!exact && !topicMatches(filter, m.topic)) continue;
+      if (check && !topicMatches(filter, m.topic)) continue;
       if (this.router.isDenied(m.topic) || !this.mayRead(session, m.topic)) continue;
       if (m.expiresAt !== 0 && m.expiresAt <= now) {
-        this.retained.delete(m.topic);
-        this.store?.retained(m.topic, null);
+        if (this.retained.get(m.topic) === m) {
+          this.retained.delete(m.topic);
+          this.store?.retained(m.topic, null);
+        }
         continue;
       }
       const qos = (entry.qos < m.qos ? entry.qos : m.qos) as QoS;
       this.outbox.deliver(session, m, qos, true, entry.subscriptionId === undefined ? null : [entry.subscriptionId], now); // sent with RETAIN 1, section 3.3.1.3
     }
   }
+
 }
 

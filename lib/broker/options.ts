@@ -1,6 +1,7 @@
 /** Broker addresses and limits, with their defaults. */
 import type { TLSOptions } from "bun";
 import type { Durability } from "./store/journal";
+import type { ClusterOptions } from "./cluster/cluster";
 
 /** A listener: a host, `[host, port]`, or `[host, port, tls]`. */
 export type Address = string | [string, number] | [string, number, TLSOptions];
@@ -101,6 +102,11 @@ export interface BrokerOptions {
   durability: Durability;
   /** Milliseconds between updates of the `$SYS/broker/...` topics (Mosquitto's sys_interval); 0: none. */
   sysIntervalMs: number;
+  /**
+   * Act as one broker with every broker of the same cluster name on these NATS servers
+   * (lib/broker/cluster/). Null: a lone broker, and no NATS code is loaded.
+   */
+  cluster: ClusterOptions | null;
 }
 
 /** The defaults: Mosquitto's where it has one. */
@@ -134,6 +140,7 @@ export const DEFAULT_OPTIONS: BrokerOptions = {
   persistenceFile: null,
   durability: "process",
   sysIntervalMs: 10_000,
+  cluster: null,
 };
 
 /** One listener, normalized. */

@@ -35,8 +35,29 @@ export interface ReadAccess {
 
 const MATCH_CACHE_MAX = 10_000;
 
+/** Told when this node starts or stops needing a filter or a shared group (the cluster engine's interest). */
+export interface Interest {
+  /** A subscription to `filter` was added (one call per subscription, not per filter). */
+  subscribed(filter: string): void;
+  /** A subscription to `filter` was removed. */
+  unsubscribed(filter: string): void;
+  /** The first member joined the shared group `key` (`$share/{shareName}/{filter}`). */
+  groupAdded(key: string, shareName: string, filter: string): void;
+  /** The last member left the shared group `key`. */
+  groupRemoved(key: string): void;
+}
+
+/** True for the broker's own `$SYS` topics: they stay on the node that made them. */
+function isSysTopic(topic: string): boolean {
+  return topic.startsWith("$SYS");
+}
+
 /** The trie, the match cache and route(). */
 export class Router {
+  /** Where messages go beyond this node (the cluster engine's publish), null on a lone broker. Shared groups are then served through it. */
+  outbound: ((message: Message) => void) | null = null;
+  /** Told about the filters and shared groups this node needs, null on a lone broker. */
+  interest: Interest | null = null;
   readonly trie = new TopicTrie<Subscriber, SubscriptionEntry | Group>();
   /** Shared-subscription groups by their full `$share/{name}/{filter}`. */
   readonly sharedGroups = new Map<string, Group>();
@@ -56,9 +77,19 @@ export class Router {
     this.matchGeneration = -1;
   }
 
-  /** Delivers a message to every matching subscription (`matches`, when the caller looked them up already); `origin` is the publishing session. */
-  route(message: Message, origin: Session | null, matches: Matches = this.match(message.topic)): void {
-    if (message.retain && this.options.retainAvailable) this.retain(message);
+  /** True when a message on `topic` goes to the other nodes of a cluster. */
+  sendsOut(topic: string): boolean {
+    return this.outbound !== null && !isSysTopic(topic);
+  }
+
+  /**
+   * Delivers a message to every matching subscription (`matches`, when the caller looked them up
+   * already); `origin` is the publishing session. In a cluster the message also goes to the other
+   * nodes, and shared groups get it through the cluster (one member across all nodes); a message
+   * that came from another node (`remote`) is delivered here only, and not retained again.
+   */
+  route(message: Message, origin: Session | null, matches: Matches = this.match(message.topic), remote = false): void {
+    if (message.retain && this.options.retainAvailable && !remote) this.retain(message);
     const { deliveries, groups } = matches;
     const now = message.expiresAt === 0 ? 0 : Date.now();
     for (let i = 0; i < deliveries.length; i++) {
@@ -83,11 +114,24 @@ export class Router {
       }
       if (qos >= 0) this.outbox.deliver(d.session, message, qos as QoS, retainFlag, ids, now);
     }
+    if (remote) return;
+    if (this.sendsOut(message.topic)) {
+      this.outbound!(message);
+      return;
+    }
     // each shared group once, to one member [MQTT-4.8.2-3]
     for (let i = 0; i < groups.length; i++) {
       const member = groups[i]!.pick((m) => this.canTake(m.session, message));
       if (member !== undefined) this.deliverTo(member, message, now);
     }
+  }
+
+  /** Delivers a message the cluster gave this node for the shared group `key` to one member [MQTT-4.8.2-3]. */
+  deliverShared(key: string, message: Message): void {
+    const group = this.sharedGroups.get(key);
+    if (group === undefined || this.isDenied(message.topic)) return;
+    const member = group.pick((m) => this.canTake(m.session, message));
+    if (member !== undefined) this.deliverTo(member, message, message.expiresAt === 0 ? 0 : Date.now());
   }
 
   /** Delivers a message as one subscription asks: its QoS, Retain As Published, identifier. */
@@ -146,6 +190,7 @@ export class Router {
     if (entry.shareName === null) {
       const node = this.trie.add(entry.filter, session, entry);
       session.holdSubscription(key, { entry, node, group: null });
+      if (!existed) this.interest?.subscribed(entry.filter);
       return !existed;
     }
     let group = this.sharedGroups.get(key);
@@ -154,6 +199,7 @@ export class Router {
       group = new SharedGroup<SubscriptionEntry>(entry.shareName, entry.filter);
       this.sharedGroups.set(key, group);
       node = this.trie.add(entry.filter, group, group);
+      this.interest?.groupAdded(key, entry.shareName, entry.filter);
     } else {
       node = this.trie.find(entry.filter)!;
     }
@@ -168,10 +214,13 @@ export class Router {
     if (held === undefined) return false;
     session.subscriptions.delete(key);
     session.journal?.unsubscribed(key);
-    if (held.group === null) this.trie.removeAt(held.node, session);
-    else if (held.group.leave((m) => m.session === session)) {
+    if (held.group === null) {
+      this.trie.removeAt(held.node, session);
+      this.interest?.unsubscribed(held.entry.filter);
+    } else if (held.group.leave((m) => m.session === session)) {
       this.trie.removeAt(held.node, held.group);
       this.sharedGroups.delete(key);
+      this.interest?.groupRemoved(key);
     }
     return true;
   }

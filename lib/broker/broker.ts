@@ -151,7 +151,7 @@ export class Broker {
     this.overload.start();
     try {
       for (const l of this.listeners) {
-        const server = new TcpListener(l, this.options.maxConnectionRate, this, this.overload);
+        const server = new TcpListener(l, this.options.maxConnectionRate, this, this.overload, this.cluster !== null); // cluster nodes may share a port
         this.servers.push(server);
         ports.push(server.listen());
         this.log("info", `listening on ${l.host}:${server.port}${l.tls ? " (TLS)" : ""}`);

@@ -18,7 +18,7 @@ const clients: Client[] = [];
 
 /** Starts a broker node on a free port, joined to `servers`. */
 function node(servers: string[], ...extra: string[]): Promise<BrokerProcess> {
-  return startBrokerProcess(["broker", "-p", "0", "--host", "127.0.0.1", "--cluster", servers.join(","), "--sys-interval", "0", "--log-level", "warning", ...extra]);
+  return startBrokerProcess(["broker", "-p", "0", "--host", "127.0.0.1", "--cluster", servers.join(","), "--sys-interval", "0", "--log-level", "warning", ...extra]); // a later -p wins
 }
 
 /** Our client, connected to a node. */
@@ -219,6 +219,31 @@ describe("three nodes on one nats-server", () => {
     // exactly once locally, too: nothing more is on its way to the local subscriber
     await pub.publish(new Message("loud/x", "end", { qos: 1 }));
     expect((await nextMessage(local)).text).toBe("end");
+  });
+
+  test("many cores on one host: two nodes share one port (reusePort), and clients on either reach each other", async () => {
+    const x = await node([nats.url]);
+    const y = await node([nats.url], "-p", String(x.ports[0]));
+    try {
+      expect(y.ports).toEqual(x.ports);
+      const port = x.ports[0]!;
+      const subs: Client[] = [];
+      for (let i = 0; i < 6; i++) {
+        const s = new Client("127.0.0.1", port, { clientId: `rp-sub-${i}`, connectDelays: [], reconnectDelays: [] });
+        clients.push(s);
+        await s.start();
+        await s.subscribe("rp/t", { qos: 1 });
+        subs.push(s);
+      }
+      const pub = new Client("127.0.0.1", port, { clientId: "rp-pub", connectDelays: [], reconnectDelays: [] });
+      clients.push(pub);
+      await pub.start();
+      await pub.publish(new Message("rp/t", "one port", { qos: 1 }));
+      for (const s of subs) expect((await nextMessage(s)).text).toBe("one port");
+    } finally {
+      await Promise.all(clients.splice(0).map((c) => c.stop()));
+      await Promise.all([x.stop(), y.stop()]);
+    }
   });
 
   test("one node SIGKILLed: the others keep serving", async () => {

@@ -35,6 +35,8 @@ export class TcpListener implements PausableListener {
     maxConnectionRate: number,
     private readonly host: TcpHost,
     private readonly overload: Overload,
+    /** Share the port with other processes (SO_REUSEPORT): cluster nodes on one host, one per core. */
+    private readonly reusePort = false,
   ) {
     this.port = address.port;
     this.bucket = maxConnectionRate > 0 ? new TokenBucket(maxConnectionRate, maxConnectionRate) : null;
@@ -48,6 +50,7 @@ export class TcpListener implements PausableListener {
       hostname: this.address.host,
       port: this.port,
       tls: this.address.tls,
+      ...{ reusePort: this.reusePort }, // Bun.listen takes it (SO_REUSEPORT on Linux); its types do not list it yet
       socket: {
         open: (socket) => {
           overload.sockets++;

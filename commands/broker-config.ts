@@ -14,6 +14,7 @@
 import { dirname, resolve } from "node:path";
 import { DEFAULT_OPTIONS, SLOW_CONSUMER_POLICIES, type BrokerOptions } from "../lib/broker/options";
 import { topicFilterError } from "../lib/topic/validate";
+import { DEFAULT_CLUSTER_NAME, type ClusterOptions } from "../lib/broker/cluster/cluster";
 import { UsageError } from "./usage";
 
 /** What values a key takes. */
@@ -26,7 +27,7 @@ type Kind =
   | { type: "file" };
 
 /** The tables of the file, in the order printConfig() writes them ([[listener]] comes first). */
-export const TABLES = ["limits", "mqtt", "auth", "persistence", "redirect", "sys", "http"] as const;
+export const TABLES = ["limits", "mqtt", "auth", "persistence", "redirect", "sys", "http", "cluster"] as const;
 type Table = (typeof TABLES)[number];
 
 /** One option of the file: its table and key, the BrokerOptions field it sets, its values. */
@@ -75,6 +76,27 @@ export const OPTIONS: readonly OptionSpec[] = [
   { table: "persistence", key: "durability", option: "durability", kind: { type: "enum", values: ["process", "power"] } },
   { table: "sys", key: "sysIntervalMs", option: "sysIntervalMs", kind: int(0) },
 ];
+
+/** Keys of [cluster]: BrokerOptions.cluster. */
+const CLUSTER_KEYS = ["servers", "name", "user", "pass", "token", "credsFile"];
+
+/** Cluster names: they make NATS subjects and a bucket name. */
+const CLUSTER_NAME = /^[A-Za-z0-9_-]+$/;
+
+/** NATS server URLs from a flag (comma-separated) or the config file (an array), checked. */
+export function clusterServers(what: string, list: unknown): string[] {
+  const servers = typeof list === "string" ? list.split(",").map((s) => s.trim()).filter((s) => s !== "") : list;
+  if (!Array.isArray(servers) || servers.length === 0 || !servers.every((s) => typeof s === "string" && /^(nats|tls):\/\/[^\s,]+$/.test(s))) {
+    throw new UsageError(`${what} takes NATS server URLs such as nats://host:4222, not ${JSON.stringify(list)}`);
+  }
+  return servers as string[];
+}
+
+/** A cluster name from a flag or the config file, checked. */
+export function clusterName(what: string, v: unknown): string {
+  if (typeof v !== "string" || !CLUSTER_NAME.test(v)) throw new UsageError(`${what} must be letters, digits, '-' and '_', not ${JSON.stringify(v)}`);
+  return v;
+}
 
 /** Keys of [http]: BrokerOptions.http, `{ host, port }`. */
 const HTTP_KEYS = ["host", "port"];
@@ -221,6 +243,19 @@ export async function readConfig(path: string): Promise<BrokerConfig> {
       options.redirect = { reference: t.reference, permanent: t.permanent === true };
       continue;
     }
+    if (table === "cluster") {
+      for (const key of Object.keys(t)) if (!CLUSTER_KEYS.includes(key)) throw bad(`unknown key '${key}' in [cluster] (expected ${CLUSTER_KEYS.join(", ")})`);
+      if (t.servers === undefined) throw bad("[cluster] needs servers");
+      const cluster: ClusterOptions = { servers: clusterServers(`--config '${path}': [cluster] servers`, t.servers), name: t.name === undefined ? DEFAULT_CLUSTER_NAME : clusterName(`--config '${path}': [cluster] name`, t.name) };
+      for (const key of ["user", "pass", "token", "credsFile"] as const) {
+        const v = t[key];
+        if (v === undefined) continue;
+        if (typeof v !== "string" || v === "") throw bad(`[cluster] ${key} must be a string, not ${shown(v)}`);
+        cluster[key] = key === "credsFile" ? resolve(dir, v) : v;
+      }
+      options.cluster = cluster;
+      continue;
+    }
     if (table === "http") {
       for (const key of Object.keys(t)) if (!HTTP_KEYS.includes(key)) throw bad(`unknown key '${key}' in [http] (expected ${HTTP_KEYS.join(", ")})`);
       const host = t.host ?? "localhost";
@@ -271,6 +306,14 @@ export function printConfig(listeners: ListenerSpec[], options: Partial<BrokerOp
       if (o.redirect === null) {
         lines.push("# [redirect]                  # unset: clients are served, not redirected", '# reference = "other.example:1883"', "# permanent = false");
       } else lines.push("[redirect]", `reference = ${toml(o.redirect.reference)}`, `permanent = ${o.redirect.permanent}`);
+      continue;
+    }
+    if (table === "cluster") {
+      if (o.cluster === null) lines.push("# [cluster]                   # unset: a lone broker", '# servers = ["nats://localhost:4222"]', `# name = "${DEFAULT_CLUSTER_NAME}"`);
+      else {
+        lines.push("[cluster]", `servers = [${o.cluster.servers.map(toml).join(", ")}]`, `name = ${toml(o.cluster.name)}`);
+        for (const key of ["user", "pass", "token", "credsFile"] as const) if (o.cluster[key] !== undefined) lines.push(`${key} = ${toml(o.cluster[key])}`);
+      }
       continue;
     }
     if (table === "http") {

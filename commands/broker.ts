@@ -6,9 +6,10 @@ import pc from "picocolors";
 import { Broker } from "../lib/broker/broker";
 import { BrokerThread } from "../lib/thread/broker-thread";
 import { DEFAULT_OPTIONS, normalizeAddresses, SLOW_CONSUMER_POLICIES, type Address, type BrokerOptions, type SlowConsumerPolicy } from "../lib/broker/options";
-import { printConfig, readConfig, type ListenerSpec } from "./broker-config";
+import { clusterName, clusterServers, printConfig, readConfig, type ListenerSpec } from "./broker-config";
 import { logLevel as globalLogLevel, parseLogLevel } from "./log";
 import { integerFlag, UsageError } from "./usage";
+import { DEFAULT_CLUSTER_NAME } from "../lib/broker/cluster/cluster";
 
 /** Help text of the broker command. */
 export const BROKER_HELP = `${pc.bold("Usage:")} mqtttools broker [options]
@@ -40,6 +41,9 @@ Options:
                               file: what the broker acknowledges survives a crash (kill -9)
   --durability LEVEL          with --persistence: process (default) survives a crash of the
                               broker process, power (an fsync per commit) the loss of the machine
+  --cluster URL[,URL...]      act as one broker with every broker on these NATS servers
+                              (nats://host:4222; JetStream on for retained messages)
+  --cluster-name NAME         the cluster to join on those servers (default mqtt)
   --sys-interval SECONDS      how often the $SYS/broker/... topics are updated, 0 = none (default 10)
   --http-port PORT            serve /metrics (Prometheus), /livez and /readyz over HTTP on this port
                               (on --host; [http] in --config)
@@ -101,6 +105,11 @@ names (README, "The broker"); an unknown key or a bad value is an error naming i
   permanent = false
   [sys]
   sysIntervalMs = 10000       # $SYS/broker/... updates; 0 = none
+  [cluster]
+  servers = ["nats://10.0.0.1:4222", "nats://10.0.0.2:4222"]
+  name = "mqtt"               # brokers with the same name act as one
+  user = "broker"             # NATS credentials: user and pass, token, or credsFile
+  pass = "secret"
 Listener flags (--host, --port, --secure-port, --ws-port, --wss-port, --certfile, --keyfile,
 --cafile) replace the
 file's listeners; each limit flag overrides the same limit.`;
@@ -184,6 +193,8 @@ export async function brokerCommand(argv: string[]): Promise<number> {
       durability: { type: "string" },
       "sys-interval": { type: "string" },
       "http-port": { type: "string" },
+      cluster: { type: "string" },
+      "cluster-name": { type: "string" },
       "slow-consumer-policy": { type: "string" },
       "slow-consumer-timeout": { type: "string" },
       help: { type: "boolean", short: "h" },
@@ -215,6 +226,11 @@ export async function brokerCommand(argv: string[]): Promise<number> {
   }
   if (values["sys-interval"] !== undefined) limits.sysIntervalMs = integerFlag("sys-interval", values["sys-interval"], 0) * 1000;
   if (values["http-port"] !== undefined) limits.http = { host: values.host ?? limits.http?.host ?? "localhost", port: integerFlag("http-port", values["http-port"], 0, 65535) };
+  if (values.cluster !== undefined) limits.cluster = { ...(limits.cluster ?? { name: DEFAULT_CLUSTER_NAME }), servers: clusterServers("--cluster", values.cluster) };
+  if (values["cluster-name"] !== undefined) {
+    if (limits.cluster === undefined || limits.cluster === null) throw new UsageError("--cluster-name needs --cluster (or [cluster] in --config)");
+    limits.cluster = { ...limits.cluster, name: clusterName("--cluster-name", values["cluster-name"]) };
+  }
   // the command's own --log-level, else the global one (mqtttools --log-level LEVEL broker; default error)
   const logLevel = values["log-level"] !== undefined ? parseLogLevel(values["log-level"]) : globalLogLevel();
   const port = (flag: "port" | "secure-port" | "ws-port" | "wss-port", fallback: string) => integerFlag(flag, values[flag] ?? fallback, 0, 65535);

@@ -1,6 +1,7 @@
 /** Broker addresses and limits, with their defaults. */
 import type { TLSOptions } from "bun";
 import type { Durability } from "./store/journal";
+import type { ClusterOptions } from "./cluster/cluster";
 
 /** A WebSocket listener's options: the third element of an address (`[host, port, { websocket: true }]`). */
 export interface WebSocketListenerOptions {
@@ -122,6 +123,11 @@ export interface BrokerOptions {
   maxLingering: number;
   /** The HTTP endpoint: Prometheus /metrics, /livez and /readyz (port 0: any free one, see Broker.httpPort). Null: none. */
   http: HttpOptions | null;
+  /**
+   * Act as one broker with every broker of the same cluster name on these NATS servers
+   * (lib/broker/cluster/). Null: a lone broker, and no NATS code is loaded.
+   */
+  cluster: ClusterOptions | null;
 }
 
 /** Where the HTTP endpoint (/metrics, /livez, /readyz) listens. */
@@ -164,6 +170,7 @@ export const DEFAULT_OPTIONS: BrokerOptions = {
   lingerMs: 2000,
   maxLingering: 1000,
   http: null,
+  cluster: null,
 };
 
 /** The path a WebSocket listener serves unless told otherwise. */

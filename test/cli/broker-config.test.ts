@@ -93,12 +93,18 @@ sysIntervalMs = 0
 [http]
 host = "127.0.0.1"
 port = 0
+
+[cluster]
+servers = ["nats://127.0.0.1:4222", "nats://127.0.0.1:4223"]
+name = "fleet"
+user = "broker"
+pass = "secret"
 `;
 
 describe("--print-config", () => {
   test("the file above sets every BrokerOptions field", () => {
     const set = OPTIONS.map((o) => o.option).filter((o) => new RegExp(`^${o === "persistenceFile" ? "file" : o} = `, "m").test(EVERY_OPTION));
-    expect([...set, "redirect", "http"].sort()).toEqual(Object.keys(DEFAULT_OPTIONS).sort());
+    expect([...set, "redirect", "http", "cluster"].sort()).toEqual(Object.keys(DEFAULT_OPTIONS).sort());
   });
 
   test("a file holding every option: printed with the values it set (file names made absolute), and the output read back prints the same", async () => {
@@ -127,6 +133,7 @@ describe("--print-config", () => {
     }
     expect(first).toContain("# [redirect]");
     expect(first).toContain("# [http]");
+    expect(first).toContain("# [cluster]");
     writeFileSync(file("defaults.toml"), first);
     expect(await printed("--config", file("defaults.toml"))).toBe(first);
   });
@@ -174,10 +181,12 @@ describe("a bad --config is one line naming the file, the key and what was expec
     ["a topic filter", '[auth]\ndeniedTopicFilters = ["a/#/b"]\n', '[auth] deniedTopicFilters holds "a/#/b", which is not a valid topic filter'],
     ["a redirect without reference", "[redirect]\npermanent = true\n", "[redirect] reference must be a server reference"],
     ["a redirect flag", '[redirect]\nreference = "x:1883"\npermanent = "yes"\n', '[redirect] permanent must be true or false, not "yes"'],
+    ["a cluster without servers", '[cluster]\nname = "x"\n', "[cluster] needs servers"],
+    ["a cluster server that is no NATS URL", '[cluster]\nservers = ["http://x:4222"]\n', '[cluster] servers takes NATS server URLs such as nats://host:4222, not ["http://x:4222"]'],
     ["an HTTP port out of range", "[http]\nport = 70000\n", "[http] port must be an integer from 0 to 65535, not 70000"],
     ["an unknown key", "[limits]\nmaxBananas = 3\n", "unknown key 'maxBananas' in [limits] (expected maxConnections, "],
     ["a key in the wrong table", "[limits]\nreceiveMaximum = 3\n", "unknown key 'receiveMaximum' in [limits]"],
-    ["an unknown table", 'colour = "blue"\n', "unknown key 'colour' (expected [[listener]], [limits], [mqtt], [auth], [persistence], [redirect], [sys], [http])"],
+    ["an unknown table", 'colour = "blue"\n', "unknown key 'colour' (expected [[listener]], [limits], [mqtt], [auth], [persistence], [redirect], [sys], [http], [cluster])"],
     ["a table that is not one", "limits = 3\n", "'limits' must be a table ([limits])"],
     ["a key that is gone", "[persistence]\nintervalMs = 1000\n", "[persistence] intervalMs is gone"],
     ["a listener port", "[[listener]]\nport = 70000\n", "[[listener]] 1 port must be an integer from 0 to 65535, not 70000"],

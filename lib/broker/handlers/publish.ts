@@ -52,7 +52,7 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   if (p.qos === 2) {
     if (session.incomingQos2.has(p.packetId)) {
       // a re-sent PUBLISH of a message already received: acknowledge, do not deliver again [MQTT-4.3.3-10]
-      conn.writePacket({ type: PacketType.PUBREC, packetId: p.packetId, reasonCode: 0, properties: NO_PROPERTIES });
+      broker.acknowledge(conn, { type: PacketType.PUBREC, packetId: p.packetId, reasonCode: 0, properties: NO_PROPERTIES }, false);
       return;
     }
     if (session.incomingQos2.size >= o.receiveMaximum) {
@@ -63,13 +63,15 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   // not authorized: nothing is delivered or retained. v5 acknowledgements say so (0x87, which
   // ends a QoS 2 exchange); 3.1.1 ones cannot, so the message is acknowledged and dropped
   let reasonCode = 0;
+  let viaCluster = false; // in a cluster, acknowledged once NATS accepted it
   if (!conn.mayWrite(topic)) {
     counters.dropped.not_authorized++;
     if (conn.version === 5) reasonCode = ReasonCode.NotAuthorized;
   } else {
     // a message that reaches nobody and is not retained is not built at all
     const matches = broker.match(topic);
-    if (p.retain || matches.deliveries.length > 0 || matches.groups.length > 0) {
+    viaCluster = broker.router.sendsOut(topic);
+    if (p.retain || viaCluster || matches.deliveries.length > 0 || matches.groups.length > 0) {
       const outbox = broker.outbox;
       outbox.publisher = conn; // a full queue holds this connection back (flow control, section 4.9)
       broker.route(messageFromPublish(p, topic, topicBytes), session, matches);
@@ -78,10 +80,10 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   }
 
   if (p.qos === 1) {
-    conn.writePacket({ type: PacketType.PUBACK, packetId: p.packetId, reasonCode, properties: NO_PROPERTIES }); // [MQTT-4.3.2-4]
+    broker.acknowledge(conn, { type: PacketType.PUBACK, packetId: p.packetId, reasonCode, properties: NO_PROPERTIES }, viaCluster); // [MQTT-4.3.2-4]
   } else if (p.qos === 2) {
     if (reasonCode === 0) session.addIncomingQos2(p.packetId);
-    conn.writePacket({ type: PacketType.PUBREC, packetId: p.packetId, reasonCode, properties: NO_PROPERTIES }); // [MQTT-4.3.3-8]
+    broker.acknowledge(conn, { type: PacketType.PUBREC, packetId: p.packetId, reasonCode, properties: NO_PROPERTIES }, viaCluster); // [MQTT-4.3.3-8]
   }
   if (broker.memoryPressure) broker.outbox.holdForMemory(conn); // read no more from it until memory is back under the bound
 }

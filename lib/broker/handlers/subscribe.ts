@@ -65,7 +65,8 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
     // no retained messages for a shared subscription (section 4.8.2)
     if (shared === null && (!v5 || s.retainHandling === 0 || (s.retainHandling === 1 && isNew))) retainedFor.push(entry); // [MQTT-3.3.1-9] [MQTT-3.3.1-10]
   }
-  conn.writePacket({ type: PacketType.SUBACK, packetId: p.packetId, reasonCodes, properties: {} }); // [MQTT-3.8.4-1]
+  // in a cluster, SUBACK once NATS has the interest: what is published after it is delivered
+  broker.acknowledge(conn, { type: PacketType.SUBACK, packetId: p.packetId, reasonCodes, properties: {} }, broker.cluster !== null); // [MQTT-3.8.4-1]
   for (const entry of retainedFor) broker.sendRetained(session, entry);
 }
 

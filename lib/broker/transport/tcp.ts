@@ -36,6 +36,8 @@ export class TcpListener extends RestartableListener<TCPSocketListener<SocketSta
     maxConnectionRate: number,
     private readonly host: TcpHost,
     private readonly overload: Overload,
+    /** Share the port with other processes (SO_REUSEPORT): cluster nodes on one host, one per core. */
+    private readonly reusePort = false,
   ) {
     super();
     this.port = address.port;
@@ -50,6 +52,7 @@ export class TcpListener extends RestartableListener<TCPSocketListener<SocketSta
       hostname: this.address.host,
       port: this.port,
       tls: this.address.tls,
+      ...{ reusePort: this.reusePort }, // Bun.listen takes it (SO_REUSEPORT on Linux); its types do not list it yet
       socket: {
         open: (socket) => {
           overload.sockets++;

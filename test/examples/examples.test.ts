@@ -5,6 +5,7 @@
  * then stopped. examples/publish-count.test.ts is a test file and runs with the rest of the suite;
  * here it is checked to be in the README word for word.
  */
+import { NatsServer } from "../cluster/nats-server";
 import { afterEach, describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -16,14 +17,14 @@ import { Cli } from "../cli/cli-process";
 const root = new URL("../../", import.meta.url).pathname;
 const examplesDir = join(root, "examples");
 const running: Cli[] = [];
-const cleanups: (() => void)[] = [];
+const cleanups: (() => void | Promise<void>)[] = [];
 
 afterEach(async () => {
   for (const cli of running.splice(0)) {
     cli.proc.kill("SIGKILL");
     await cli.exit();
   }
-  for (const clean of cleanups.splice(0)) clean();
+  for (const clean of cleanups.splice(0)) await clean();
 });
 
 /** Starts `bun examples/NAME ...args` with stdout read line by line. */
@@ -266,6 +267,16 @@ describe("examples", () => {
 
   exampleTest("websocket.ts", "a message published over TCP reaches a subscriber that connected with a ws:// URL", async () => {
     expect(await run("websocket.ts", ["through both"])).toEqual(["Subscribed over WebSocket.", "Received over WebSocket: through both"]);
+  });
+
+  exampleTest("cluster.ts", "two nodes on a nats-server act as one: a message and a retained message cross between them", async () => {
+    const nats = await NatsServer.start();
+    cleanups.push(() => nats.stop());
+    expect(await run("cluster.ts", [nats.url])).toEqual([
+      "Two nodes joined the cluster.",
+      "Node A got fleet/truck-7/temp = 4.5 from node B.",
+      "Node A got the retained fleet/truck-7/status = parked.",
+    ]);
   });
 
   test("the README has the publish-count test word for word", () => {

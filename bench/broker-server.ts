@@ -8,6 +8,7 @@
  *   BENCH_BROKER_LOG=info                                 the broker's log level (default error)
  *   BENCH_BROKER_THREAD=1                                 thread mode: the same broker in a BrokerThread (a Worker)
  *   BENCH_BROKER_WEBSOCKET=1                              also a WebSocket listener (path /mqtt); its port is printed as wsPort
+ *   BENCH_BROKER_HTTP=1                                   also the HTTP endpoint (/metrics, the dashboard); its port is printed as httpPort
  *   BENCH_BROKER_STATS_FILE=PATH                          on shutdown, write the persistence store's counters
  *                                                         (transactions, rows) there as JSON (main thread only)
  */
@@ -18,6 +19,7 @@ import type { Address } from "../lib/broker/options";
 
 const logLevel = (process.env.BENCH_BROKER_LOG ?? "error") as "debug" | "info" | "warning" | "error";
 const options = JSON.parse(process.env.BENCH_BROKER_OPTIONS ?? "{}") as BrokerInit;
+if (process.env.BENCH_BROKER_HTTP === "1") options.http = { host: "127.0.0.1", port: 0 };
 const listeners: Address[] = process.env.BENCH_BROKER_WEBSOCKET === "1" ? [["127.0.0.1", 0], ["127.0.0.1", 0, { websocket: true }]] : [["127.0.0.1", 0]];
 const broker = process.env.BENCH_BROKER_THREAD === "1"
   ? new BrokerThread(listeners, { ...options, logLevel })
@@ -36,5 +38,6 @@ async function shutdown(): Promise<void> {
 process.on("SIGTERM", shutdown);
 process.on("SIGINT", shutdown);
 
-console.log(JSON.stringify({ port, wsPort, pid: process.pid }));
+const httpPort = broker instanceof Broker ? broker.httpPort : null;
+console.log(JSON.stringify({ port, wsPort, httpPort, pid: process.pid }));
 await broker.serveForever();

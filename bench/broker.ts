@@ -37,6 +37,13 @@
  * listener (MOSQUITTO_WS_CONFIG: MOSQUITTO_CONFIG's limits; 2.0.11 needs a plain listener beside
  * it and no bind address on it). Goals: >= 10x Mosquitto over WebSocket, >= 0.5x our TCP.
  *
+ * HTTP endpoint cost (issue 17; `--http` runs only this part): the QoS 0 throughput scenarios and
+ * QoS 1 1 -> 1 against our broker (main thread) without the HTTP endpoint, with it and a scrape of
+ * /metrics every BENCH_HTTP_SCRAPE_MS (1000), and with that plus an open dashboard's poll of
+ * /api/state as often; BENCH_HTTP_ROUNDS (3) rounds, the three variants alternating within each, so
+ * that the spread of the runs without it (the noise) can be read beside the difference. Reported:
+ * the median rate of each and its ratio to the median without.
+ *
  * Environment: BENCH_WARMUP_MS (1000), BENCH_DURATION_MS (3000), BENCH_LATENCY_WARMUP_MS (2000),
  * BENCH_LATENCY_MS (5000), BENCH_CONNS (2000), BENCH_QOS1_COUNT (300000), BENCH_ONLY (run only the
  * scenarios whose name contains it, e.g. "qos1"), BENCH_MQTT_VERSION (5 or 4), MOSQUITTO (/usr/sbin/mosquitto).
@@ -63,6 +70,9 @@ const LATENCY_RATE = 2000;
 const JSON_OUT = process.argv.includes("--json");
 const DURABLE_ONLY = process.argv.includes("--durable");
 const WS_ONLY = process.argv.includes("--ws");
+const HTTP_ONLY = process.argv.includes("--http");
+const HTTP_SCRAPE_MS = Number(process.env.BENCH_HTTP_SCRAPE_MS ?? 1000);
+const HTTP_ROUNDS = Number(process.env.BENCH_HTTP_ROUNDS ?? 3);
 const BUN = process.execPath;
 const LOADGEN = join(import.meta.dir, "loadgen.ts");
 const SERVER = join(import.meta.dir, "broker-server.ts");
@@ -186,6 +196,62 @@ async function startBroker(name: BrokerName, mosquittoDefaults: boolean): Promis
   const proc = spawn([MOSQUITTO, "-c", conf], "ignore");
   await waitListening(port, proc, "mosquitto");
   return { port, pid: proc.pid, stop: () => stopProcess(proc) };
+}
+
+// ---- HTTP endpoint cost --------------------------------------------------------------------------
+
+/** The variants of the HTTP cost comparison: the endpoint off; on and scraped; on, scraped and polled by a dashboard. */
+const HTTP_VARIANTS = [
+  { label: "no HTTP endpoint", http: false, paths: [] as string[] },
+  { label: "/metrics scraped", http: true, paths: ["/metrics"] },
+  { label: "/metrics + /api/state", http: true, paths: ["/metrics", "/api/state"] },
+] as const;
+
+/** Runs a load against our broker with each HTTP variant, BENCH_HTTP_ROUNDS times alternating; one table row per scenario. */
+async function httpCost(): Promise<string[][]> {
+  const rows: string[][] = [["scenario", ...HTTP_VARIANTS.map((v) => v.label), "off runs (spread)", "scraped / off", "+ state / off", "scrapes"]];
+  const scenarios = SCENARIOS.filter((s) => ["qos0 1->1", "qos0 1->10", "qos0 10->1 wildcard", "qos1 1->1 defaults"].includes(s.name) && s.name.includes(process.env.BENCH_ONLY ?? ""));
+  for (const s of scenarios) {
+    const rates: number[][] = HTTP_VARIANTS.map(() => []);
+    let scrapes = 0;
+    for (let round = 0; round < HTTP_ROUNDS; round++) {
+      for (const [i, v] of HTTP_VARIANTS.entries()) {
+        const env = { BENCH_BROKER_OPTIONS: JSON.stringify(OUR_OPTIONS), BENCH_BROKER_THREAD: "0", BENCH_BROKER_HTTP: v.http ? "1" : "0" };
+        const proc = spawn([BUN, SERVER], "pipe", env);
+        let timer: Timer | null = null;
+        try {
+          const { port, httpPort, pid } = JSON.parse(await firstLine(proc, "bench/broker-server.ts")) as { port: number; httpPort: number | null; pid: number };
+          if (v.http) {
+            // what Prometheus (and an open dashboard) does: one request each, every interval
+            const scrape = async () => {
+              for (const path of v.paths) {
+                const res = await fetch(`http://127.0.0.1:${httpPort}${path}`);
+                if (!res.ok) throw new Error(`${path}: ${res.status}`);
+                await res.arrayBuffer();
+                scrapes++;
+              }
+            };
+            timer = setInterval(() => void scrape().catch((e) => process.stderr.write(`  scrape failed: ${(e as Error).message}\n`)), HTTP_SCRAPE_MS);
+          }
+          const r = await loadgen(port, s.args(pid));
+          rates[i]!.push(r.rate!);
+          process.stderr.write(`  http ${s.name} / ${v.label} / round ${round + 1}: ${JSON.stringify({ ...r, perSubscriber: undefined })}\n`);
+        } finally {
+          if (timer !== null) clearInterval(timer);
+          await stopProcess(proc);
+        }
+      }
+    }
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    const [off, scraped, state] = rates.map(median) as [number, number, number];
+    const spread = (Math.max(...rates[0]!) - Math.min(...rates[0]!)) / off;
+    rows.push([
+      s.name, format(off, "msg/s"), format(scraped, "msg/s"), format(state, "msg/s"),
+      `${rates[0]!.map((x) => format(x, "msg/s")).join(", ")} (${(spread * 100).toFixed(0)} %)`,
+      `${(scraped / off).toFixed(2)}x`, `${(state / off).toFixed(2)}x`, String(scrapes),
+    ]);
+  }
+  return rows;
 }
 
 // ---- WebSocket ---------------------------------------------------------------------------------
@@ -429,6 +495,11 @@ async function main(): Promise<void> {
   const results: { scenario: string; broker: BrokerName; result: Record<string, number> }[] = [];
   const rows: string[][] = [["scenario", "mqtttools", "thread mode", "mosquitto", "ratio", "thread ratio", "goal", "met (main / thread)"]];
   const started = performance.now();
+  if (HTTP_ONLY) {
+    console.log(table(await httpCost()));
+    console.log(`\nmedians of ${HTTP_ROUNDS} runs each (variants alternating); /metrics (and /api/state) fetched every ${HTTP_SCRAPE_MS} ms during the load. ${((performance.now() - started) / 1000).toFixed(1)} s`);
+    return;
+  }
   if (WS_ONLY) {
     console.log(table(await websocket()));
     console.log(`\nws / tcp: our WebSocket rate over our TCP rate, same broker process. ${((performance.now() - started) / 1000).toFixed(1)} s`);

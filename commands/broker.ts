@@ -45,8 +45,9 @@ Options:
                               (nats://host:4222; JetStream on for retained messages)
   --cluster-name NAME         the cluster to join on those servers (default mqtt)
   --sys-interval SECONDS      how often the $SYS/broker/... topics are updated, 0 = none (default 10)
-  --http-port PORT            serve /metrics (Prometheus), /livez and /readyz over HTTP on this port
-                              (on --host; [http] in --config)
+  --http-port PORT            serve the web dashboard (/), /metrics (Prometheus), /livez and /readyz
+                              over HTTP on this port (on --host; [http] in --config); a --ws-port
+                              equal to it is served by the same listener
   --max-connections N         most simultaneous clients (default ${DEFAULT_OPTIONS.maxConnections}; also bounded by the
                               file descriptor limit less --fd-reserve)
   --max-connection-rate N     new connections per second per listener; more are closed at once,
@@ -278,7 +279,7 @@ export async function brokerCommand(argv: string[]): Promise<number> {
         `${r.incomingQos2} incoming QoS 2 identifiers), ${r.retained} retained messages, ${r.wills} pending wills.`,
     );
   }
-  if (broker.httpPort !== null) console.log(`HTTP on ${limits.http!.host}:${broker.httpPort}: /metrics, /livez, /readyz.`);
+  if (broker.httpPort !== null) console.log(`HTTP on ${limits.http!.host}:${broker.httpPort}: the dashboard at /, /metrics, /livez, /readyz.`);
   console.log(`Listening on ${where.join(", ")}${values.thread ? " (in a worker thread)" : ""}. Press Ctrl-C to stop.`);
   const stop = () => {
     console.log("Stopping.");

@@ -19,6 +19,7 @@ import { sysMessage, sysValues } from "./observe/sys";
 import { newCounters, type BrokerCounters } from "./observe/counters";
 import { HttpEndpoint } from "./observe/http";
 import { Histogram, renderMetrics } from "./observe/metrics";
+import { readState, type DashboardState, type WebSocketState } from "./observe/state";
 import pkg from "../../package.json" with { type: "json" };
 import { Connection, ConnState } from "./connection";
 import { persist, type Message } from "./message";
@@ -166,11 +167,24 @@ export class Broker {
 
   private async startUp(): Promise<number[]> {
     const http = this.options.http;
+    let sharedWs: WsListener | null = null;
     if (http !== null) {
+      // a plain WebSocket listener on the endpoint's host and port is served by its Bun.serve
+      const same = this.listeners.find((l) => l.websocket !== null && l.tls === undefined && l.host === http.host && l.port === http.port);
+      if (same !== undefined) {
+        const { maxConnectionRate, maxPacketSize, maxOutputBytes } = this.options;
+        sharedWs = new WsListener(same, maxConnectionRate, maxPacketSize, maxOutputBytes, this, this.overload, { port: () => this.httpPort! });
+      }
       // first, so that /readyz says "starting" during recovery
-      this.http = new HttpEndpoint(http.host, http.port, { metrics: () => this.metrics(), notReady: () => (this.phase !== "ready" ? this.phase : this.clusterConnected === false ? "the cluster is not connected" : null) });
+      this.http = new HttpEndpoint(http.host, http.port, {
+        metrics: () => this.metrics(),
+        notReady: () => (this.phase !== "ready" ? this.phase : this.clusterConnected === false ? "the cluster is not connected" : null),
+        state: () => this.dashboardState(),
+        authRequired: () => this.options.passwordFile !== null,
+        authorize: (username, password) => (this.authenticator === null ? null : this.authenticator.check(username, password) === 0),
+      }, sharedWs);
       this.httpPort = this.http.start();
-      this.log("info", `HTTP endpoint on ${http.host}:${this.httpPort}`);
+      this.log("info", `HTTP endpoint on ${http.host}:${this.httpPort}${sharedWs === null ? "" : " (with the WebSocket listener)"}`);
     }
     this.authenticator = await Authenticator.load(this.options.passwordFile, this.options.allowAnonymous);
     this.acl = this.options.aclFile === null ? null : await loadAccessRules(this.options.aclFile);
@@ -181,7 +195,7 @@ export class Broker {
     try {
       for (const l of this.listeners) {
         const { maxConnectionRate, maxPacketSize, maxOutputBytes } = this.options;
-        const server = l.websocket === null ? new TcpListener(l, maxConnectionRate, this, this.overload, this.cluster !== null) : new WsListener(l, maxConnectionRate, maxPacketSize, maxOutputBytes, this, this.overload);
+        const server = sharedWs?.address === l ? sharedWs : l.websocket === null ? new TcpListener(l, maxConnectionRate, this, this.overload, this.cluster !== null) : new WsListener(l, maxConnectionRate, maxPacketSize, maxOutputBytes, this, this.overload);
         this.servers.push(server);
         ports.push(server.listen());
         this.log("info", `listening on ${server.describe()}${l.tls ? " (TLS)" : ""}`);
@@ -220,6 +234,28 @@ export class Broker {
       refused: this.overload.refusedCounts(),
       commitSeconds: this.commitSeconds,
       clusterConnected: this.clusterConnected,
+    });
+  }
+
+  /** The dashboard's state (what /api/state serves), read now. */
+  dashboardState(): DashboardState {
+    const websockets: WebSocketState[] = [];
+    for (const s of this.servers) {
+      if (!(s instanceof WsListener)) continue;
+      const shared = s.port === this.httpPort && s.address.tls === undefined && s.address.host === this.options.http?.host;
+      const entry = { port: s.port, path: s.address.websocket!.path, tls: s.address.tls !== undefined, shared };
+      if (shared) websockets.unshift(entry);
+      else websockets.push(entry);
+    }
+    return readState({
+      version: pkg.version,
+      startedAt: this.startedAt,
+      counters: this.counters,
+      clients: this.clients.values(),
+      clientCount: this.clients.size,
+      sessions: this.sessions.values(),
+      retained: this.retained.size,
+      websockets,
     });
   }
 

@@ -91,6 +91,8 @@ export function decodePacketAt(buf: Uint8Array, start: number, end: number, vers
 
 // One writer serves every encode, as the reader does.
 const writer = new Writer(new Uint8Array(0));
+/** Bun.allocUnsafe (no zero fill) under Bun; a plain Uint8Array elsewhere (a browser). */
+const allocUnsafe: (size: number) => Uint8Array = typeof Bun !== "undefined" ? Bun.allocUnsafe : (size) => new Uint8Array(size);
 
 /** Remaining length of a packet (the bytes after its fixed header). */
 export function remainingLength(p: Packet, version: ProtocolVersion): number {
@@ -153,7 +155,7 @@ export function encodePacket(p: Packet, version: ProtocolVersion): Uint8Array {
   const rl = remainingLength(p, version);
   // uninitialized memory, without the zero fill: the encoder writes every byte (a standing test
   // encodes every fixture into a buffer of garbage)
-  const buf = Bun.allocUnsafe(1 + varintSize(rl) + rl);
+  const buf = allocUnsafe(1 + varintSize(rl) + rl);
   encodePacketInto(p, version, buf, 0, rl);
   return buf;
 }

@@ -7,7 +7,21 @@ import { MqttError, ReasonCode } from "./reason-codes";
 import { NO_PROPERTIES, PROPERTY_TABLE, PropertyType, type Properties, type PropertySpec } from "./properties";
 
 const encoder = new TextEncoder();
-const utf8Write = Buffer.prototype.utf8Write as (this: Uint8Array, s: string, offset: number, length: number) => number;
+/**
+ * Bun's Buffer (and Node's), when there is one: its native UTF-8 writer and byte count beat
+ * TextEncoder and a JS loop on longer strings. A browser has no Buffer: there the codec falls back
+ * to TextEncoder.encodeInto and the loop of utf8Length, with the same results (the dashboard's
+ * Client runs on that path).
+ */
+const NativeBuffer = (globalThis as { Buffer?: typeof Buffer }).Buffer;
+const utf8Write: (this: Uint8Array, s: string, offset: number, length: number) => number =
+  NativeBuffer !== undefined
+    ? (NativeBuffer.prototype.utf8Write as (this: Uint8Array, s: string, offset: number, length: number) => number)
+    : function (this: Uint8Array, s: string, offset: number, length: number): number {
+        return encoder.encodeInto(s, this.subarray(offset, offset + length)).written;
+      };
+/** Buffer.byteLength (called unbound, which Bun allows), or null without a Buffer. */
+const nativeByteLength: ((s: string, encoding: "utf8") => number) | null = NativeBuffer !== undefined ? NativeBuffer.byteLength : null;
 
 function cannotEncode(message: string): never {
   throw new MqttError(ReasonCode.MalformedPacket, `cannot encode: ${message}`);
@@ -24,7 +38,7 @@ let lastWritten = "";
 
 /** Bytes a JS string takes in UTF-8 (a lone surrogate becomes U+FFFD, 3 bytes, as TextEncoder writes it). */
 export function utf8Length(s: string): number {
-  if (s.length > 12) return s === repeated ? repeatedBytes.length : Buffer.byteLength(s, "utf8"); // native, and faster past a dozen chars; same count
+  if (s.length > 12 && nativeByteLength !== null) return s === repeated ? repeatedBytes.length : nativeByteLength(s, "utf8"); // native, and faster past a dozen chars; same count
   let n = s.length;
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
@@ -144,7 +158,7 @@ export class Writer {
         n = repeatedBytes.length;
         this.buf.set(repeatedBytes, this.pos);
       } else {
-        // Buffer's native UTF-8 writer works on any Uint8Array and beats a JS loop on longer strings
+        // Buffer's native UTF-8 writer works on any Uint8Array and beats a JS loop on longer strings (TextEncoder without Buffer)
         n = utf8Write.call(this.buf, v, this.pos, this.buf.length - this.pos);
         if (v === lastWritten) {
           repeated = v;

@@ -150,13 +150,14 @@ maxKeepAlive = 30
 });
 
 describe("broker --http-port", () => {
-  test("prints where HTTP listens and serves /metrics and /readyz there", async () => {
+  test("prints where HTTP listens and serves the dashboard, /metrics and /readyz there", async () => {
     const b = await broker("--host", "127.0.0.1", "--port", "0", "--http-port", "0");
-    const m = /^HTTP on 127\.0\.0\.1:(\d+): \/metrics, \/livez, \/readyz\.$/m.exec(b.stdout);
+    const m = /^HTTP on 127\.0\.0\.1:(\d+): the dashboard at \/, \/metrics, \/livez, \/readyz\.$/m.exec(b.stdout);
     expect(m).not.toBeNull();
     const http = Number(m![1]);
     expect((await fetch(`http://127.0.0.1:${http}/readyz`)).status).toBe(200);
     expect(await (await fetch(`http://127.0.0.1:${http}/metrics`)).text()).toContain('mqtttools_build_info{version="');
+    expect(await (await fetch(`http://127.0.0.1:${http}/`)).text()).toContain("<title>mqtttools broker</title>");
     await stop(b);
   });
 });

@@ -17,8 +17,10 @@
  * - Admission is TCP's: the same socket count, per-listener connection-rate bucket and
  *   Overload.admit(); a refused WebSocket gets its CONNACK 0x97 through the same Refusal.
  * - No idle timeout or pings of Bun's own (the MQTT keep alive decides, as on TCP); no compression.
+ * - A listener on the HTTP endpoint's host and port is served by the endpoint's Bun.serve (`shared`):
+ *   its upgrades and the dashboard, /metrics and the health checks on one port.
  */
-import type { Server, ServerWebSocket } from "bun";
+import type { Server, ServerWebSocket, WebSocketHandler } from "bun";
 import { Connection } from "../connection";
 import type { Listener } from "../options";
 import { TokenBucket } from "../overload/token-bucket";
@@ -35,7 +37,7 @@ export const MQTT_SUBPROTOCOLS = ["mqtt", "mqttv3.1"] as const;
 const CLOSE_UNSUPPORTED_DATA = 1003;
 
 /** What one upgraded WebSocket carries: its transport, and its connection or refusal once open. */
-interface WsData {
+export interface WsData {
   transport: WsTransport | null;
   state: Connection | Refusal | null;
   /** The peer's address as logs show it (X-Forwarded-For with trustProxy). */
@@ -130,6 +132,8 @@ export class WsListener extends RestartableListener<Server<WsData>> {
   private readonly bucket: TokenBucket | null;
   /** The port bound (the chosen one when the address asked for 0); re-used on resume. */
   port: number;
+  /** Whether upgrades are taken (shared: from listen() until pause() or close()). */
+  private accepting: boolean;
 
   constructor(
     readonly address: Listener,
@@ -140,22 +144,35 @@ export class WsListener extends RestartableListener<Server<WsData>> {
     private readonly maxOutputBytes: number,
     private readonly host: TcpHost,
     private readonly overload: Overload,
+    /** Set when this listener is served by the HTTP endpoint's Bun.serve (same host and port): its bound port. */
+    private readonly shared: { port(): number } | null = null,
   ) {
     super();
     this.port = address.port;
+    this.accepting = shared === null;
     this.bucket = maxConnectionRate > 0 ? new TokenBucket(maxConnectionRate, maxConnectionRate) : null;
   }
 
-  /** Starts listening; throws as Bun.serve does (address in use, ...). */
+  /** Starts listening; throws as Bun.serve does (address in use, ...). Shared: starts accepting upgrades on the HTTP endpoint's port. */
   listen(): number {
+    if (this.shared !== null) {
+      this.accepting = true;
+      this.port = this.shared.port();
+      return this.port;
+    }
+    this.server = Bun.serve<WsData>({ hostname: this.address.host, port: this.port, tls: this.address.tls, ...this.handlers() });
+    this.port = this.server.port!;
+    return this.port;
+  }
+
+  /** The upgrade (fetch) and WebSocket handlers, for a Bun.serve of this listener's own or the HTTP endpoint's. */
+  handlers(): { fetch: (req: Request, server: Server<WsData>) => Response | undefined; websocket: WebSocketHandler<WsData> } {
     const { overload, host } = this;
     const { path, trustProxy } = this.address.websocket!;
-    this.server = Bun.serve<WsData>({
-      hostname: this.address.host,
-      port: this.port,
-      tls: this.address.tls,
-      fetch(req, server) {
+    return {
+      fetch: (req, server) => {
         if (path !== "*" && new URL(req.url).pathname !== path) return new Response("Not Found\n", { status: 404 });
+        if (!this.accepting) return new Response("the broker is not accepting connections\n", { status: 503 });
         if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") return new Response("MQTT over WebSocket: upgrade required\n", { status: 426, headers: { Upgrade: "websocket" } });
         const protocol = selectSubprotocol(req.headers.get("sec-websocket-protocol"));
         if (protocol === null) return new Response("the WebSocket subprotocol must be mqtt\n", { status: 400 });
@@ -217,9 +234,33 @@ export class WsListener extends RestartableListener<Server<WsData>> {
           host.log("warning", `WebSocket error on ${s instanceof Connection ? s.describe() : "a refused connection"}: ${error.message}`);
         },
       },
-    });
-    this.port = this.server.port!;
-    return this.port;
+    };
+  }
+
+  /** Closes the listening socket (shared: refuses upgrades); accepted connections go on. */
+  override pause(): void {
+    if (this.shared !== null) this.accepting = false;
+    this.server?.stop(false);
+    this.server = null;
+  }
+
+  /** Listens again on the same port; false when that fails now. */
+  override resume(): boolean {
+    if (this.shared !== null) return (this.accepting = true);
+    if (this.server !== null) return true;
+    try {
+      this.listen();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Closes the listening socket and every connection it accepted (shared: refuses upgrades; the endpoint's stop closes the rest). */
+  override close(): void {
+    this.accepting = false;
+    this.server?.stop(true);
+    this.server = null;
   }
 
   /** host:port and path, for logs. */

@@ -2,7 +2,8 @@
  * The client's WebSocket transport (MQTT 5.0 section 6) on the standard WebSocket class: Bun's
  * built-in one, and a browser's. Nothing here uses a Bun-only API, but TLS options, which only
  * Bun's constructor takes, are passed when given (Client's nextTurn and timers keep to the
- * standard too; the codec's Bun.allocUnsafe and Buffer are what still tie the client to Bun).
+ * standard too, and the codec falls back from Bun.allocUnsafe and Buffer where there are none), so
+ * Client runs in a browser: the broker's dashboard uses it.
  *
  * - It offers the subprotocol "mqtt" [MQTT-6.0.0-3]; MQTT travels in binary messages, and a text
  *   message from the broker closes the connection [MQTT-6.0.0-1]. Messages need not line up with

@@ -9,6 +9,8 @@
  * terminal (preparePasswordPrompt() takes it out of argv before parseArgs sees it).
  */
 import type { TLSOptions } from "bun";
+import { homedir } from "node:os";
+import { join } from "node:path";
 import { isCancel, password as promptPassword } from "@clack/prompts";
 import type { ClientOptions } from "../lib/client/client";
 import type { QoS } from "../lib/codec/constants";
@@ -36,6 +38,7 @@ export const CONNECTION_OPTIONS = {
   "will-message": { type: "string" },
   "will-qos": { type: "string" },
   "will-retain": { type: "boolean" },
+  profile: { type: "string" },
 } as const;
 
 /** The parsed values of the connection flags (as parseArgs returns them). */
@@ -58,6 +61,7 @@ export interface ConnectionValues {
   "will-message"?: string;
   "will-qos"?: string;
   "will-retain"?: boolean;
+  profile?: string;
 }
 
 /** Help text block of the connection flags. */
@@ -80,7 +84,12 @@ export const CONNECTION_HELP = `Connection options:
   --will-topic TOPIC          last will: topic,
   --will-message TEXT         payload,
   --will-qos 0|1|2            QoS
-  --will-retain               and retain flag`;
+  --will-retain               and retain flag
+  --profile NAME              connection defaults from [NAME] of ~/.config/mqtttools/config.toml
+                              (default: MQTTTOOLS_PROFILE, else [default] when there is one)
+Defaults without retyping: MQTTTOOLS_HOST, MQTTTOOLS_PORT, MQTTTOOLS_URL, MQTTTOOLS_USERNAME,
+MQTTTOOLS_PASSWORD, MQTTTOOLS_CLIENT_ID, ... (each flag above, upper case, '-' as '_'). A flag
+overrides an environment variable, which overrides the profile.`;
 
 /** Marker left in argv by preparePasswordPrompt (not a flag anyone types). */
 const PROMPT = "\u0000prompt";
@@ -123,8 +132,90 @@ export function describeBroker(host: string, port: number): string {
   return `${host.includes(":") ? `[${host}]` : host}:${port}`;
 }
 
+/** The connection flags that environment variables and profiles may set. */
+const DEFAULTABLE = Object.keys(CONNECTION_OPTIONS).filter((k) => k !== "profile") as (keyof ConnectionValues)[];
+
+/** The environment variable of a connection flag: MQTTTOOLS_CLIENT_ID for --client-id. */
+export function environmentName(flag: string): string {
+  return `MQTTTOOLS_${flag.toUpperCase().replaceAll("-", "_")}`;
+}
+
+/** The config file of the profiles: $XDG_CONFIG_HOME/mqtttools/config.toml, else ~/.config/mqtttools/config.toml. */
+export function configPath(env: Record<string, string | undefined> = process.env): string {
+  const base = env.XDG_CONFIG_HOME || join(env.HOME || homedir(), ".config");
+  return join(base, "mqtttools", "config.toml");
+}
+
+/** A flag value from an environment variable or a profile: booleans from true/false/1/0/yes/no. */
+function defaultValue(flag: keyof ConnectionValues, value: unknown, where: string): string | boolean {
+  if (CONNECTION_OPTIONS[flag].type === "boolean") {
+    if (typeof value === "boolean") return value;
+    const v = String(value).toLowerCase();
+    if (["1", "true", "yes", "on"].includes(v)) return true;
+    if (["0", "false", "no", "off", ""].includes(v)) return false;
+    throw new UsageError(`${where} must be true or false, not '${value}'`);
+  }
+  if (typeof value !== "string" && typeof value !== "number") throw new UsageError(`${where} must be a string or a number`);
+  return String(value);
+}
+
+/** The named profile of the config file ({} when there is no file, or no such profile and none was asked for). */
+async function readProfile(name: string | undefined, path: string): Promise<Record<string, unknown>> {
+  const file = Bun.file(path);
+  if (!(await file.exists())) {
+    if (name !== undefined) throw new UsageError(`no profile '${name}': there is no ${path}`);
+    return {};
+  }
+  let parsed: Record<string, unknown>;
+  try {
+    parsed = Bun.TOML.parse(await file.text()) as Record<string, unknown>;
+  } catch (e) {
+    throw new UsageError(`${path}: ${(e as Error).message}`);
+  }
+  const profile = parsed[name ?? "default"];
+  if (profile === undefined) {
+    if (name !== undefined) throw new UsageError(`no profile '${name}' in ${path} (it has: ${Object.keys(parsed).join(", ") || "none"})`);
+    return {};
+  }
+  if (typeof profile !== "object" || profile === null || Array.isArray(profile)) throw new UsageError(`${path}: [${name ?? "default"}] must be a table`);
+  for (const key of Object.keys(profile)) {
+    if (!DEFAULTABLE.includes(key as keyof ConnectionValues)) throw new UsageError(`${path}: [${name ?? "default"}] has an unknown key '${key}' (keys are the long connection flags: ${DEFAULTABLE.join(", ")})`);
+  }
+  return profile as Record<string, unknown>;
+}
+
+/**
+ * The connection flags with the defaults filled in: a flag overrides an environment variable
+ * (MQTTTOOLS_HOST, ...), which overrides the profile (--profile, MQTTTOOLS_PROFILE, or [default]).
+ * The broker's address (host or url) is taken whole from the first layer that names one.
+ */
+export async function withDefaults(values: ConnectionValues, env: Record<string, string | undefined> = process.env): Promise<ConnectionValues> {
+  const fromEnv: Record<string, string | boolean> = {};
+  for (const flag of DEFAULTABLE) {
+    const v = env[environmentName(flag)];
+    if (v !== undefined && v !== "") fromEnv[flag] = defaultValue(flag, v, environmentName(flag));
+  }
+  const profileName = values.profile ?? (env.MQTTTOOLS_PROFILE || undefined);
+  const path = configPath(env);
+  const fromFile: Record<string, string | boolean> = {};
+  for (const [flag, v] of Object.entries(await readProfile(profileName, path))) {
+    fromFile[flag] = defaultValue(flag as keyof ConnectionValues, v, `${flag} in ${path}`);
+  }
+  const out: Record<string, unknown> = { ...values };
+  const names = (o: Record<string, unknown>) => o.host !== undefined || o.url !== undefined;
+  const addressTaken = names(out) ? 2 : names(fromEnv) ? 1 : 0;
+  for (const [layer, source] of [[1, fromEnv], [0, fromFile]] as const) {
+    for (const [flag, v] of Object.entries(source)) {
+      if ((flag === "host" || flag === "url") && addressTaken > layer) continue;
+      if (out[flag] === undefined) out[flag] = v;
+    }
+  }
+  return out as ConnectionValues;
+}
+
 /** Turns the parsed connection flags into the arguments of `new Client(host, port, options)`. */
-export async function clientArguments(values: ConnectionValues): Promise<[string, number, ClientOptions]> {
+export async function clientArguments(flags: ConnectionValues): Promise<[string, number, ClientOptions]> {
+  const values = await withDefaults(flags);
   let host = values.host ?? "localhost";
   let port: number | undefined;
   let username = values.username;

@@ -94,7 +94,42 @@ export interface PublishMeasurement {
   p99Ms: number;
 }
 
-const STAMP = 12;
+/** Bytes of the stamp at the start of a measured payload: the send time (float64) and the sequence number (uint32). */
+export const STAMP = 12;
+
+/** Milliseconds since the Unix epoch, with the sub-millisecond precision of performance.now() (comparable across processes on one machine). */
+export function preciseNow(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+/**
+ * A payload of `size` bytes stamped with the send time (preciseNow()) and `seq`, as
+ * measurePublishes() and `mqtttools bench` send (unstamped zeros when smaller than STAMP).
+ */
+export function stampedPayload(size: number, seq: number): Uint8Array {
+  const payload = new Uint8Array(size);
+  if (size >= STAMP) {
+    const view = new DataView(payload.buffer);
+    view.setFloat64(0, preciseNow(), true);
+    view.setUint32(8, seq, true);
+  }
+  return payload;
+}
+
+/**
+ * Milliseconds from a stamped payload's send time to `now` (preciseNow()); NaN when the payload
+ * is too short to carry a stamp, or carries none (a time more than an hour away).
+ */
+export function stampLatency(payload: Uint8Array, now = preciseNow()): number {
+  if (payload.length < STAMP) return NaN;
+  const latency = now - new DataView(payload.buffer, payload.byteOffset, 8).getFloat64(0, true);
+  return latency > -1 && latency < 3_600_000 ? Math.max(0, latency) : NaN;
+}
+
+/** The q-quantile (0..1) of ascending `sorted` values, NaN when there are none. */
+export function quantile(sorted: readonly number[], q: number): number {
+  return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+}
 
 /** Publishes `count` messages as `publish --count` does, and counts what `subscribers` received. */
 export async function measurePublishes(load: PublishLoad): Promise<PublishMeasurement> {
@@ -110,15 +145,7 @@ export async function measurePublishes(load: PublishLoad): Promise<PublishMeasur
   let expected = Infinity;
   const all = Promise.withResolvers<void>();
   const stamped = load.message === undefined && size >= STAMP;
-  const make = load.message ?? ((seq: number) => {
-    const payload = new Uint8Array(size);
-    if (stamped) {
-      const view = new DataView(payload.buffer);
-      view.setFloat64(0, performance.now(), true);
-      view.setUint32(8, seq, true);
-    }
-    return new Message(topic, payload, { qos });
-  });
+  const make = load.message ?? ((seq: number) => new Message(topic, stampedPayload(size, seq), { qos }));
   try {
     for (let i = 0; i < subscribers; i++) {
       const s = await testClient(target);
@@ -127,7 +154,7 @@ export async function measurePublishes(load: PublishLoad): Promise<PublishMeasur
         if (m === null) return;
         received++;
         lastReceived = performance.now();
-        if (stamped && m.payload.length >= STAMP) latencies.push(lastReceived - new DataView(m.payload.buffer, m.payload.byteOffset, 8).getFloat64(0, true));
+        if (stamped && m.payload.length >= STAMP) latencies.push(stampLatency(m.payload));
         if (received >= expected) all.resolve();
       };
       await s.subscribe(topic, { qos });
@@ -166,8 +193,7 @@ export async function measurePublishes(load: PublishLoad): Promise<PublishMeasur
     clearInterval(stall);
     const seconds = ((subscribers === 0 ? published : Math.max(published, lastReceived)) - started) / 1000;
     latencies.sort((a, b) => a - b);
-    const pct = (q: number) => (latencies.length === 0 ? NaN : latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]!);
-    return { sent, received, seconds, rate: (subscribers === 0 ? sent : received) / seconds, p50Ms: pct(0.5), p99Ms: pct(0.99) };
+    return { sent, received, seconds, rate: (subscribers === 0 ? sent : received) / seconds, p50Ms: quantile(latencies, 0.5), p99Ms: quantile(latencies, 0.99) };
   } finally {
     for (const s of subs) await s.stop();
     await own?.stop();

@@ -10,6 +10,7 @@
 import { parseArgs } from "node:util";
 import pc from "picocolors";
 import { Client } from "../../lib/client/client";
+import { Message } from "../../lib/client/message";
 import { CONNECTION_HELP, CONNECTION_OPTIONS, clientArguments, describeBroker, preparePasswordPrompt, qosFlag } from "../connection";
 import { UsageError } from "../usage";
 import { MonitorModel } from "./model";
@@ -22,7 +23,8 @@ export const MONITOR_HELP = `${pc.bold("Usage:")} mqtttools monitor [options] TO
 Shows the latest message of every topic matching the filters in a full-screen view:
   q: Quit, p: Play/Pause (the view freezes, counting goes on), f: Format (auto, binary, text),
   ↑ ↓ PgUp PgDn Home End: select, Enter: the selected topic's history (Esc/Enter: back),
-  /: filter topics by substring (Enter: apply, Esc: clear), t: topic tree with counts per branch.
+  /: filter topics by substring (Enter: apply, Esc: clear), t: topic tree with counts per branch,
+  c: clear the selected topic's retained message (an empty retained message, QoS 1), after y.
 
 Options:
   -q, --qos 0|1|2             QoS of the subscriptions (default 0)
@@ -58,8 +60,18 @@ export async function monitorCommand(argv: string[]): Promise<number> {
   const renderer = new Renderer(
     (width, height) => drawFrame(model, state, width, height),
     (key) => {
-      if (handleKey(model, state, key) === "quit") done.resolve();
-      else renderer.render(); // a key press is answered at once
+      const action = handleKey(model, state, key);
+      if (action === "quit") {
+        done.resolve();
+        return;
+      }
+      if (action !== undefined) {
+        client.publish(new Message(action.clear, new Uint8Array(0), { qos: 1, retain: true })).then(
+          () => { state.notice = `Cleared the retained message of '${action.clear}'.`; },
+          (e: Error) => { state.notice = `Could not clear '${action.clear}': ${e.message}`; },
+        ).finally(() => renderer.render());
+      }
+      renderer.render(); // a key press is answered at once
     },
     (e) => done.reject(e), // reported by the CLI as one line, once the terminal is restored
   );

@@ -32,16 +32,19 @@ export interface ViewState {
   /** The applied filter (a substring of topic names), and the one being typed after `/`. */
   filter: string;
   draft: string | null;
+  /** The topic whose retained message `c` asks to clear (y clears it), and the line telling what was done. */
+  confirmClear: string | null;
+  notice: string | null;
 }
 
 /** A fresh UI state. */
 export function initialState(): ViewState {
-  return { mode: "table", format: "auto", frozen: null, selected: 0, top: 0, page: 1, historyTopic: "", historyTop: 0, treeTop: 0, filter: "", draft: null };
+  return { mode: "table", format: "auto", frozen: null, selected: 0, top: 0, page: 1, historyTopic: "", historyTop: 0, treeTop: 0, filter: "", draft: null, confirmClear: null, notice: null };
 }
 
 /** The menu line of the origin's view, then the keys added beyond it. */
 export function menuLine(format: Format): string {
-  return `q: Quit, p: Play/Pause, f: Format (${format})   ↑↓ PgUp PgDn, Enter: History, /: Filter, t: Tree`;
+  return `q: Quit, p: Play/Pause, f: Format (${format})   ↑↓ PgUp PgDn, Enter: History, /: Filter, t: Tree, c: Clear retained`;
 }
 
 const TIME_WIDTH = 14;
@@ -239,13 +242,28 @@ export function drawFrame(model: MonitorModel, state: ViewState, width: number, 
   const screen = state.mode === "history" ? drawHistory(model, state, width, rows) : state.mode === "tree" ? drawTree(model, state, width, rows) : drawTable(model, state, width, rows);
   while (screen.length < rows) screen.push("");
   screen.length = rows;
-  const menu = state.draft !== null ? `Filter: ${state.draft}▏  (Enter: apply, Esc: clear)` : menuLine(state.format);
+  const menu = state.draft !== null
+    ? `Filter: ${state.draft}▏  (Enter: apply, Esc: clear)`
+    : state.confirmClear !== null
+      ? pc.yellow(`Clear the retained message of '${state.confirmClear}'? y: yes, any other key: no`)
+      : state.notice ?? menuLine(state.format);
   return [...screen, pc.inverse(statusLine(model, state).padEnd(width)), menu].slice(-height);
 }
 
-/** Applies a key press to the UI state; returns "quit" for q and Ctrl-C. */
-export function handleKey(model: MonitorModel, state: ViewState, key: Key): "quit" | undefined {
+/**
+ * Applies a key press to the UI state; returns "quit" for q and Ctrl-C, and { clear: topic } when
+ * the user confirmed (y) clearing the retained message of the topic selected with c.
+ */
+export function handleKey(model: MonitorModel, state: ViewState, key: Key): "quit" | { clear: string } | undefined {
   if (key === "ctrl-c") return "quit";
+  state.notice = null;
+  if (state.confirmClear !== null) {
+    const topic = state.confirmClear;
+    state.confirmClear = null;
+    if (key === "y" || key === "Y") return { clear: topic };
+    state.notice = "Nothing cleared.";
+    return;
+  }
   if (state.draft !== null) {
     // typing a filter after `/`
     if (key === "enter") {
@@ -287,6 +305,11 @@ export function handleKey(model: MonitorModel, state: ViewState, key: Key): "qui
       if (state.mode === "tree") state.mode = "table";
       else state.filter = "";
       break;
+    case "c": {
+      const t = state.mode === "table" ? shownTopics(model, state)[state.selected] : state.mode === "history" ? { topic: state.historyTopic } : undefined;
+      if (t !== undefined) state.confirmClear = t.topic;
+      break;
+    }
     case "enter": {
       const t = state.mode === "table" ? shownTopics(model, state)[state.selected] : undefined;
       if (t !== undefined) {

@@ -162,7 +162,7 @@ describe("errors", () => {
     [["subscribe", "--bogus", "t"], "Unknown option '--bogus'"],
     [["subscribe"], "missing TOPIC"],
     [["subscribe", "--qos", "3", "t"], "--qos must be 0, 1 or 2"],
-    [["subscribe", "--format", "xml", "t"], "--format must be text, binary or json"],
+    [["subscribe", "--format", "xml", "t"], "--format must be text, binary, json or a template with %"],
     [["publish", "--size", "5", "t", "m"], "--size is the size of a generated message"],
     [["publish", "--count", "0", "t", "m"], "--count must be an integer"],
     [["publish", "--user-property", "novalue", "t", "m"], "--user-property must be KEY=VALUE"],

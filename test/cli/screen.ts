@@ -26,11 +26,11 @@ export class Screen {
     return r.stdout.toString();
   }
 
-  /** Starts `mqtttools monitor ARGS...` (from source, or `command`) in a new session of the given size. */
-  static start(args: string[], width = 100, height = 30, command = [process.execPath, entry], cwd = root): Screen {
+  /** Starts `mqtttools monitor ARGS...` (from source, or `command`; another subcommand with `subcommand`) in a new session of the given size. */
+  static start(args: string[], width = 100, height = 30, command = [process.execPath, entry], cwd = root, subcommand = "monitor"): Screen {
     Screen.dir = mkdtempSync(join(tmpdir(), "mqtttools-monitor-"));
     const script = 'echo BEFORE-MONITOR; "$0" "$@"; echo "EXIT=$?"; exec sleep 600';
-    Screen.tmux("new-session", "-d", "-s", Screen.session, "-x", String(width), "-y", String(height), "-c", cwd, "sh", "-c", script, ...command, "monitor", ...args);
+    Screen.tmux("new-session", "-d", "-s", Screen.session, "-x", String(width), "-y", String(height), "-c", cwd, "sh", "-c", script, ...command, subcommand, ...args);
     return new Screen();
   }
 

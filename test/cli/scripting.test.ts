@@ -49,7 +49,7 @@ function spawn(args: string[], options: { stdin?: string | Uint8Array; env?: Rec
 async function runBytes(args: string[], options: { stdin?: string | Uint8Array; env?: Record<string, string>; cmd?: string[] } = {}): Promise<{ code: number; out: Uint8Array; stderr: string }> {
   const proc = Bun.spawn([...(options.cmd ?? [process.execPath, entry]), ...args], {
     env: { ...cleanEnv, ...options.env },
-    stdin: options.stdin === undefined ? "ignore" : new Blob([options.stdin]),
+    stdin: options.stdin === undefined ? "ignore" : new Blob([typeof options.stdin === "string" ? options.stdin : new Uint8Array(options.stdin)]),
     stdout: "pipe",
     stderr: "pipe",
   });

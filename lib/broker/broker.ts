@@ -1,19 +1,16 @@
 /**
  * The broker: listeners and lifecycle, the session table, and the publish path.
  *
- * The publish path is: match the topic in the trie (results cached per topic until the
- * subscriptions change), merge a client's overlapping subscriptions into one delivery at the
- * highest granted QoS, then hand it to the outbox (outbox.ts), which appends an encoded form of the
- * message to the subscriber's output buffer or queues it; the touched connections are flushed
- * once when the current event handler returns. Messages are copied only when they must outlive
- * the received frame.
+ * The publish path is: the router (router.ts) matches the topic and merges a client's overlapping
+ * subscriptions into one delivery, then hands it to the outbox (outbox.ts), which appends an
+ * encoded form of the message to the subscriber's output buffer or queues it; the touched
+ * connections are flushed once when the current event handler returns. Messages are copied only
+ * when they must outlive the received frame.
  */
 import type { QoS } from "../codec/constants";
 import { ReasonCode } from "../codec/reason-codes";
 import type { Packet } from "../codec/packet";
 import { describePacket } from "../codec/describe";
-import { TopicTrie } from "../topic/trie";
-import { SharedGroup } from "../topic/shared";
 import { topicMatches } from "../topic/match";
 import { Access, loadAccessRules, type AccessRules } from "./acl";
 import { Authenticator } from "./auth";
@@ -27,7 +24,8 @@ import { Connection, ConnState } from "./connection";
 import { persist, type Message } from "./message";
 import { Outbox } from "./outbox";
 import { DEFAULT_OPTIONS, normalizeAddresses, type Addresses, type BrokerOptions, type Listener } from "./options";
-import { Session, type Group, type Subscriber, type SubscriptionEntry } from "./session";
+import { Router, type Matches } from "./router";
+import { Session, type SubscriptionEntry } from "./session";
 import { Overload } from "./overload/overload";
 import { TcpListener } from "./transport/tcp";
 import { WsListener } from "./transport/ws";
@@ -37,19 +35,6 @@ import type { Transport } from "./transport/transport";
 export type LogLevel = "debug" | "info" | "warning" | "error";
 const LEVELS: Record<LogLevel, number> = { debug: 0, info: 1, warning: 2, error: 3 };
 
-/** A client's merged delivery for one topic: its matching subscriptions. */
-interface Delivery {
-  session: Session;
-  subs: SubscriptionEntry[];
-}
-
-/** What a topic matches: sessions with their subscriptions, and shared groups. */
-export interface Matches {
-  deliveries: Delivery[];
-  groups: Group[];
-}
-
-const MATCH_CACHE_MAX = 10_000;
 /** Longest delay one setTimeout takes; a longer one fires at once. */
 const MAX_TIMEOUT_MS = 2_147_483_647;
 
@@ -83,9 +68,8 @@ export class Broker {
   readonly connections = new Set<Connection>();
   /** Connected clients by identifier. */
   readonly clients = new Map<string, Connection>();
-  readonly trie = new TopicTrie<Subscriber, SubscriptionEntry | Group>();
-  /** Shared-subscription groups by their full `$share/{name}/{filter}`. */
-  readonly sharedGroups = new Map<string, Group>();
+  /** Who gets a message: the trie, the match cache and route(). */
+  readonly router: Router;
   readonly retained = new Map<string, Message>();
   /** Delivery to sessions: sending, queues, in-flight windows. */
   readonly outbox: Outbox;
@@ -116,8 +100,6 @@ export class Broker {
   private sysPublished = new Map<string, string>();
   private dirty: Connection[] = [];
   private flushScheduled = false;
-  private matchCache = new Map<string, Matches>();
-  private matchGeneration = -1;
   private sweepTimer: Timer | null = null;
   private expiryTimers = new Map<Session, LongTimer>();
   private willTimers = new Map<Session, { timer: LongTimer; message: Message }>();
@@ -136,6 +118,7 @@ export class Broker {
     this.packetLog = logLevel === "debug" ? 2 : logLevel === "info" ? 1 : 0;
     this.overload = new Overload(this.options, (level, line) => this.log(level, line));
     this.outbox = new Outbox(this.clients, this.options, this.counters, this, this.overload);
+    this.router = new Router(this.options, this.outbox, this, (m) => this.retain(m));
     this.overload.onRelieved = () => {
       this.outbox.memoryRelieved();
       this.flushAll();
@@ -365,7 +348,7 @@ export class Broker {
 
   /** A session changed hands (CONNECT): with access rules, cached deliveries may no longer hold. */
   sessionOwnerChanged(): void {
-    if (this.acl !== null) this.matchGeneration = -1;
+    if (this.acl !== null) this.router.invalidate();
   }
 
   /** 0 when a CONNECT's user name and password let it in, else the reason code to refuse it with [MQTT-3.1.4-2]. */
@@ -574,125 +557,29 @@ export class Broker {
     this.flushAll();
   }
 
-  /** Delivers a message to every matching subscription (`matches`, when the caller looked them up already); `origin` is the publishing session. */
-  route(message: Message, origin: Session | null, matches: Matches = this.match(message.topic)): void {
-    if (message.retain && this.options.retainAvailable) this.retain(message);
-    const { deliveries, groups } = matches;
-    const now = message.expiresAt === 0 ? 0 : Date.now();
-    for (let i = 0; i < deliveries.length; i++) {
-      const d = deliveries[i]!;
-      const subs = d.subs;
-      if (subs.length === 1) {
-        const s = subs[0]!;
-        if (s.noLocal && d.session === origin) continue; // [MQTT-3.8.3-3]
-        this.deliverTo(s, message, now);
-        continue;
-      }
-      // overlapping subscriptions: one delivery at the highest QoS, with every identifier [MQTT-3.3.4-2] [MQTT-3.3.4-3]
-      let qos = -1;
-      let retainFlag = false;
-      let ids: number[] | null = null;
-      for (const s of subs) {
-        if (s.noLocal && d.session === origin) continue;
-        const q = s.qos < message.qos ? s.qos : message.qos;
-        if (q > qos) qos = q;
-        if (s.retainAsPublished && message.retain) retainFlag = true;
-        if (s.subscriptionId !== undefined) (ids ??= []).push(s.subscriptionId);
-      }
-      if (qos >= 0) this.outbox.deliver(d.session, message, qos as QoS, retainFlag, ids, now);
-    }
-    // each shared group once, to one member [MQTT-4.8.2-3]
-    for (let i = 0; i < groups.length; i++) {
-      const member = groups[i]!.pick((m) => this.canTake(m.session, message));
-      if (member !== undefined) this.deliverTo(member, message, now);
-    }
+  /** Delivers a message to every matching subscription (see Router.route). */
+  route(message: Message, origin: Session | null, matches?: Matches): void {
+    this.router.route(message, origin, matches);
   }
 
-  /** Delivers a message as one subscription asks: its QoS, Retain As Published, identifier. */
-  private deliverTo(s: SubscriptionEntry, message: Message, now: number): void {
-    const qos = (s.qos < message.qos ? s.qos : message.qos) as QoS;
-    this.outbox.deliver(s.session, message, qos, s.retainAsPublished && message.retain, s.subscriptionId === undefined ? null : [s.subscriptionId], now);
-  }
-
-  /** True when a session is online, has room for the message now and may read it (a shared group's choice). */
-  private canTake(session: Session, message: Message): boolean {
-    return this.outbox.hasRoom(session, message) && (this.acl === null || this.mayRead(session, message.topic));
-  }
-
-  /** Matching sessions for a topic, each with its matching subscriptions, and shared groups; cached per topic. */
+  /** Matching sessions and shared groups for a topic (see Router.match). */
   match(topic: string): Matches {
-    if (this.matchGeneration !== this.trie.generation) {
-      this.matchCache.clear();
-      this.matchGeneration = this.trie.generation;
-    }
-    let matches = this.matchCache.get(topic);
-    if (matches !== undefined) return matches;
-    const bySession = new Map<Session, Delivery>();
-    const groups: Group[] = [];
-    // a denied topic reaches nobody, also through a broader filter such as '#' that was granted
-    if (!this.isDenied(topic)) this.trie.match(topic, (subscriber, entry) => {
-      if (entry instanceof SharedGroup) {
-        groups.push(entry);
-        return;
-      }
-      const session = subscriber as Session;
-      if (this.acl !== null && !this.mayRead(session, topic)) return; // read access, checked once per topic and cached
-      const d = bySession.get(session);
-      if (d === undefined) bySession.set(session, { session, subs: [entry] });
-      else d.subs.push(entry);
-    });
-    matches = { deliveries: [...bySession.values()], groups };
-    if (this.matchCache.size >= MATCH_CACHE_MAX) this.matchCache.clear();
-    this.matchCache.set(topic, matches);
-    return matches;
+    return this.router.match(topic);
   }
 
-  /** True when a denied topic filter (deniedTopicFilters) matches the topic. */
-  private isDenied(topic: string): boolean {
-    const denied = this.options.deniedTopicFilters;
-    for (let i = 0; i < denied.length; i++) if (topicMatches(denied[i]!, topic)) return true;
-    return false;
-  }
-
-  // ---- subscriptions ---------------------------------------------------------------------
-
-  /**
-   * Adds or replaces a session's subscription [MQTT-3.8.4-3]; `key` is the filter as the client
-   * sent it, `$share/...` included. A shared subscription joins its group. True when it is new.
-   */
+  /** Adds or replaces a session's subscription (see Router.subscribe); true when it is new. */
   subscribe(session: Session, key: string, entry: SubscriptionEntry): boolean {
-    const existed = session.subscriptions.has(key);
-    if (entry.shareName === null) {
-      const node = this.trie.add(entry.filter, session, entry);
-      session.holdSubscription(key, { entry, node, group: null });
-      return !existed;
-    }
-    let group = this.sharedGroups.get(key);
-    let node;
-    if (group === undefined) {
-      group = new SharedGroup<SubscriptionEntry>(entry.shareName, entry.filter);
-      this.sharedGroups.set(key, group);
-      node = this.trie.add(entry.filter, group, group);
-    } else {
-      node = this.trie.find(entry.filter)!;
-    }
-    group.join(entry, (m) => m.session === session);
-    session.holdSubscription(key, { entry, node, group });
-    return !existed;
+    return this.router.subscribe(session, key, entry);
   }
 
-  /** Removes a session's subscription by the filter it subscribed with; false when it had none. */
+  /** Removes a session's subscription (see Router.unsubscribe); false when it had none. */
   unsubscribe(session: Session, key: string): boolean {
-    const held = session.subscriptions.get(key);
-    if (held === undefined) return false;
-    session.subscriptions.delete(key);
-    session.journal?.unsubscribed(key);
-    if (held.group === null) this.trie.removeAt(held.node, session);
-    else if (held.group.leave((m) => m.session === session)) {
-      this.trie.removeAt(held.node, held.group);
-      this.sharedGroups.delete(key);
-    }
-    return true;
+    return this.router.unsubscribe(session, key);
+  }
+
+  /** The subscription trie (the router's). */
+  get trie(): Router["trie"] {
+    return this.router.trie;
   }
 
   /** Sends the retained messages matching a new subscription (section 3.3.1.3). */
@@ -703,7 +590,7 @@ export class Broker {
     const candidates = exact ? [this.retained.get(filter)].filter((m) => m !== undefined) : this.retained.values();
     for (const m of candidates) {
       if (!exact && !topicMatches(filter, m.topic)) continue;
-      if (this.isDenied(m.topic) || !this.mayRead(session, m.topic)) continue;
+      if (this.router.isDenied(m.topic) || !this.mayRead(session, m.topic)) continue;
       if (m.expiresAt !== 0 && m.expiresAt <= now) {
         this.retained.delete(m.topic);
         this.store?.retained(m.topic, null);

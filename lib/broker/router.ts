@@ -1,0 +1,178 @@
+/**
+ * Routing: who gets a message. The subscription trie (shared groups beside normal subscriptions),
+ * the match cache (results per topic until the subscriptions change) and route(), which merges a
+ * client's overlapping subscriptions into one delivery at the highest granted QoS and hands it to
+ * the outbox. No sockets here: the outbox and the connections do the sending.
+ */
+import type { QoS } from "../codec/constants";
+import { TopicTrie } from "../topic/trie";
+import { SharedGroup } from "../topic/shared";
+import { topicMatches } from "../topic/match";
+import type { Message } from "./message";
+import type { Outbox } from "./outbox";
+import type { BrokerOptions } from "./options";
+import type { Group, Session, Subscriber, SubscriptionEntry } from "./session";
+
+/** A client's merged delivery for one topic: its matching subscriptions. */
+interface Delivery {
+  session: Session;
+  subs: SubscriptionEntry[];
+}
+
+/** What a topic matches: sessions with their subscriptions, and shared groups. */
+export interface Matches {
+  deliveries: Delivery[];
+  groups: Group[];
+}
+
+/** Read access as the router needs it (the broker's access rules). */
+export interface ReadAccess {
+  /** True when access rules are in force. */
+  readonly checksAccess: boolean;
+  /** Whether a session's client may read a topic. */
+  mayRead(session: Session, topic: string): boolean;
+}
+
+const MATCH_CACHE_MAX = 10_000;
+
+/** The trie, the match cache and route(). */
+export class Router {
+  readonly trie = new TopicTrie<Subscriber, SubscriptionEntry | Group>();
+  /** Shared-subscription groups by their full `$share/{name}/{filter}`. */
+  readonly sharedGroups = new Map<string, Group>();
+  private matchCache = new Map<string, Matches>();
+  private matchGeneration = -1;
+
+  /** `retain` stores or clears a retained message routed with RETAIN set. */
+  constructor(
+    private readonly options: BrokerOptions,
+    private readonly outbox: Outbox,
+    private readonly access: ReadAccess,
+    private readonly retain: (message: Message) => void,
+  ) {}
+
+  /** Forgets cached matches (who may read what changed). */
+  invalidate(): void {
+    this.matchGeneration = -1;
+  }
+
+  /** Delivers a message to every matching subscription (`matches`, when the caller looked them up already); `origin` is the publishing session. */
+  route(message: Message, origin: Session | null, matches: Matches = this.match(message.topic)): void {
+    if (message.retain && this.options.retainAvailable) this.retain(message);
+    const { deliveries, groups } = matches;
+    const now = message.expiresAt === 0 ? 0 : Date.now();
+    for (let i = 0; i < deliveries.length; i++) {
+      const d = deliveries[i]!;
+      const subs = d.subs;
+      if (subs.length === 1) {
+        const s = subs[0]!;
+        if (s.noLocal && d.session === origin) continue; // [MQTT-3.8.3-3]
+        this.deliverTo(s, message, now);
+        continue;
+      }
+      // overlapping subscriptions: one delivery at the highest QoS, with every identifier [MQTT-3.3.4-2] [MQTT-3.3.4-3]
+      let qos = -1;
+      let retainFlag = false;
+      let ids: number[] | null = null;
+      for (const s of subs) {
+        if (s.noLocal && d.session === origin) continue;
+        const q = s.qos < message.qos ? s.qos : message.qos;
+        if (q > qos) qos = q;
+        if (s.retainAsPublished && message.retain) retainFlag = true;
+        if (s.subscriptionId !== undefined) (ids ??= []).push(s.subscriptionId);
+      }
+      if (qos >= 0) this.outbox.deliver(d.session, message, qos as QoS, retainFlag, ids, now);
+    }
+    // each shared group once, to one member [MQTT-4.8.2-3]
+    for (let i = 0; i < groups.length; i++) {
+      const member = groups[i]!.pick((m) => this.canTake(m.session, message));
+      if (member !== undefined) this.deliverTo(member, message, now);
+    }
+  }
+
+  /** Delivers a message as one subscription asks: its QoS, Retain As Published, identifier. */
+  private deliverTo(s: SubscriptionEntry, message: Message, now: number): void {
+    const qos = (s.qos < message.qos ? s.qos : message.qos) as QoS;
+    this.outbox.deliver(s.session, message, qos, s.retainAsPublished && message.retain, s.subscriptionId === undefined ? null : [s.subscriptionId], now);
+  }
+
+  /** True when a session is online, has room for the message now and may read it (a shared group's choice). */
+  private canTake(session: Session, message: Message): boolean {
+    return this.outbox.hasRoom(session, message) && (!this.access.checksAccess || this.access.mayRead(session, message.topic));
+  }
+
+  /** Matching sessions for a topic, each with its matching subscriptions, and shared groups; cached per topic. */
+  match(topic: string): Matches {
+    if (this.matchGeneration !== this.trie.generation) {
+      this.matchCache.clear();
+      this.matchGeneration = this.trie.generation;
+    }
+    let matches = this.matchCache.get(topic);
+    if (matches !== undefined) return matches;
+    const bySession = new Map<Session, Delivery>();
+    const groups: Group[] = [];
+    const checksAccess = this.access.checksAccess;
+    // a denied topic reaches nobody, also through a broader filter such as '#' that was granted
+    if (!this.isDenied(topic)) this.trie.match(topic, (subscriber, entry) => {
+      if (entry instanceof SharedGroup) {
+        groups.push(entry);
+        return;
+      }
+      const session = subscriber as Session;
+      if (checksAccess && !this.access.mayRead(session, topic)) return; // read access, checked once per topic and cached
+      const d = bySession.get(session);
+      if (d === undefined) bySession.set(session, { session, subs: [entry] });
+      else d.subs.push(entry);
+    });
+    matches = { deliveries: [...bySession.values()], groups };
+    if (this.matchCache.size >= MATCH_CACHE_MAX) this.matchCache.clear();
+    this.matchCache.set(topic, matches);
+    return matches;
+  }
+
+  /** True when a denied topic filter (deniedTopicFilters) matches the topic. */
+  isDenied(topic: string): boolean {
+    const denied = this.options.deniedTopicFilters;
+    for (let i = 0; i < denied.length; i++) if (topicMatches(denied[i]!, topic)) return true;
+    return false;
+  }
+
+  /**
+   * Adds or replaces a session's subscription [MQTT-3.8.4-3]; `key` is the filter as the client
+   * sent it, `$share/...` included. A shared subscription joins its group. True when it is new.
+   */
+  subscribe(session: Session, key: string, entry: SubscriptionEntry): boolean {
+    const existed = session.subscriptions.has(key);
+    if (entry.shareName === null) {
+      const node = this.trie.add(entry.filter, session, entry);
+      session.holdSubscription(key, { entry, node, group: null });
+      return !existed;
+    }
+    let group = this.sharedGroups.get(key);
+    let node;
+    if (group === undefined) {
+      group = new SharedGroup<SubscriptionEntry>(entry.shareName, entry.filter);
+      this.sharedGroups.set(key, group);
+      node = this.trie.add(entry.filter, group, group);
+    } else {
+      node = this.trie.find(entry.filter)!;
+    }
+    group.join(entry, (m) => m.session === session);
+    session.holdSubscription(key, { entry, node, group });
+    return !existed;
+  }
+
+  /** Removes a session's subscription by the filter it subscribed with; false when it had none. */
+  unsubscribe(session: Session, key: string): boolean {
+    const held = session.subscriptions.get(key);
+    if (held === undefined) return false;
+    session.subscriptions.delete(key);
+    session.journal?.unsubscribed(key);
+    if (held.group === null) this.trie.removeAt(held.node, session);
+    else if (held.group.leave((m) => m.session === session)) {
+      this.trie.removeAt(held.node, held.group);
+      this.sharedGroups.delete(key);
+    }
+    return true;
+  }
+}

@@ -60,6 +60,8 @@ export class Connection {
   /** The topic of the last PUBLISH received, as bytes (a copy; see TopicCache) and as the string made from them. */
   lastTopicBytes: Uint8Array | null = null;
   private lastTopic = "";
+  /** Levels of the last topic topicName() made (checked against maxTopicLevels). */
+  lastTopicLevels = 1;
   /** The last topic mayWrite() checked, and its answer. */
   private writeChecked: string | null = null;
   private writeAllowed = true;
@@ -226,6 +228,9 @@ export class Connection {
     if (bytes === this.lastTopicBytes) return this.lastTopic;
     const n = bytes.length;
     const topic = decodeUtf8(bytes, 0, n, "the topic name");
+    let levels = 1;
+    for (let i = 0; i < n; i++) if (bytes[i] === 0x2f) levels++;
+    this.lastTopicLevels = levels;
     this.lastTopicBytes = bytes.slice();
     this.lastTopic = topic;
     return topic;

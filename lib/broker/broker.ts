@@ -613,10 +613,9 @@ export class Broker {
       if (this.retained.delete(topic)) this.store?.retained(topic, null);
       return;
     }
-    const dollar = topic.charCodeAt(0) === 0x24;
-    if (!dollar && this.retainRefused(topic, message.topicBytes.length + message.payload.length) !== null) return;
+    if (this.retainRefused(topic, message.topicBytes.length + message.payload.length) !== null) return;
     this.retained.set(message);
-    if (!dollar) this.store?.retained(topic, persist(message)); // not $SYS: the broker's own, made anew
+    if (topic.charCodeAt(0) !== 0x24) this.store?.retained(topic, persist(message)); // not $SYS: the broker's own, made anew
   }
 
   /**

@@ -68,6 +68,11 @@ class RetainedNode {
   }
 }
 
+/** True for the broker's own `$SYS/...` topics. */
+function isSys(topic: string): boolean {
+  return topic.startsWith("$SYS/");
+}
+
 /** Level strings shared between nodes (`state` in a million `dev/<id>/state`), up to a bound. */
 const interned = new Map<string, string>();
 const INTERN_MAX = 16_384;
@@ -94,6 +99,9 @@ export class RetainedStore {
   size = 0;
   /** Topic and payload bytes of the retained messages. */
   bytes = 0;
+  /** The part of size and bytes that is the broker's own `$SYS` topics, which the bounds leave out. */
+  private sysSize = 0;
+  private sysBytes = 0;
 
   /** `onExpired` hears of each message a walk found expired and deleted. */
   constructor(private readonly onExpired: (topic: string) => void = () => {}) {}
@@ -109,6 +117,10 @@ export class RetainedStore {
     const cost = message.topicBytes.length + message.payload.length;
     if (node.bytes === null) this.size++;
     this.bytes += cost - node.cost;
+    if (isSys(message.topic)) {
+      if (node.bytes === null) this.sysSize++;
+      this.sysBytes += cost - node.cost;
+    }
     node.bytes = encodeRetained(message);
     node.expiresAt = message.expiresAt;
     node.cost = cost;
@@ -127,6 +139,10 @@ export class RetainedStore {
     if (node.bytes === null) return false;
     this.size--;
     this.bytes -= node.cost;
+    if (isSys(topic)) {
+      this.sysSize--;
+      this.sysBytes -= node.cost;
+    }
     node.bytes = null;
     node.cost = 0;
     node.expiresAt = 0;
@@ -158,12 +174,14 @@ export class RetainedStore {
 
   /**
    * The bound a new retained topic of `cost` topic and payload bytes would cross, or null when it
-   * fits; a topic that has a retained message already only replaces it, and always fits.
+   * fits; a topic that has a retained message already only replaces it, and always fits. The
+   * broker's own `$SYS` topics are not counted, nor refused.
    */
   refuses(topic: string, cost: number, maxMessages: number, maxBytes: number): RetainedLimit | null {
-    if (this.size < maxMessages && this.bytes + cost <= maxBytes) return null;
+    const size = this.size - this.sysSize;
+    if ((size < maxMessages && this.bytes - this.sysBytes + cost <= maxBytes) || isSys(topic)) return null;
     if (this.has(topic)) return null;
-    return this.size >= maxMessages ? "messages" : "bytes";
+    return size >= maxMessages ? "messages" : "bytes";
   }
 
   /** Every retained topic (a full walk: tests and tools, not the broker's paths). */

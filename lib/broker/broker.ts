@@ -61,7 +61,7 @@ const SWEEP_MS = 250;
  * Longest a slice of large work runs before the event loop gets a turn (sending the retained
  * messages a subscription matches, removing an ended session's subscriptions, a /metrics pass).
  */
-export const SLICE_MS = 2;
+export const SLICE_MS = 1;
 
 /** Options accepted by the constructor: any subset of the limits, plus a log level. */
 export type BrokerInit = Partial<BrokerOptions> & { logLevel?: LogLevel; logger?: (line: string) => void };
@@ -543,7 +543,7 @@ export class Broker {
     this.inSlices(() => {
       for (let n = 0, r = keys.next(); !r.done; r = keys.next()) {
         this.unsubscribe(session, r.value); // deleting while iterating: a Map iterator goes on
-        if (++n % 256 === 0) return false;
+        if (++n % 64 === 0) return false;
       }
       return true;
     });
@@ -552,8 +552,9 @@ export class Broker {
   /**
    * Runs `step` now and then once per event-loop turn until it returns true; each turn it runs
    * for at most SLICE_MS (a step does a bounded piece of work and returns false while more is left).
+   * True when it finished at once, in the first slice.
    */
-  inSlices(step: () => boolean): void {
+  inSlices(step: () => boolean): boolean {
     const slice = (): boolean => {
       const deadline = performance.now() + SLICE_MS;
       for (;;) {
@@ -561,7 +562,7 @@ export class Broker {
         if (performance.now() >= deadline) return false;
       }
     };
-    if (slice()) return;
+    if (slice()) return true;
     const next = () => {
       this.slices.delete(t);
       if (slice()) {
@@ -574,6 +575,12 @@ export class Broker {
     };
     let t = setImmediate(next);
     this.slices.add(t);
+    return false;
+  }
+
+  /** Work going on in slices now (see inSlices). */
+  get pendingSlices(): number {
+    return this.slices.size;
   }
 
   /** Bookkeeping when a connection ends: its will, its session's expiry. */

@@ -14,6 +14,7 @@
 import { PacketType, type QoS } from "../codec/constants";
 import { decodePacket, encodePacket } from "../codec/packet";
 import type { PublishPacket } from "../codec/packets/publish";
+import { LevelMap } from "../topic/levels";
 import type { Message } from "./message";
 
 /** One topic level of the retained trie. */
@@ -21,7 +22,7 @@ class RetainedNode {
   /** The only child (`key` is its level) until a second one comes; then `kids` holds them all. */
   key: string | null = null;
   child: RetainedNode | null = null;
-  kids: Map<string, RetainedNode> | null = null;
+  kids: LevelMap<RetainedNode> | null = null;
   /** The retained message on this topic: its encoded v5 PUBLISH, or null. */
   bytes: Uint8Array | null = null;
   /** When it expires (Date.now() ms), 0 = never. */
@@ -41,7 +42,7 @@ class RetainedNode {
       this.key = level;
       this.child = node;
     } else {
-      this.kids = new Map([[this.key!, this.child], [level, node]]);
+      this.kids = new LevelMap<RetainedNode>().set(this.key!, this.child).set(level, node);
       this.key = null;
       this.child = null;
     }

@@ -20,6 +20,7 @@ import { HttpEndpoint } from "./observe/http";
 import { addSession, Histogram, newSessionTotals, renderMetrics, type SessionTotals } from "./observe/metrics";
 import pkg from "../../package.json" with { type: "json" };
 import { Connection, ConnState } from "./connection";
+import { SLICE_MS } from "./slices";
 import { persist, type Message } from "./message";
 import { RetainedStore, retainedMessage, type RetainedEntry } from "./retained";
 import { Outbox } from "./outbox";
@@ -57,11 +58,7 @@ function longTimeout(fn: () => void, ms: number): LongTimer {
 }
 const SWEEP_MS = 250;
 
-/**
- * Longest a slice of large work runs before the event loop gets a turn (sending the retained
- * messages a subscription matches, removing an ended session's subscriptions, a /metrics pass).
- */
-export const SLICE_MS = 1;
+export { SLICE_MS } from "./slices";
 
 /** Options accepted by the constructor: any subset of the limits, plus a log level. */
 export type BrokerInit = Partial<BrokerOptions> & { logLevel?: LogLevel; logger?: (line: string) => void };

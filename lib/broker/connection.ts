@@ -17,7 +17,7 @@ import type { Broker } from "./broker";
 import type { Message } from "./message";
 import type { Session } from "./session";
 import { dispatch } from "./handlers/dispatch";
-import { SLICE_MS } from "./broker";
+import { READ_SLICE_MS } from "./slices";
 import { countDisconnect, reasonLabel } from "./observe/counters";
 import type { Transport } from "./transport/transport";
 
@@ -143,7 +143,7 @@ export class Connection {
         if (this.broker.packetLog !== 0) this.broker.logPacket(this, "Received", packet);
         dispatch(this, packet);
       }
-      const deadline = performance.now() + SLICE_MS;
+      const deadline = performance.now() + READ_SLICE_MS;
       let n = 0;
       for (let packet = framer.nextPacket(this.version, this); packet !== null; packet = framer.nextPacket(this.version, this)) {
         if (this.state === ConnState.Closed) return;

@@ -9,6 +9,7 @@
  *                        [--inflight 100] [--slow-subs 1 --slow-ack-rate 2000] [--stall-ms 10000] [--ack-each 1]
  *   bun bench/loadgen.ts --port P --mode latency --rate 2000 [--warmup-ms 1000] [--duration-ms 5000]
  *   bun bench/loadgen.ts --port P --mode memory --conns 2000 --pid BROKER_PID
+ *   throughput, QoS 0: [--topics N] publish round N distinct topics dev/<k>/state (subscribe with --filter dev/+/state)
  *   common: [--host 127.0.0.1] [--version 5|4] [--payload 64]
  *           [--transport tcp|ws] [--path /mqtt]: ws connects every client with the standard WebSocket
  *           (Bun's, subprotocol mqtt) to ws://HOST:PORT/PATH; a batch is then one binary message,
@@ -71,6 +72,8 @@ const ID_PREFIX = `lg${process.pid}-`;
 /** Session Expiry Interval of the subscribers (throughput mode); 0: clean, non-persistent sessions. */
 const SESSION_EXPIRY = num("session-expiry", 0);
 const TRANSPORT = str("transport", "tcp");
+/** Throughput, QoS 0: with N > 0 each publisher goes round N distinct topics `dev/<k>/state` instead of `bench/<i>`. */
+const TOPICS = num("topics", 0);
 if (TRANSPORT !== "tcp" && TRANSPORT !== "ws") fatal("--transport must be tcp or ws");
 const WS_PATH = str("path", "/mqtt");
 /** Unsent bytes a WebSocket may hold before writes stop taking more (its drain is then polled). */
@@ -407,6 +410,28 @@ function publishTemplate(topic: string, qos: QoS): { frame: Uint8Array; idAt: nu
 }
 
 /** `count` copies of a frame back to back. */
+/** QoS 0 PUBLISH frames to `dev/<k>/state` for k = 0 .. n-1, in batches of about BATCH_BYTES (whole frames). */
+function distinctBatches(n: number): { bytes: Uint8Array; count: number }[] {
+  const batches: { bytes: Uint8Array; count: number }[] = [];
+  let frames: Uint8Array[] = [];
+  let size = 0;
+  const close = () => {
+    const bytes = new Uint8Array(size);
+    frames.reduce((at, f) => (bytes.set(f, at), at + f.length), 0);
+    batches.push({ bytes, count: frames.length });
+    frames = [];
+    size = 0;
+  };
+  for (let k = 0; k < n; k++) {
+    const f = publishTemplate(`dev/${k}/state`, 0).frame;
+    if (size + f.length > BATCH_BYTES) close();
+    frames.push(f);
+    size += f.length;
+  }
+  if (frames.length > 0) close();
+  return batches;
+}
+
 function repeat(frame: Uint8Array, count: number): Uint8Array {
   const out = new Uint8Array(frame.length * count);
   for (let i = 0; i < count; i++) out.set(frame, i * frame.length);
@@ -559,14 +584,17 @@ async function throughput(): Promise<never> {
   publishers.forEach((p, index) => {
     const t = publishTemplate(`bench/${index}`, qos);
     if (qos === 0) {
-      const perBatch = Math.max(1, Math.floor(BATCH_BYTES / t.frame.length));
-      const batch = repeat(t.frame, perBatch);
+      // one batch repeated; with --topics N, batches going round N distinct topics dev/<k>/state
+      const batches = TOPICS > 0 ? distinctBatches(TOPICS) : [{ bytes: repeat(t.frame, Math.max(1, Math.floor(BATCH_BYTES / t.frame.length))), count: Math.max(1, Math.floor(BATCH_BYTES / t.frame.length)) }];
+      let next = 0;
       let scheduled = false;
       const pump = () => {
         scheduled = false;
         for (let i = 0; i < BATCHES_PER_TURN && !stopped && !p.blocked; i++) {
-          p.send(batch);
-          sent += perBatch;
+          const batch = batches[next]!;
+          next = (next + 1) % batches.length;
+          p.send(batch.bytes);
+          sent += batch.count;
         }
         if (!stopped && !p.blocked && !scheduled) {
           scheduled = true;

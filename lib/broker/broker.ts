@@ -11,18 +11,19 @@ import type { QoS } from "../codec/constants";
 import { ReasonCode } from "../codec/reason-codes";
 import type { Packet } from "../codec/packet";
 import { describePacket } from "../codec/describe";
-import { topicMatches } from "../topic/match";
 import { Access, loadAccessRules, type AccessRules } from "./acl";
 import { Authenticator } from "./auth";
 import type { DurableStore, PersistenceError, RecoveredSession, RecoveredWill, RecoveryReport } from "./store/journal";
 import { sysMessage, sysValues } from "./observe/sys";
 import { newCounters, type BrokerCounters } from "./observe/counters";
 import { HttpEndpoint } from "./observe/http";
-import { Histogram, renderMetrics } from "./observe/metrics";
+import { addSession, Histogram, newSessionTotals, renderMetrics, type SessionTotals } from "./observe/metrics";
 import { readState, type DashboardState, type WebSocketState } from "./observe/state";
 import pkg from "../../package.json" with { type: "json" };
 import { Connection, ConnState } from "./connection";
+import { SLICE_MS } from "./slices";
 import { persist, type Message } from "./message";
+import { RetainedStore, retainedMessage, type RetainedEntry } from "./retained";
 import { Outbox } from "./outbox";
 import { DEFAULT_OPTIONS, normalizeAddresses, type Addresses, type BrokerOptions, type Listener } from "./options";
 import { Router, type Matches } from "./router";
@@ -60,6 +61,8 @@ function longTimeout(fn: () => void, ms: number): LongTimer {
 }
 const SWEEP_MS = 250;
 
+export { SLICE_MS } from "./slices";
+
 /** Options accepted by the constructor: any subset of the limits, plus a log level. */
 export type BrokerInit = Partial<BrokerOptions> & { logLevel?: LogLevel; logger?: (line: string) => void };
 
@@ -73,7 +76,10 @@ export class Broker {
   readonly clients = new Map<string, Connection>();
   /** Who gets a message: the trie, the match cache and route(). */
   readonly router: Router;
-  readonly retained = new Map<string, Message>();
+  /** The retained messages, in a topic trie (retained.ts). */
+  readonly retained = new RetainedStore((topic) => {
+    if (topic.charCodeAt(0) !== 0x24) this.store?.retained(topic, null); // expired: not $SYS, never stored
+  });
   /** Delivery to sessions: sending, queues, in-flight windows. */
   readonly outbox: Outbox;
 
@@ -109,6 +115,8 @@ export class Broker {
   private flushScheduled = false;
   private sweepTimer: Timer | null = null;
   private expiryTimers = new Map<Session, LongTimer>();
+  /** Work going on in slices (see SLICE_MS): the next slice of each, cancelled by stop(). */
+  private slices = new Set<ReturnType<typeof setImmediate>>();
   private willTimers = new Map<Session, { timer: LongTimer; message: Message }>();
   private stopped: PromiseWithResolvers<void> | null = null;
   private readonly logLevel: number;
@@ -177,7 +185,7 @@ export class Broker {
       }
       // first, so that /readyz says "starting" during recovery
       this.http = new HttpEndpoint(http.host, http.port, {
-        metrics: () => this.metrics(),
+        metrics: () => this.metricsInSlices(),
         notReady: () => (this.phase !== "ready" ? this.phase : this.clusterConnected === false ? "the cluster is not connected" : null),
         state: () => this.dashboardState(),
         authRequired: () => this.options.passwordFile !== null,
@@ -223,14 +231,37 @@ export class Broker {
     return ports;
   }
 
-  /** The Prometheus exposition of this broker, read now (what /metrics serves). */
+  /** The Prometheus exposition of this broker, read now. */
   metrics(): string {
+    const totals = newSessionTotals();
+    for (const session of this.sessions.values()) addSession(totals, session);
+    return this.renderMetrics(totals);
+  }
+
+  /** The Prometheus exposition, its pass over the sessions done in slices (what /metrics serves). */
+  metricsInSlices(): Promise<string> {
+    const totals = newSessionTotals();
+    const sessions = this.sessions.values();
+    const done = Promise.withResolvers<string>();
+    this.inSlices(() => {
+      for (let n = 0, r = sessions.next(); !r.done; r = sessions.next()) {
+        addSession(totals, r.value);
+        if (++n % 1024 === 0) return false;
+      }
+      done.resolve(this.renderMetrics(totals));
+      return true;
+    });
+    return done.promise;
+  }
+
+  private renderMetrics(sessions: SessionTotals): string {
     return renderMetrics({
       version: pkg.version,
       counters: this.counters,
       connections: this.connections,
-      sessions: this.sessions.values(),
-      retained: this.retained.values(),
+      sessions,
+      subscriptions: { normal: this.router.normalCount, shared: this.router.sharedCount },
+      retained: { count: this.retained.size, bytes: this.retained.bytes },
       refused: this.overload.refusedCounts(),
       commitSeconds: this.commitSeconds,
       clusterConnected: this.clusterConnected,
@@ -290,6 +321,8 @@ export class Broker {
     this.sweepTimer = null;
     if (this.sysTimer !== null) clearInterval(this.sysTimer);
     this.sysTimer = null;
+    for (const t of this.slices) clearImmediate(t);
+    this.slices.clear();
     for (const t of this.expiryTimers.values()) t.clear();
     this.expiryTimers.clear();
     for (const w of this.willTimers.values()) w.timer.clear();
@@ -314,7 +347,7 @@ export class Broker {
       routeRemote: (m) => this.router.route(m, null, this.router.match(m.topic), true),
       deliverShared: (key, m) => this.router.deliverShared(key, m),
       deliverRetained: (session, entry, messages) => {
-        this.deliverRetained(session, entry, messages, false);
+        this.deliverRetained(session, entry, messages);
         this.flushAll();
       },
       log: (level, line) => this.log(level, line),
@@ -363,7 +396,7 @@ export class Broker {
     try {
       const now = Date.now();
       const { retained, sessions, wills } = store.recover(now);
-      for (const m of retained) this.retained.set(m.topic, m);
+      for (const m of retained) this.retained.set(m);
       report.retained = retained.length;
       for (const s of sessions) {
         this.restoreSession(s, now);
@@ -584,9 +617,53 @@ export class Broker {
     }
     this.resumeSession(session);
     if (w) this.publishWill(w.message); // the session ends before the Will Delay Interval passes [MQTT-3.1.2-8]
-    for (const key of [...session.subscriptions.keys()]) this.unsubscribe(session, key);
     session.clearMessages();
     if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);
+    // its subscriptions go in slices; meanwhile the router matches it no more
+    session.ended = true;
+    this.router.invalidate();
+    const keys = session.subscriptions.keys();
+    this.inSlices(() => {
+      for (let n = 0, r = keys.next(); !r.done; r = keys.next()) {
+        this.unsubscribe(session, r.value); // deleting while iterating: a Map iterator goes on
+        if (++n % 64 === 0) return false;
+      }
+      return true;
+    });
+  }
+
+  /**
+   * Runs `step` now and then once per event-loop turn until it returns true; each turn it runs
+   * for at most SLICE_MS (a step does a bounded piece of work and returns false while more is left).
+   * True when it finished at once, in the first slice.
+   */
+  inSlices(step: () => boolean): boolean {
+    const slice = (): boolean => {
+      const deadline = performance.now() + SLICE_MS;
+      for (;;) {
+        if (step()) return true;
+        if (performance.now() >= deadline) return false;
+      }
+    };
+    if (slice()) return true;
+    const next = () => {
+      this.slices.delete(t);
+      if (slice()) {
+        this.flushAll();
+        return;
+      }
+      t = setImmediate(next);
+      this.slices.add(t);
+      this.flushAll();
+    };
+    let t = setImmediate(next);
+    this.slices.add(t);
+    return false;
+  }
+
+  /** Work going on in slices now (see inSlices). */
+  get pendingSlices(): number {
+    return this.slices.size;
   }
 
   /** Bookkeeping when a connection ends: its will, its session's expiry. */
@@ -619,25 +696,38 @@ export class Broker {
 
   // ---- publish path ----------------------------------------------------------------------
 
-  /** Stores or clears a retained message (an empty payload deletes) [MQTT-3.3.1-5] [MQTT-3.3.1-6]. */
+  /** Stores or clears a retained message (an empty payload deletes) [MQTT-3.3.1-5] [MQTT-3.3.1-6]; a new topic past the retained bounds is not kept (logged). */
   retain(message: Message): void {
     if (this.cluster !== null && this.router.sendsOut(message.topic)) {
       this.cluster.retain(message); // kept in the cluster for every node; $SYS stays here
       return;
     }
+    const topic = message.topic;
     if (message.payload.length === 0) {
-      if (this.retained.delete(message.topic)) this.store?.retained(message.topic, null);
-    } else {
-      const kept = persist(message);
-      this.retained.set(message.topic, kept);
-      if (message.topic.charCodeAt(0) !== 0x24) this.store?.retained(message.topic, kept); // not $SYS: the broker's own, made anew
+      if (this.retained.delete(topic)) this.store?.retained(topic, null);
+      return;
     }
+    if (this.retainRefused(topic, message.topicBytes.length + message.payload.length) !== null) return;
+    this.retained.set(message);
+    if (topic.charCodeAt(0) !== 0x24) this.store?.retained(topic, persist(message)); // not $SYS: the broker's own, made anew
+  }
+
+  /**
+   * The bound (maxRetainedMessages or maxRetainedBytes) a new retained topic of `cost` topic and
+   * payload bytes would cross, logged; null when it may be retained.
+   */
+  retainRefused(topic: string, cost: number): string | null {
+    const o = this.options;
+    const limit = this.retained.refuses(topic, cost, o.maxRetainedMessages, o.maxRetainedBytes);
+    if (limit === null) return null;
+    const why = limit === "messages" ? `maxRetainedMessages (${o.maxRetainedMessages})` : `maxRetainedBytes (${o.maxRetainedBytes})`;
+    if (this.logs("warning")) this.log("warning", `a retained message on '${topic}' refused: ${why} reached`);
+    return why;
   }
 
   /** Publishes the `$SYS` values that changed since the last round (the uptime always). */
   private publishSys(): void {
-    let subscriptions = 0;
-    for (const s of this.sessions.values()) subscriptions += s.subscriptions.size;
+    const subscriptions = this.router.normalCount + this.router.sharedCount;
     const values = sysValues(pkg.version, this.startedAt, this.counters, { connected: this.clients.size, sessions: this.sessions.size, subscriptions, retained: this.retained.size });
     for (const [topic, value] of values) {
       if (this.sysPublished.get(topic) === value) continue;
@@ -672,31 +762,38 @@ export class Broker {
     return this.router.trie;
   }
 
-  /** Sends the retained messages matching a new subscription (section 3.3.1.3); in a cluster also those the cluster keeps. */
+  /**
+   * Sends the retained messages matching a new subscription (section 3.3.1.3), walking the
+   * retained trie in slices (inSlices): many matches never hold the event loop for long. It stops
+   * when the subscription is gone.
+   */
   sendRetained(session: Session, entry: SubscriptionEntry): void {
-    const filter = entry.filter;
-    const exact = !filter.includes("+") && !filter.includes("#");
-    const candidates = exact ? [this.retained.get(filter)].filter((m) => m !== undefined) : this.retained.values();
-    this.deliverRetained(session, entry, candidates, !exact);
-    if (this.cluster !== null && this.router.sendsOut(filter)) this.cluster.sendRetained(session, entry);
+    const cursor = this.retained.walk(entry.filter);
+    const ids = entry.subscriptionId === undefined ? null : [entry.subscriptionId];
+    let now = 0;
+    const visit = (e: RetainedEntry) => {
+      const m = retainedMessage(e);
+      if (this.router.isDenied(m.topic) || !this.mayRead(session, m.topic)) return;
+      const qos = (entry.qos < m.qos ? entry.qos : m.qos) as QoS;
+      this.outbox.deliver(session, m, qos, true, ids, now); // sent with RETAIN 1, section 3.3.1.3
+    };
+    this.inSlices(() => {
+      if (session.ended || session.subscriptions.get(entry.filter)?.entry !== entry) return true;
+      now = Date.now();
+      return cursor.next(64, now, visit);
+    });
+    if (this.cluster !== null && this.router.sendsOut(entry.filter)) this.cluster.sendRetained(session, entry); // and those the cluster keeps
   }
 
-  /** Delivers retained messages to a subscription: those it matches (`check`), may read, and that have not expired. */
-  private deliverRetained(session: Session, entry: SubscriptionEntry, candidates: Iterable<Message>, check: boolean): void {
+  /** Delivers retained messages the cluster read for a subscription: those it may read and that have not expired. */
+  private deliverRetained(session: Session, entry: SubscriptionEntry, candidates: Iterable<Message>): void {
     const now = Date.now();
-    const filter = entry.filter;
+    const ids = entry.subscriptionId === undefined ? null : [entry.subscriptionId];
     for (const m of candidates) {
-      if (check && !topicMatches(filter, m.topic)) continue;
       if (this.router.isDenied(m.topic) || !this.mayRead(session, m.topic)) continue;
-      if (m.expiresAt !== 0 && m.expiresAt <= now) {
-        if (this.retained.get(m.topic) === m) {
-          this.retained.delete(m.topic);
-          this.store?.retained(m.topic, null);
-        }
-        continue;
-      }
+      if (m.expiresAt !== 0 && m.expiresAt <= now) continue; // section 3.3.2.3.3
       const qos = (entry.qos < m.qos ? entry.qos : m.qos) as QoS;
-      this.outbox.deliver(session, m, qos, true, entry.subscriptionId === undefined ? null : [entry.subscriptionId], now); // sent with RETAIN 1, section 3.3.1.3
+      this.outbox.deliver(session, m, qos, true, ids, now); // sent with RETAIN 1, section 3.3.1.3
     }
   }
 

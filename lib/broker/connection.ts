@@ -17,6 +17,7 @@ import type { Broker } from "./broker";
 import type { Message } from "./message";
 import type { Session } from "./session";
 import { dispatch } from "./handlers/dispatch";
+import { READ_SLICE_MS } from "./slices";
 import { countDisconnect, reasonLabel } from "./observe/counters";
 import type { Transport } from "./transport/transport";
 
@@ -30,8 +31,8 @@ export interface PendingWill {
   delayMs: number;
 }
 
-/** What can hold a publisher back: a session whose queue it filled, or the broker's memory pressure. */
-export type HoldReason = Session | "memory";
+/** What can hold a publisher back: a session whose queue it filled, the broker's memory pressure, or its own packet being handled in slices. */
+export type HoldReason = Session | "memory" | "slices" | "turn";
 
 /** The v5 reason code each 3.1.1 CONNACK return code stands for (section 3.2.2.3 of 3.1.1). */
 const V5_OF_RETURN_CODE: Record<number, number> = { 1: 0x84, 2: 0x85, 3: 0x88, 4: 0x86, 5: 0x87 };
@@ -60,6 +61,8 @@ export class Connection {
   /** The topic of the last PUBLISH received, as bytes (a copy; see TopicCache) and as the string made from them. */
   lastTopicBytes: Uint8Array | null = null;
   private lastTopic = "";
+  /** Levels of the last topic topicName() made (checked against maxTopicLevels). */
+  lastTopicLevels = 1;
   /** The last topic mayWrite() checked, and its answer. */
   private writeChecked: string | null = null;
   private writeAllowed = true;
@@ -140,11 +143,22 @@ export class Connection {
         if (this.broker.packetLog !== 0) this.broker.logPacket(this, "Received", packet);
         dispatch(this, packet);
       }
+      const deadline = performance.now() + READ_SLICE_MS;
+      let n = 0;
       for (let packet = framer.nextPacket(this.version, this); packet !== null; packet = framer.nextPacket(this.version, this)) {
         if (this.state === ConnState.Closed) return;
         if (this.broker.packetLog !== 0) this.broker.logPacket(this, "Received", packet);
         dispatch(this, packet);
         if (this.holds !== null) return; // the rest waits until the queues that hold it back have room
+        // the clock is read after every packet but PUBLISH (the hot path: after every 64th)
+        if ((packet.type !== PacketType.PUBLISH || (++n & 63) === 0) && performance.now() > deadline) {
+          // a long read (many packets, or costly ones): the rest waits for the next turn of the loop
+          this.holdBack("turn");
+          setImmediate(() => {
+            if (this.releaseHold("turn")) this.resume();
+          });
+          return;
+        }
       }
     } catch (e) {
       this.fail(e);
@@ -226,6 +240,9 @@ export class Connection {
     if (bytes === this.lastTopicBytes) return this.lastTopic;
     const n = bytes.length;
     const topic = decodeUtf8(bytes, 0, n, "the topic name");
+    let levels = 1;
+    for (let i = 0; i < n; i++) if (bytes[i] === 0x2f) levels++;
+    this.lastTopicLevels = levels;
     this.lastTopicBytes = bytes.slice();
     this.lastTopic = topic;
     return topic;

@@ -69,6 +69,14 @@ export interface BrokerOptions {
   maximumQoS: 0 | 1 | 2;
   /** Whether retained messages are supported. */
   retainAvailable: boolean;
+  /** Most retained messages held; a new retained topic past it is refused: v5 PUBACK/PUBREC 0x97, else dropped and logged. */
+  maxRetainedMessages: number;
+  /** Most topic and payload bytes of the retained messages held; a new retained topic past it is refused as for maxRetainedMessages. */
+  maxRetainedBytes: number;
+  /** Most subscriptions one session may hold; SUBACK refuses the excess filters with 0x97 (3.1.1: 0x80). */
+  maxSubscriptionsPerClient: number;
+  /** Most levels of a topic name or filter: past it a PUBLISH is refused (v5 PUBACK/PUBREC 0x90, else dropped and logged), a filter gets SUBACK 0x8F (3.1.1: 0x80). */
+  maxTopicLevels: number;
   /** Topic aliases a v5 client may use towards the broker. */
   topicAliasMaximum: number;
   /** Longest keep alive a v5 client may have, in seconds; one asking for more or for 0 gets this (0 = any). */
@@ -153,6 +161,10 @@ export const DEFAULT_OPTIONS: BrokerOptions = {
   connectTimeoutMs: 10_000,
   maximumQoS: 2,
   retainAvailable: true,
+  maxRetainedMessages: 1_000_000,
+  maxRetainedBytes: 512 * 1024 * 1024,
+  maxSubscriptionsPerClient: 100_000,
+  maxTopicLevels: 128,
   topicAliasMaximum: 10,
   maxKeepAlive: 60,
   wildcardSubscriptionAvailable: true,

@@ -157,7 +157,7 @@ export class Outbox {
     if (conn.session !== null && this.clients.get(conn.session.clientId) === undefined) this.release(conn.session);
     conn.forEachHold((reason) => {
       if (reason === "memory") this.memoryHeld.delete(conn);
-      else this.blocked.get(reason)?.publishers.delete(conn);
+      else if (typeof reason !== "string") this.blocked.get(reason)?.publishers.delete(conn);
     });
   }
 

@@ -62,6 +62,9 @@ export class Router {
   /** Shared-subscription groups by their full `$share/{name}/{filter}`. */
   readonly sharedGroups = new Map<string, Group>();
   private matchCache = new Map<string, Matches>();
+  /** Subscriptions held by sessions: normal ones, and shared ones (each member counts). */
+  normalCount = 0;
+  sharedCount = 0;
   private matchGeneration = -1;
 
   /** `retain` stores or clears a retained message routed with RETAIN set. */
@@ -163,6 +166,7 @@ export class Router {
         return;
       }
       const session = subscriber as Session;
+      if (session.ended) return; // its subscriptions are on their way out (Broker.endSession)
       if (checksAccess && !this.access.mayRead(session, topic)) return; // read access, checked once per topic and cached
       const d = bySession.get(session);
       if (d === undefined) bySession.set(session, { session, subs: [entry] });
@@ -191,6 +195,7 @@ export class Router {
       const node = this.trie.add(entry.filter, session, entry);
       session.holdSubscription(key, { entry, node, group: null });
       if (!existed) this.interest?.subscribed(entry.filter);
+      if (!existed) this.normalCount++;
       return !existed;
     }
     let group = this.sharedGroups.get(key);
@@ -205,6 +210,7 @@ export class Router {
     }
     group.join(entry, (m) => m.session === session);
     session.holdSubscription(key, { entry, node, group });
+    if (!existed) this.sharedCount++;
     return !existed;
   }
 
@@ -214,6 +220,8 @@ export class Router {
     if (held === undefined) return false;
     session.subscriptions.delete(key);
     session.journal?.unsubscribed(key);
+    if (held.group === null) this.normalCount--;
+    else this.sharedCount--;
     if (held.group === null) {
       this.trie.removeAt(held.node, session);
       this.interest?.unsubscribed(held.entry.filter);

@@ -106,6 +106,8 @@ export class Session {
   username: string | null = null;
   /** When the client last acknowledged a message (PUBACK, PUBREC, PUBCOMP): its progress, for slowConsumerTimeoutMs. */
   lastAcknowledged = 0;
+  /** True once the session has ended (endSession): its subscriptions are being removed, nothing more is delivered to it. */
+  ended = false;
   /** Where its durable changes are noted: set while persistence is on and the session outlives its connection, else null. */
   journal: SessionJournal | null = null;
 

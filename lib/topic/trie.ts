@@ -10,9 +10,11 @@
  * - `generation` changes on every add or remove, so callers can cache match results per topic.
  */
 
+import { LevelMap } from "./levels";
+
 /** One topic level. */
 export class TrieNode<K, V> {
-  children: Map<string, TrieNode<K, V>> | null = null;
+  children: LevelMap<TrieNode<K, V>> | null = null;
   subscribers: Map<K, V> | null = null;
   constructor(
     readonly parent: TrieNode<K, V> | null,
@@ -32,7 +34,7 @@ export class TopicTrie<K, V> {
   add(filter: string, key: K, value: V): TrieNode<K, V> {
     let node = this.root;
     for (const level of filter.split("/")) {
-      const children = node.children ?? (node.children = new Map());
+      const children = node.children ?? (node.children = new LevelMap());
       let child = children.get(level);
       if (child === undefined) {
         child = new TrieNode(node, level);

@@ -62,6 +62,10 @@ slowConsumerPolicy = "drop"
 slowConsumerTimeoutMs = 9000
 lingerMs = 500
 maxLingering = 3
+maxRetainedMessages = 1000
+maxRetainedBytes = 65536
+maxSubscriptionsPerClient = 200
+maxTopicLevels = 16
 
 [mqtt]
 receiveMaximum = 20

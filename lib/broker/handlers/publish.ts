@@ -22,6 +22,7 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
 
   let topicBytes = p.topic as Uint8Array;
   let topic: string;
+  let levels = 0; // 0: topicName() counted them
   const props = p.properties;
   const alias = props.topicAlias;
   if (alias !== undefined) {
@@ -37,6 +38,7 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
       topic = decodeUtf8(topicBytes, 0, topicBytes.length, "the topic name");
       (conn.inboundAliases ??= new Map()).set(alias, topic);
     }
+    levels = topic.split("/").length;
   } else {
     topic = conn.topicName(topicBytes);
   }
@@ -60,11 +62,17 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
     }
   }
 
-  // not authorized: nothing is delivered or retained. v5 acknowledgements say so (0x87, which
-  // ends a QoS 2 exchange); 3.1.1 ones cannot, so the message is acknowledged and dropped
+  // not authorized, too many levels, or a new retained topic past the bounds: nothing is
+  // delivered or retained. v5 acknowledgements say so (0x87, 0x90, 0x97; each ends a QoS 2
+  // exchange); QoS 0 and 3.1.1 ones cannot, so the message is acknowledged and dropped, and logged
   let reasonCode = 0;
   let viaCluster = false; // in a cluster, acknowledged once NATS accepted it
-  if (!conn.mayWrite(topic)) {
+  if ((levels === 0 ? conn.lastTopicLevels : levels) > o.maxTopicLevels) {
+    if (broker.logs("warning")) broker.log("warning", `${conn.describe()}: PUBLISH to a topic of more than maxTopicLevels (${o.maxTopicLevels}) levels dropped`);
+    if (conn.version === 5) reasonCode = ReasonCode.TopicNameInvalid;
+  } else if (p.retain && p.payload.length > 0 && broker.retainRefused(topic, topicBytes.length + p.payload.length) !== null) {
+    if (conn.version === 5) reasonCode = ReasonCode.QuotaExceeded;
+  } else if (!conn.mayWrite(topic)) {
     counters.dropped.not_authorized++;
     if (conn.version === 5) reasonCode = ReasonCode.NotAuthorized;
   } else {

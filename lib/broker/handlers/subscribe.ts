@@ -36,6 +36,16 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
       reasonCodes.push(failure(ReasonCode.TopicFilterInvalid)); // [MQTT-4.7.1-1] [MQTT-4.7.1-2]
       continue;
     }
+    if (levelCount(filter) > o.maxTopicLevels) {
+      if (broker.logs("info")) broker.log("info", `${conn.describe()}: topic filter '${filter}' has more than maxTopicLevels (${o.maxTopicLevels}) levels`);
+      reasonCodes.push(failure(ReasonCode.TopicFilterInvalid));
+      continue;
+    }
+    if (session.subscriptions.size >= o.maxSubscriptionsPerClient && !session.subscriptions.has(s.topicFilter)) {
+      if (broker.logs("info")) broker.log("info", `${conn.describe()}: subscription to '${s.topicFilter}' refused: maxSubscriptionsPerClient (${o.maxSubscriptionsPerClient}) reached`);
+      reasonCodes.push(failure(ReasonCode.QuotaExceeded));
+      continue;
+    }
     if (shared !== null && !o.sharedSubscriptionAvailable) {
       reasonCodes.push(failure(ReasonCode.SharedSubscriptionsNotSupported)); // section 3.2.2.3.13
       continue;
@@ -70,11 +80,34 @@ export function handleSubscribe(conn: Connection, p: SubscribePacket): void {
   for (const entry of retainedFor) broker.sendRetained(session, entry);
 }
 
-/** Handles an UNSUBSCRIBE: one reason code per filter (v5) [MQTT-3.10.4-5]. */
+/**
+ * Handles an UNSUBSCRIBE: one reason code per filter (v5) [MQTT-3.10.4-5]. A long list is
+ * removed in slices (Broker.inSlices); the connection's next packets wait until its UNSUBACK is out.
+ */
 export function handleUnsubscribe(conn: Connection, p: UnsubscribePacket): void {
   const session = conn.session!;
-  const reasonCodes = p.topicFilters.map((filter) =>
-    conn.broker.unsubscribe(session, filter) ? ReasonCode.Success : ReasonCode.NoSubscriptionExisted, // [MQTT-3.10.4-1]
-  );
-  conn.writePacket({ type: PacketType.UNSUBACK, packetId: p.packetId, reasonCodes: conn.version === 5 ? reasonCodes : [], properties: {} }); // [MQTT-3.10.4-4]
+  const filters = p.topicFilters;
+  const reasonCodes: number[] = [];
+  let held = false;
+  const finished = conn.broker.inSlices(() => {
+    for (let end = Math.min(reasonCodes.length + 64, filters.length); reasonCodes.length < end; ) {
+      reasonCodes.push(conn.broker.unsubscribe(session, filters[reasonCodes.length]!) ? ReasonCode.Success : ReasonCode.NoSubscriptionExisted); // [MQTT-3.10.4-1]
+    }
+    if (reasonCodes.length < filters.length) return false;
+    if (!conn.connected) return true;
+    conn.writePacket({ type: PacketType.UNSUBACK, packetId: p.packetId, reasonCodes: conn.version === 5 ? reasonCodes : [], properties: {} }); // [MQTT-3.10.4-4]
+    if (held && conn.releaseHold("slices")) conn.resume();
+    return true;
+  });
+  if (!finished) {
+    held = true;
+    conn.holdBack("slices");
+  }
+}
+
+/** Levels of a topic filter: one more than its slashes. */
+function levelCount(filter: string): number {
+  let n = 1;
+  for (let i = filter.indexOf("/"); i >= 0; i = filter.indexOf("/", i + 1)) n++;
+  return n;
 }

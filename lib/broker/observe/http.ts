@@ -20,8 +20,8 @@ import type { WsData, WsListener } from "../transport/ws";
 
 /** What the endpoint serves, from the broker. */
 export interface HttpSource {
-  /** The Prometheus exposition, read now. */
-  metrics(): string;
+  /** The Prometheus exposition, read now (or in slices: a promise). */
+  metrics(): string | Promise<string>;
   /** null when ready, else why not (the 503's body). */
   notReady(): string | null;
   /** The dashboard's state, read now. */
@@ -71,7 +71,7 @@ export class HttpEndpoint {
           }
           return json(source.state());
         },
-        "/metrics": () => new Response(source.metrics(), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } }),
+        "/metrics": async () => new Response(await source.metrics(), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } }),
         "/livez": () => new Response("ok\n"),
         "/readyz": () => {
           const why = source.notReady();

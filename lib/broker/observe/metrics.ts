@@ -23,7 +23,29 @@ export interface SessionView {
   readonly queued: number;
   readonly queuedBytes: number;
   readonly inflight: { readonly size: number };
-  readonly subscriptions: ReadonlyMap<string, { readonly group: unknown }>;
+}
+
+/** Sums over the sessions, made by addSession() (a pass the broker may do in slices). */
+export interface SessionTotals {
+  online: number;
+  offline: number;
+  queued: number;
+  queuedBytes: number;
+  inflight: number;
+}
+
+/** Empty session totals. */
+export function newSessionTotals(): SessionTotals {
+  return { online: 0, offline: 0, queued: 0, queuedBytes: 0, inflight: 0 };
+}
+
+/** Adds one session to the totals. */
+export function addSession(t: SessionTotals, session: SessionView): void {
+  if (session.connected) t.online++;
+  else t.offline++;
+  t.queued += session.queued;
+  t.queuedBytes += session.queuedBytes;
+  t.inflight += session.inflight.size;
 }
 
 /** What /metrics reads from the broker when scraped. */
@@ -31,8 +53,11 @@ export interface MetricsSource {
   version: string;
   counters: BrokerCounters;
   connections: Iterable<ConnectionView>;
-  sessions: Iterable<SessionView>;
-  retained: Iterable<{ readonly payload: Uint8Array; readonly topicBytes: Uint8Array }>;
+  sessions: SessionTotals;
+  /** Subscriptions held, normal and shared (the router counts them). */
+  subscriptions: { readonly normal: number; readonly shared: number };
+  /** Retained messages and their topic and payload bytes (the retained store counts them). */
+  retained: { readonly count: number; readonly bytes: number };
   /** Connections refused by overload protection, by reason. */
   refused: Record<string, number>;
   /** Durations of persistence commits, when persistence is on. */
@@ -112,24 +137,8 @@ export function renderMetrics(s: MetricsSource): string {
   if (conns.size === 0) w.sample("mqtttools_connections", 0, { transport: "tcp", protocol_version: "5" });
   for (const e of conns.values()) w.sample("mqtttools_connections", e.n, { transport: e.transport, protocol_version: e.protocol_version });
 
-  let online = 0;
-  let offline = 0;
-  let normal = 0;
-  let shared = 0;
-  let queued = 0;
-  let queuedBytes = 0;
-  let inflight = 0;
-  for (const session of s.sessions) {
-    if (session.connected) online++;
-    else offline++;
-    for (const held of session.subscriptions.values()) {
-      if (held.group === null) normal++;
-      else shared++;
-    }
-    queued += session.queued;
-    queuedBytes += session.queuedBytes;
-    inflight += session.inflight.size;
-  }
+  const { online, offline, queued, queuedBytes, inflight } = s.sessions;
+  const { normal, shared } = s.subscriptions;
   w.family("mqtttools_sessions", "gauge", "Sessions, with a connection (online) or waiting for their client (offline).")
     .sample("mqtttools_sessions", online, { state: "online" })
     .sample("mqtttools_sessions", offline, { state: "offline" });
@@ -137,12 +146,7 @@ export function renderMetrics(s: MetricsSource): string {
     .sample("mqtttools_subscriptions", normal, { kind: "normal" })
     .sample("mqtttools_subscriptions", shared, { kind: "shared" });
 
-  let retained = 0;
-  let retainedBytes = 0;
-  for (const m of s.retained) {
-    retained++;
-    retainedBytes += m.payload.length + m.topicBytes.length;
-  }
+  const { count: retained, bytes: retainedBytes } = s.retained;
   w.family("mqtttools_retained_messages", "gauge", "Retained messages held.").sample("mqtttools_retained_messages", retained);
   w.family("mqtttools_retained_bytes", "gauge", "Topic and payload bytes of the retained messages.").sample("mqtttools_retained_bytes", retainedBytes);
   w.family("mqtttools_queued_messages", "gauge", "QoS 1/2 messages queued for sessions, waiting for room in their window or for their client.").sample("mqtttools_queued_messages", queued);

@@ -4,7 +4,10 @@
  * subscribe through, and the connected clients. Nothing is kept for it between requests.
  */
 import { DROP_REASONS, total, type BrokerCounters } from "./counters";
-import type { ConnectionView, SessionView } from "./metrics";
+import type { ConnectionView, SessionView as MetricsSessionView } from "./metrics";
+
+/** A session as the dashboard sees it: what metrics read, and its subscriptions. */
+type SessionView = MetricsSessionView & { readonly subscriptions: { readonly size: number } };
 
 /** Clients listed at most; `clientsTotal` says how many there are. */
 export const MAX_CLIENTS_LISTED = 1000;

@@ -1,0 +1,15 @@
+/** How long large work may hold the event loop before it goes on in the next turn. */
+
+/**
+ * Longest a slice of large work runs before the event loop gets a turn (sending the retained
+ * messages a subscription matches, removing an ended session's subscriptions, a long UNSUBSCRIBE,
+ * a /metrics pass).
+ */
+export const SLICE_MS = 1;
+
+/**
+ * Longest one read of a connection is handled before the rest waits for the next turn of the loop:
+ * a few SLICE_MS, so that an ordinary read (64 KB of PUBLISH packets to a few subscribers) is
+ * handled whole, and its socket is not paused and resumed.
+ */
+export const READ_SLICE_MS = 4 * SLICE_MS;

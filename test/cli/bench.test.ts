@@ -7,8 +7,9 @@ import { Client } from "../../lib/client/client";
 import { Message } from "../../lib/client/message";
 import { expandTopic } from "../../commands/bench";
 import { quantile, stampedPayload, stampLatency } from "../../lib/testing";
-import { startBroker, waitUntil } from "../broker/helpers";
-import { freePort, startMosquitto } from "../client/helpers";
+import { waitUntil } from "../broker/helpers";
+import { freePort } from "../client/helpers";
+import { BOTH_BROKERS } from "./broker-process";
 import { CliProcesses } from "./cli-process";
 
 const cli = new CliProcesses();
@@ -29,10 +30,7 @@ test("the stamps: latency from a stamped payload, NaN from one without a stamp",
   expect(quantile([], 0.5)).toBeNaN();
 });
 
-const brokers: [string, () => Promise<{ port: number; stop: () => Promise<void> }>][] = [
-  ["the project's broker", () => startBroker()],
-  ["Mosquitto", () => startMosquitto()],
-];
+const brokers = BOTH_BROKERS;
 
 describe.each(brokers)("against %s", (_name, start) => {
   let broker: { port: number; stop: () => Promise<void> };

@@ -6,7 +6,7 @@ import { Client } from "../../lib/client/client";
 import { Message } from "../../lib/client/message";
 import { PacketType } from "../../lib/codec/constants";
 import { RawClient, finished, mosquittoClient } from "../broker/helpers";
-import { entry, makeCertificates, startBrokerProcess, tempDir, type BrokerProcess, brokerProcesses } from "./broker-process";
+import { entry, makeCertificates, startBrokerProcess, tempDir, type BrokerProcess, brokerProcesses, runCli } from "./broker-process";
 
 let tmp: ReturnType<typeof tempDir>;
 let certs: { ca: string; cert: string; key: string };
@@ -39,7 +39,7 @@ async function tlsRoundTrip(port: number, tls: Record<string, string>): Promise<
   }
 }
 
-const cli = (...args: string[]) => finished(Bun.spawn([process.execPath, entry, ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe" }));
+const cli = runCli;
 const file = (name: string) => join(tmp.dir, name);
 
 describe("broker TLS listener", () => {

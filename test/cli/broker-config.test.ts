@@ -8,15 +8,15 @@ import { join } from "node:path";
 import { DEFAULT_OPTIONS } from "../../lib/broker/options";
 import { OPTIONS } from "../../commands/broker-config";
 import { PacketType } from "../../lib/codec/constants";
-import { RawClient, connectPacket, finished } from "../broker/helpers";
-import { entry, startBrokerProcess, tempDir } from "./broker-process";
+import { RawClient, connectPacket } from "../broker/helpers";
+import { startBrokerProcess, tempDir, runCli } from "./broker-process";
 
 let tmp: ReturnType<typeof tempDir>;
 beforeAll(() => (tmp = tempDir()));
 afterAll(() => tmp.remove());
 
 const file = (name: string) => join(tmp.dir, name);
-const cli = (...args: string[]) => finished(Bun.spawn([process.execPath, entry, ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe" }));
+const cli = runCli;
 
 /** Runs `broker ARGS --print-config`: its output, checked to be a success with nothing on stderr. */
 async function printed(...args: string[]): Promise<string> {

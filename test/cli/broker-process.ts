@@ -3,6 +3,8 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { finished, startBroker } from "../broker/helpers";
+import { startMosquitto } from "../client/helpers";
 
 export const entry = new URL("../../index.ts", import.meta.url).pathname;
 
@@ -121,3 +123,12 @@ export function brokerProcesses(): { broker: (...args: string[]) => Promise<Brok
     },
   };
 }
+
+/** Runs the CLI from source to its end, stdin closed: exit code, stdout and stderr. */
+export const runCli = (...args: string[]) => finished(Bun.spawn([process.execPath, entry, ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe" }));
+
+/** The brokers a CLI test runs against: ours (in-process) and Mosquitto, each on a free port. */
+export const BOTH_BROKERS: [string, () => Promise<{ port: number; stop: () => Promise<void> }>][] = [
+  ["the project's broker", () => startBroker()],
+  ["Mosquitto", () => startMosquitto()],
+];

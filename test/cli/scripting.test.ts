@@ -13,7 +13,7 @@ import { Client } from "../../lib/client/client";
 import { Message } from "../../lib/client/message";
 import { mosquittoClient, startBroker, waitUntil } from "../broker/helpers";
 import { freePort, removeDir, startMosquitto, tempDir } from "../client/helpers";
-import { entry } from "./broker-process";
+import { entry, BOTH_BROKERS } from "./broker-process";
 import { Cli } from "./cli-process";
 
 /** A HOME with no config file, and no MQTTTOOLS_* variables: the tests' defaults are their own. */
@@ -86,10 +86,7 @@ async function retainedTopics(port: number, filter: string): Promise<string[]> {
   return topics.sort();
 }
 
-const brokers: [string, () => Promise<{ port: number; stop: () => Promise<void> }>][] = [
-  ["the project's broker", () => startBroker()],
-  ["Mosquitto", () => startMosquitto()],
-];
+const brokers = BOTH_BROKERS;
 
 describe.each(brokers)("against %s", (_name, start) => {
   let broker: { port: number; stop: () => Promise<void> };

@@ -9,9 +9,9 @@ import { join } from "node:path";
 import { Broker } from "../../lib/broker/broker";
 import { Client } from "../../lib/client/client";
 import { Message } from "../../lib/client/message";
-import { finished, RawClient } from "../broker/helpers";
+import { RawClient } from "../broker/helpers";
 import { WsRawClient, type UpgradeAnswer } from "../broker/ws-helpers";
-import { entry, makeCertificates, tempDir, brokerProcesses } from "./broker-process";
+import { makeCertificates, tempDir, brokerProcesses, runCli } from "./broker-process";
 import { CliProcesses } from "./cli-process";
 
 let tmp: ReturnType<typeof tempDir>;
@@ -46,7 +46,7 @@ async function roundTrip(url: string, tls?: { ca: string }): Promise<string> {
   }
 }
 
-const cli = (...args: string[]) => finished(Bun.spawn([process.execPath, entry, ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe" }));
+const cli = runCli;
 const file = (name: string) => join(tmp.dir, name);
 
 describe("broker WebSocket listeners", () => {

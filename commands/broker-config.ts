@@ -82,7 +82,7 @@ export const OPTIONS: readonly OptionSpec[] = [
 ];
 
 /** Keys of [cluster]: BrokerOptions.cluster. */
-const CLUSTER_KEYS = ["servers", "name", "user", "pass", "token", "credsFile"];
+const CLUSTER_KEYS = ["servers", "name", "user", "pass", "token", "credsFile", "replicas"];
 
 /** Cluster names: they make NATS subjects and a bucket name. */
 const CLUSTER_NAME = /^[A-Za-z0-9_-]+$/;
@@ -100,6 +100,13 @@ export function clusterServers(what: string, list: unknown): string[] {
 export function clusterName(what: string, v: unknown): string {
   if (typeof v !== "string" || !CLUSTER_NAME.test(v)) throw new UsageError(`${what} must be letters, digits, '-' and '_', not ${JSON.stringify(v)}`);
   return v;
+}
+
+/** JetStream replicas of the cluster's stream and bucket, from a flag or the config file, checked. */
+export function clusterReplicas(what: string, v: unknown): number {
+  const n = typeof v === "string" && /^\d+$/.test(v) ? Number(v) : v;
+  if (typeof n !== "number" || !Number.isInteger(n) || n < 1 || n > 5) throw new UsageError(`${what} must be an integer from 1 to 5 (JetStream's limit), not ${JSON.stringify(v)}`);
+  return n;
 }
 
 /** Keys of [http]: BrokerOptions.http, `{ host, port }`. */
@@ -257,6 +264,7 @@ export async function readConfig(path: string): Promise<BrokerConfig> {
         if (typeof v !== "string" || v === "") throw bad(`[cluster] ${key} must be a string, not ${shown(v)}`);
         cluster[key] = key === "credsFile" ? resolve(dir, v) : v;
       }
+      if (t.replicas !== undefined) cluster.replicas = clusterReplicas(`--config '${path}': [cluster] replicas`, t.replicas);
       options.cluster = cluster;
       continue;
     }
@@ -317,6 +325,7 @@ export function printConfig(listeners: ListenerSpec[], options: Partial<BrokerOp
       else {
         lines.push("[cluster]", `servers = [${o.cluster.servers.map(toml).join(", ")}]`, `name = ${toml(o.cluster.name)}`);
         for (const key of ["user", "pass", "token", "credsFile"] as const) if (o.cluster[key] !== undefined) lines.push(`${key} = ${toml(o.cluster[key])}`);
+        lines.push(o.cluster.replicas !== undefined ? `replicas = ${o.cluster.replicas}` : "# replicas = 3               # unset: the NATS cluster's servers, at most 3");
       }
       continue;
     }

@@ -6,7 +6,7 @@ import pc from "picocolors";
 import { Broker } from "../lib/broker/broker";
 import { BrokerThread } from "../lib/thread/broker-thread";
 import { DEFAULT_OPTIONS, normalizeAddresses, SLOW_CONSUMER_POLICIES, type Address, type BrokerOptions, type SlowConsumerPolicy } from "../lib/broker/options";
-import { clusterName, clusterServers, printConfig, readConfig, type ListenerSpec } from "./broker-config";
+import { clusterName, clusterReplicas, clusterServers, printConfig, readConfig, type ListenerSpec } from "./broker-config";
 import { logLevel as globalLogLevel, parseLogLevel } from "./log";
 import { integerFlag, UsageError } from "./usage";
 import { DEFAULT_CLUSTER_NAME } from "../lib/broker/cluster/cluster";
@@ -42,8 +42,10 @@ Options:
   --durability LEVEL          with --persistence: process (default) survives a crash of the
                               broker process, power (an fsync per commit) the loss of the machine
   --cluster URL[,URL...]      act as one broker with every broker on these NATS servers
-                              (nats://host:4222; JetStream on for retained messages)
+                              (nats://host:4222; JetStream on for QoS 1/2 and retained messages)
   --cluster-name NAME         the cluster to join on those servers (default mqtt)
+  --cluster-replicas N        JetStream copies of QoS 1/2 and retained messages (default: the
+                              NATS cluster's servers, at most 3)
   --sys-interval SECONDS      how often the $SYS/broker/... topics are updated, 0 = none (default 10)
   --http-port PORT            serve the web dashboard (/), /metrics (Prometheus), /livez and /readyz
                               over HTTP on this port (on --host; [http] in --config); a --ws-port
@@ -111,6 +113,7 @@ names (README, "The broker"); an unknown key or a bad value is an error naming i
   name = "mqtt"               # brokers with the same name act as one
   user = "broker"             # NATS credentials: user and pass, token, or credsFile
   pass = "secret"
+  replicas = 3                # JetStream copies (default: the NATS cluster's servers, at most 3)
 Listener flags (--host, --port, --secure-port, --ws-port, --wss-port, --certfile, --keyfile,
 --cafile) replace the
 file's listeners; each limit flag overrides the same limit.`;
@@ -196,6 +199,7 @@ export async function brokerCommand(argv: string[]): Promise<number> {
       "http-port": { type: "string" },
       cluster: { type: "string" },
       "cluster-name": { type: "string" },
+      "cluster-replicas": { type: "string" },
       "slow-consumer-policy": { type: "string" },
       "slow-consumer-timeout": { type: "string" },
       help: { type: "boolean", short: "h" },
@@ -231,6 +235,10 @@ export async function brokerCommand(argv: string[]): Promise<number> {
   if (values["cluster-name"] !== undefined) {
     if (limits.cluster === undefined || limits.cluster === null) throw new UsageError("--cluster-name needs --cluster (or [cluster] in --config)");
     limits.cluster = { ...limits.cluster, name: clusterName("--cluster-name", values["cluster-name"]) };
+  }
+  if (values["cluster-replicas"] !== undefined) {
+    if (limits.cluster === undefined || limits.cluster === null) throw new UsageError("--cluster-replicas needs --cluster (or [cluster] in --config)");
+    limits.cluster = { ...limits.cluster, replicas: clusterReplicas("--cluster-replicas", values["cluster-replicas"]) };
   }
   // the command's own --log-level, else the global one (mqtttools --log-level LEVEL broker; default error)
   const logLevel = values["log-level"] !== undefined ? parseLogLevel(values["log-level"]) : globalLogLevel();

@@ -103,6 +103,7 @@ servers = ["nats://127.0.0.1:4222", "nats://127.0.0.1:4223"]
 name = "fleet"
 user = "broker"
 pass = "secret"
+replicas = 3
 `;
 
 describe("--print-config", () => {
@@ -187,6 +188,7 @@ describe("a bad --config is one line naming the file, the key and what was expec
     ["a redirect flag", '[redirect]\nreference = "x:1883"\npermanent = "yes"\n', '[redirect] permanent must be true or false, not "yes"'],
     ["a cluster without servers", '[cluster]\nname = "x"\n', "[cluster] needs servers"],
     ["a cluster server that is no NATS URL", '[cluster]\nservers = ["http://x:4222"]\n', '[cluster] servers takes NATS server URLs such as nats://host:4222, not ["http://x:4222"]'],
+    ["a replica count out of range", '[cluster]\nservers = ["nats://x:4222"]\nreplicas = 7\n', "[cluster] replicas must be an integer from 1 to 5 (JetStream's limit), not 7"],
     ["an HTTP port out of range", "[http]\nport = 70000\n", "[http] port must be an integer from 0 to 65535, not 70000"],
     ["an unknown key", "[limits]\nmaxBananas = 3\n", "unknown key 'maxBananas' in [limits] (expected maxConnections, "],
     ["a key in the wrong table", "[limits]\nreceiveMaximum = 3\n", "unknown key 'receiveMaximum' in [limits]"],

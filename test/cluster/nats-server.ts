@@ -3,6 +3,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { connect } from "@nats-io/transport-node";
+import { jetstreamManager } from "@nats-io/jetstream";
 
 /** Path of nats-server; throws (never skips) when it is not installed. */
 export function natsServerPath(): string {
@@ -87,6 +89,27 @@ export class NatsServer {
   async subscriptions(name: string): Promise<string[]> {
     const r = (await (await fetch(`http://127.0.0.1:${this.monitorPort}/connz?subs=1&limit=1000`)).json()) as { connections: { name?: string; subscriptions_list?: string[] }[] };
     return r.connections.find((c) => c.name === name)?.subscriptions_list ?? [];
+  }
+
+  /** The server name of a stream's leader (`-n` of a clustered server), from this server's view; null when it has none. */
+  async streamLeader(stream: string): Promise<string | null> {
+    const nc = await connect({ servers: this.url });
+    try {
+      const info = await (await jetstreamManager(nc)).streams.info(stream);
+      return info.cluster?.leader ?? null;
+    } finally {
+      await nc.close();
+    }
+  }
+
+  /** Asks a stream's leader to step down, so another server leads it. */
+  async stepDown(stream: string): Promise<void> {
+    const nc = await connect({ servers: this.url });
+    try {
+      await nc.request(`$JS.API.STREAM.LEADER.STEPDOWN.${stream}`, new Uint8Array(0), { timeout: 5000 });
+    } finally {
+      await nc.close();
+    }
   }
 
   /** Kills the server and removes its directory. */

@@ -8,13 +8,15 @@ const TOPICS = ["a", "a/b/c", "/", "/a", "a/", "a//b", "//", "dot.ted", "sp ace"
 
 describe("topics", () => {
   test.each(TOPICS)("%p maps to a valid subject and key and back", (topic) => {
-    const subject = topicToSubject(P, topic);
-    expect(subjectToTopic(P, subject)).toBe(topic);
-    const tokens = subject.split(".");
-    for (const t of tokens) {
-      expect(t.length).toBeGreaterThan(0); // no empty token
-      expect(/\s/.test(t)).toBe(false);
-      expect(t === "*" || t === ">").toBe(false); // never a wildcard
+    for (const kept of [false, true]) {
+      const subject = topicToSubject(P, topic, kept);
+      expect(subjectToTopic(P, subject)).toBe(topic);
+      const tokens = subject.split(".");
+      for (const t of tokens) {
+        expect(t.length).toBeGreaterThan(0); // no empty token
+        expect(/\s/.test(t)).toBe(false);
+        expect(t === "*" || t === ">").toBe(false); // never a wildcard
+      }
     }
     const key = topicToKey(topic);
     expect(/^[-/_=.A-Za-z0-9]+$/.test(key)).toBe(true);
@@ -22,22 +24,24 @@ describe("topics", () => {
     expect(keyToTopic(key)).toBe(topic);
   });
 
-  test("different topics never share a subject", () => {
-    const subjects = new Set(TOPICS.map((t) => topicToSubject(P, t)));
-    expect(subjects.size).toBe(TOPICS.length);
+  test("different topics never share a subject; QoS 0 and the kept QoS 1/2 subjects differ only in the root's case", () => {
+    const subjects = new Set(TOPICS.flatMap((t) => [topicToSubject(P, t), topicToSubject(P, t, true)]));
+    expect(subjects.size).toBe(TOPICS.length * 2);
+    expect(topicToSubject(P, "a/b", true)).toBe("mqtt.c.T.a.b");
+    expect(topicToSubject(P, "$SYS/x", true)).toBe("mqtt.c.S.$SYS.x");
   });
 });
 
 describe("filters [MQTT-4.7.1-2] [MQTT-4.7.2-1]", () => {
   test.each([
-    ["#", ["mqtt.c.t.>"]],
-    ["a/#", ["mqtt.c.t.a.>", "mqtt.c.t.a"]],
-    ["+/b", ["mqtt.c.t.*.b"]],
-    ["+", ["mqtt.c.t.*"]],
-    ["$SYS/#", ["mqtt.c.s.$SYS.>", "mqtt.c.s.$SYS"]],
-    ["a//+", ["mqtt.c.t.a.%.*"]],
-    ["a.b/ c", ["mqtt.c.t.a%2Eb.%20c"]],
-  ])("%p takes the subjects %p", (filter, subjects) => {
+    ["#", ["mqtt.c.t.>", "mqtt.c.T.>"]],
+    ["a/#", ["mqtt.c.t.a.>", "mqtt.c.t.a", "mqtt.c.T.a.>", "mqtt.c.T.a"]],
+    ["+/b", ["mqtt.c.t.*.b", "mqtt.c.T.*.b"]],
+    ["+", ["mqtt.c.t.*", "mqtt.c.T.*"]],
+    ["$SYS/#", ["mqtt.c.s.$SYS.>", "mqtt.c.s.$SYS", "mqtt.c.S.$SYS.>", "mqtt.c.S.$SYS"]],
+    ["a//+", ["mqtt.c.t.a.%.*", "mqtt.c.T.a.%.*"]],
+    ["a.b/ c", ["mqtt.c.t.a%2Eb.%20c", "mqtt.c.T.a%2Eb.%20c"]],
+  ])("%p takes the subjects %p (QoS 0, then kept)", (filter, subjects) => {
     expect(filterToSubjects(P, filter)).toEqual(subjects);
   });
 

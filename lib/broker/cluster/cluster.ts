@@ -18,6 +18,8 @@ export interface ClusterOptions {
   pass?: string;
   token?: string;
   credsFile?: string;
+  /** How many copies JetStream keeps of the message stream and the retained bucket; default: the NATS cluster's servers, at most 3 (1 on a lone server). */
+  replicas?: number;
 }
 
 /** The default cluster name. */

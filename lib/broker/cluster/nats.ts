@@ -30,11 +30,12 @@
 import { hostname } from "node:os";
 import { connect, credsAuthenticator, type ConnectionOptions, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import { Kvm, type KV, type KvEntry } from "@nats-io/kv";
+import { DeliverPolicy, DiscardPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import type { Message } from "../message";
 import type { Session, SubscriptionEntry } from "../session";
 import type { Cluster, ClusterHost, ClusterOptions } from "./cluster";
 import { decodeEnvelope, decodeRetained, encodeEnvelope, encodeRetained } from "./envelope";
-import { filterToKeys, filterToSubjects, topicToKey, topicToSubject } from "./subject";
+import { filterToKeys, filterToSubjects, KEPT_ROOTS, topicToKey, topicToSubject } from "./subject";
 
 /** How long published messages are kept to publish again after a lost connection. */
 const REPLAY_MS = 2000;
@@ -42,6 +43,20 @@ const REPLAY_MS = 2000;
 const REPLAY_MAX = 100_000;
 /** Sequence numbers remembered per origin to route each message once. */
 const RECENT_SEQS = 131_072;
+/** How long the message stream keeps a QoS 1/2 message, and how many bytes it keeps at most (the oldest go first). */
+const STREAM_MAX_AGE_MS = 24 * 3600_000;
+const STREAM_MAX_BYTES = 1024 ** 3;
+/** How often a node with interest notes the stream's last sequence number (where a catch-up starts). */
+const POSITION_MS = 1000;
+/** How long a confirmation (a JetStream publish acknowledgement) may take before it is tried again. */
+const CONFIRM_TIMEOUT_MS = 5000;
+const EMPTY = new Uint8Array(0);
+/** How often a catch-up asks the stream before it gives up (every 500 ms: 30 s). */
+const CATCH_UP_ATTEMPTS = 60;
+/** How long a catch-up reads on past its end marker, for messages that crossed other NATS servers. */
+const TAIL_MS = 1000;
+/** A catch-up before the stream's position was ever noted starts this long before the loss, by the clock. */
+const LOST_MARGIN_MS = 2000;
 
 /** The last `capacity` numbers added, for a membership test. */
 class RecentSet {
@@ -63,6 +78,19 @@ class RecentSet {
     this.set.add(n);
     return true;
   }
+}
+
+/**
+ * The message stream's handles. Markers are published on the main connection (`js`, in order with
+ * the messages they confirm), and a catch-up after a lost main connection reads there too (the
+ * second one may still be reconnecting). The notes of the stream's position use the second one
+ * (`sideJsm`), so that in ordinary times the main connection carries only messages and their
+ * confirmations.
+ */
+interface Stream {
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  sideJsm: JetStreamManager;
 }
 
 /** A NATS subscription held for local interest, and how many local subscriptions need it. */
@@ -89,6 +117,24 @@ export class NatsCluster implements Cluster {
   private readonly recent: { at: number; subject: string; data: Uint8Array }[] = [];
   private recentHead = 0;
   private readonly kvPending = new Set<Promise<unknown>>();
+  /** The JetStream message stream `mqtt_msgs_{name}`, open once its promise resolves (opened in the background like the bucket). */
+  private stream: Promise<Stream> | null = null;
+  private readonly streamName: string;
+  /** QoS 1/2 messages published since the last confirmation started, to publish again if it fails; and the losses when the first was published. */
+  private unconfirmed: { subject: string; data: Uint8Array }[] = [];
+  private unconfirmedLosses = 0;
+  private readonly confirming = new Set<Promise<void>>();
+  /** Sequence numbers seen lately from each origin for QoS 1/2 messages (they have a counter of their own). */
+  private readonly seenKept = new Map<number, RecentSet>();
+  private keptSeq = 0;
+  /** The stream's last sequence number at the last two notes: a catch-up starts after the older one. */
+  private positions: [number, number] | null = null;
+  private positionTimer: ReturnType<typeof setInterval> | null = null;
+  /** When the main connection was last lost. */
+  private lostAt = 0;
+  /** During a catch-up, the live QoS 1/2 messages that arrive meanwhile, routed after it; null otherwise. */
+  private held: [Uint8Array, string][] | null = null;
+  private catchingUp: Promise<void> = Promise.resolve();
   /** Connections to NATS lost so far: a change while a message waits to be accepted means it may be lost. */
   private losses = 0;
   private up = false;
@@ -101,6 +147,7 @@ export class NatsCluster implements Cluster {
     private readonly host: ClusterHost,
   ) {
     this.prefix = `mqtt.${options.name}`;
+    this.streamName = `mqtt_msgs_${options.name}`;
   }
 
   get connected(): boolean {
@@ -128,15 +175,78 @@ export class NatsCluster implements Cluster {
     this.watch(this.groupsNc, " (shared subscriptions and retained messages)");
     this.kv = this.openBucket(this.groupsNc, `mqtt_retained_${o.name}`);
     this.kv.catch(() => {});
+    this.stream = this.openStream(this.nc, this.groupsNc);
+    this.stream.catch(() => {});
+    this.positionTimer = setInterval(() => this.notePosition(), POSITION_MS);
+    this.positionTimer.unref();
     this.up = true;
     this.host.log("info", `cluster '${o.name}': connected to ${this.nc.getServer()}`);
+  }
+
+  /** How many copies JetStream keeps: options.replicas, else as many servers as the NATS cluster has, at most 3. */
+  private replicas(nc: NatsConnection): number {
+    if (this.options.replicas !== undefined) return this.options.replicas;
+    const info = nc.info;
+    return info?.cluster === undefined ? 1 : Math.min(3, Math.max(1, info.connect_urls?.length ?? 1));
+  }
+
+  /**
+   * Opens (creating it if need be) the message stream, which keeps every QoS 1/2 message published
+   * to the cluster (the upper-case roots): a confirmation waits for it, and a node that was cut off
+   * reads what it missed from it. Tries again until JetStream answers.
+   */
+  private async openStream(nc: NatsConnection, side: NatsConnection): Promise<Stream> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const jsm = await jetstreamManager(side); // created there; a stream's creation is no hot path
+        const subjects = [...KEPT_ROOTS.map((r) => `${this.prefix}.${r}.>`), `${this.prefix}.M.>`];
+        const info = await jsm.streams.info(this.streamName).catch(() => null);
+        const last =
+          info !== null
+            ? info.state.last_seq
+            : (
+                await jsm.streams.add({
+                  name: this.streamName,
+                  subjects,
+                  max_age: STREAM_MAX_AGE_MS * 1e6,
+                  max_bytes: STREAM_MAX_BYTES,
+                  discard: DiscardPolicy.Old,
+                  num_replicas: this.replicas(nc),
+                  duplicate_window: 0,
+                })
+              ).state.last_seq;
+        this.positions = [last, last];
+        if (attempt > 1) this.host.log("warning", `cluster: the message stream ${this.streamName} is open`);
+        return { js: jetstream(nc, { timeout: CONFIRM_TIMEOUT_MS }), jsm: await jetstreamManager(nc, { checkAPI: false }), sideJsm: jsm };
+      } catch (e) {
+        if (this.stopping) throw e;
+        if (attempt === 1) this.host.log("warning", `cluster: cannot open the message stream ${this.streamName} yet (${(e as Error).message}); trying again (QoS 1 and 2 acknowledgements wait for it)`);
+        await Bun.sleep(500);
+      }
+    }
+  }
+
+  /** Notes the stream's last sequence number (while connected), where a catch-up after a lost connection starts. */
+  private notePosition(): void {
+    const stream = this.stream;
+    if (!this.up || this.positions === null || stream === null) return;
+    const losses = this.losses;
+    void stream
+      .then(({ sideJsm }) => sideJsm.streams.info(this.streamName))
+      .then(
+        (info) => {
+          // an answer to a question asked before a loss may count what this node missed since
+          if (this.positions !== null && this.up && this.losses === losses) this.positions = [this.positions[1], info.state.last_seq];
+        },
+        () => {},
+      );
   }
 
   /** Opens (creating it if need be) the retained bucket, trying again until JetStream answers. */
   private async openBucket(nc: NatsConnection, bucket: string): Promise<KV> {
     for (let attempt = 1; ; attempt++) {
       try {
-        const kv = await new Kvm(nc).create(bucket, { history: 1 });
+        const kv = await new Kvm(nc).create(bucket, { history: 1, replicas: this.replicas(nc) });
         if (attempt > 1) this.host.log("warning", `cluster: the retained bucket ${bucket} is open`);
         return kv;
       } catch (e) {
@@ -154,6 +264,7 @@ export class NatsCluster implements Cluster {
         if (s.type === "disconnect") {
           if (nc === this.nc) this.losses++;
           if (nc === this.nc && this.up) {
+            this.lostAt = Date.now();
             this.up = false;
             this.back = Promise.withResolvers<void>();
           }
@@ -163,6 +274,7 @@ export class NatsCluster implements Cluster {
             this.replay(nc);
             this.up = true;
             this.back.resolve();
+            this.catchUp(this.positions?.[0] ?? new Date(this.lostAt - LOST_MARGIN_MS));
           }
           this.host.log("warning", `cluster: reconnected to NATS ${s.server}${what}`);
         }
@@ -174,7 +286,8 @@ export class NatsCluster implements Cluster {
     this.stopping = true;
     this.up = false;
     this.back.resolve();
-    await Promise.allSettled([...this.kvPending]);
+    if (this.positionTimer !== null) clearInterval(this.positionTimer);
+    await Promise.allSettled([...this.kvPending, ...this.confirming, this.catchingUp]);
     await Promise.allSettled([this.nc?.drain(), this.groupsNc?.drain()]);
   }
 
@@ -183,13 +296,24 @@ export class NatsCluster implements Cluster {
   publish(message: Message): void {
     const nc = this.nc;
     if (nc === null) return;
-    const seq = ++this.seq;
+    const kept = message.qos > 0;
+    const seq = kept ? ++this.keptSeq : ++this.seq;
     try {
       const now = Date.now();
-      const subject = topicToSubject(this.prefix, message.topic);
+      const subject = topicToSubject(this.prefix, message.topic, kept);
       const data = encodeEnvelope(message, this.origin, seq, now);
       nc.publish(subject, data);
-      this.remember(now, subject, data);
+      if (!kept) this.remember(now, subject, data);
+      else {
+        if (this.unconfirmed.length === 0) {
+          this.unconfirmedLosses = this.losses;
+          queueMicrotask(() => this.confirm()); // a will, say, is confirmed without anybody waiting for it
+        }
+        // published while cut off: it waits in the client's buffer and reaches a server that may
+        // not have its streams back yet, so it is published again once a marker went through
+        if (!this.up) this.unconfirmedLosses = -1;
+        this.unconfirmed.push({ subject, data });
+      }
     } catch (e) {
       this.host.log("error", `cluster: cannot publish on '${message.topic}': ${(e as Error).message}`);
     }
@@ -245,10 +369,50 @@ export class NatsCluster implements Cluster {
     );
   }
 
+  /**
+   * Confirms the QoS 1/2 messages published since the last call: one JetStream publish of a marker
+   * (an empty message on `{prefix}.M.{origin}`, which the stream keeps too) on the same connection.
+   * The server handles one connection's messages in order and the stream stores them in order, so
+   * the marker's acknowledgement means every message before it is stored. When the acknowledgement
+   * does not come, or a connection was lost since the first of them was published (it may have
+   * taken some), they are published again and a new marker is sent; receivers route each origin's
+   * sequence number once.
+   */
+  private confirm(): void {
+    if (this.unconfirmed.length === 0) return;
+    const batch = this.unconfirmed;
+    let losses = this.unconfirmedLosses;
+    this.unconfirmed = [];
+    const marker = `${this.prefix}.M.${this.origin.toString(36)}`;
+    const p = (async () => {
+      for (let attempt = 1; ; attempt++) {
+        while (!this.up && !this.stopping) await this.back.promise;
+        if (this.stopping) throw new Error("the broker is stopping");
+        const { js } = await this.stream!;
+        let failed: Error | null = null;
+        try {
+          await js.publish(marker, EMPTY);
+        } catch (e) {
+          failed = e as Error;
+        }
+        if (failed === null && this.losses === losses) return;
+        if (failed !== null && attempt === 1) this.host.log("warning", `cluster: JetStream did not confirm ${batch.length} message(s): ${failed.message}; publishing them again`);
+        losses = this.losses;
+        for (const m of batch) this.nc!.publish(m.subject, m.data);
+      }
+    })();
+    this.confirming.add(p);
+    p.then(
+      () => this.confirming.delete(p),
+      () => this.confirming.delete(p),
+    );
+  }
+
   async accepted(): Promise<void> {
     const nc = this.nc;
     if (nc === null || this.stopping) throw new Error("not connected");
-    const kv = [...this.kvPending];
+    this.confirm();
+    const kv = [...this.kvPending, ...this.confirming];
     for (;;) {
       const losses = this.losses;
       // cut off from NATS when published: the client holds the messages in its buffer until it is back
@@ -268,8 +432,10 @@ export class NatsCluster implements Cluster {
   private receive(data: Uint8Array, subject: string): Message | null {
     try {
       const { origin, seq, message } = decodeEnvelope(data);
-      let seen = this.seen.get(origin);
-      if (seen === undefined) this.seen.set(origin, (seen = new RecentSet(RECENT_SEQS)));
+      if (origin === this.origin) return null; // read back from the stream by a catch-up
+      const seenBy = message.qos > 0 ? this.seenKept : this.seen;
+      let seen = seenBy.get(origin);
+      if (seen === undefined) seenBy.set(origin, (seen = new RecentSet(RECENT_SEQS)));
       if (!seen.add(seq)) return null;
       return message;
     } catch (e) {
@@ -289,12 +455,103 @@ export class NatsCluster implements Cluster {
       nc.subscribe(subject, {
         callback: (err, msg) => {
           if (err !== null) return;
-          const m = this.receive(msg.data, msg.subject);
-          if (m !== null) this.host.routeRemote(m);
+          if (this.held !== null && subjectIsKept(this.prefix, msg.subject)) this.held.push([msg.data, msg.subject]);
+          else this.route(msg.data, msg.subject);
         },
       }),
     );
     this.interest.set(filter, { count: 1, subs });
+  }
+
+  /** Routes what arrived from another node, once. */
+  private route(data: Uint8Array, subject: string): void {
+    const m = this.receive(data, subject);
+    if (m !== null) this.host.routeRemote(m);
+  }
+
+  /**
+   * After a lost connection: reads from the message stream the QoS 1/2 messages published since
+   * shortly before the loss (the older of the two last notes of the stream's position; before the
+   * stream was open, LOST_MARGIN_MS before the loss by the clock) and routes
+   * those not seen yet; live ones that arrive meanwhile wait and follow, so the order holds. Core
+   * NATS is at-most-once: what was published while this node was cut off reached nobody here.
+   */
+  private catchUp(from: number | Date): void {
+    this.catchingUp = this.catchingUp.then(async () => {
+      if (this.stream === null || this.interest.size === 0 || this.stopping) return;
+      this.held ??= [];
+      try {
+        for (let attempt = 1; ; attempt++) {
+          try {
+            const n = await this.readSince(from);
+            if (n > 0) this.host.log("info", `cluster: read ${n} message(s) published while cut off from NATS back from the stream`);
+            return;
+          } catch (e) {
+            // the stream may be electing a new leader after a NATS server died
+            if (this.stopping || attempt === CATCH_UP_ATTEMPTS) throw e;
+            await Bun.sleep(500);
+          }
+        }
+      } catch (e) {
+        this.host.log("error", `cluster: cannot read what was published while cut off from NATS: ${(e as Error).message}`);
+      } finally {
+        this.release();
+      }
+    });
+  }
+
+  /** Routes the live messages held during a catch-up, and holds no more. */
+  private release(): void {
+    const held = this.held ?? [];
+    this.held = null;
+    for (const [data, subject] of held) this.route(data, subject);
+  }
+
+  /**
+   * Routes the QoS 1/2 messages the stream holds after sequence number `from`; returns how many.
+   * Where it ends: a marker this node publishes once its subscriptions are in place (a flush).
+   * A message the server handled before them went into the stream's queue before the marker, so
+   * it comes before the marker's sequence number; one handled after them was delivered live. The
+   * live ones held meanwhile are routed once the marker is reached. Messages that crossed other
+   * NATS servers may take longer to be stored, so the stream is read on for TAIL_MS more.
+   */
+  private async readSince(from: number | Date): Promise<number> {
+    const { js, jsm } = await this.stream!;
+    await this.nc!.flush();
+    const end = (await js.publish(`${this.prefix}.M.${this.origin.toString(36)}`, EMPTY)).seq;
+    const { state } = await jsm.streams.info(this.streamName);
+    const consumer = await js.consumers.get(
+      this.streamName,
+      typeof from === "number"
+        ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(from + 1, state.first_seq) }
+        : { deliver_policy: DeliverPolicy.StartTime, opt_start_time: from.toISOString() },
+    );
+    const messages = await consumer.consume({ max_messages: 1000 });
+    let stopAt = Infinity;
+    let idle = 0;
+    const watchdog = setInterval(() => {
+      // the marker may be gone meanwhile (the stream's limits): stop when nothing comes for a while
+      if (++idle >= 5 || Date.now() >= stopAt) void messages.close();
+    }, 250);
+    let n = 0;
+    try {
+      for await (const m of messages) {
+        idle = 0;
+        if (subjectIsKept(this.prefix, m.subject)) {
+          n++;
+          this.route(m.data, m.subject);
+        }
+        if (m.seq >= end && stopAt === Infinity) {
+          this.release();
+          stopAt = Date.now() + TAIL_MS;
+        }
+        if (Date.now() >= stopAt || m.info.pending === 0) break;
+      }
+    } finally {
+      clearInterval(watchdog);
+      void messages.close();
+    }
+    return n;
   }
 
   unsubscribed(filter: string): void {
@@ -372,3 +629,10 @@ export class NatsCluster implements Cluster {
     return messages;
   }
 }
+
+/** True for a subject of the message stream's (QoS 1/2) roots. */
+function subjectIsKept(prefix: string, subject: string): boolean {
+  const r = subject.charCodeAt(prefix.length + 1);
+  return r === 0x54 /* T */ || r === 0x53; /* S */
+}
+

@@ -15,7 +15,9 @@
  * - topics whose first level starts with '$' live under a root of their own ('s', the others
  *   under 't'), so '#' and '+/...' never take interest in them [MQTT-4.7.2-1].
  *
- * A subject is `{prefix}.t.{levels}` or `{prefix}.s.{levels}`. KV keys allow only
+ * A subject is `{prefix}.t.{levels}` or `{prefix}.s.{levels}` for a QoS 0 message, and
+ * `{prefix}.T.{levels}` or `{prefix}.S.{levels}` for a QoS 1 or 2 one: the upper-case roots are
+ * the ones the JetStream message stream keeps. KV keys allow only
  * [-/_=.A-Za-z0-9], so the same scheme with '=' as the escape (of every other UTF-8 byte) and '='
  * alone for an empty level gives the retained messages' keys: `t.{levels}` / `s.{levels}`.
  */
@@ -48,14 +50,18 @@ export function unescapeLevel(token: string): string {
   return token.replace(/%([0-9A-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
 }
 
-/** The root token of a topic or filter: 's' when its first level starts with '$', else 't'. */
-function root(topicOrFilter: string): string {
-  return topicOrFilter.charCodeAt(0) === 0x24 ? "s" : "t";
+/** The root token of a topic or filter: 's' when its first level starts with '$', else 't'; upper case for the kept (QoS 1 and 2) roots. */
+function root(topicOrFilter: string, kept = false): string {
+  const dollar = topicOrFilter.charCodeAt(0) === 0x24;
+  return kept ? (dollar ? "S" : "T") : dollar ? "s" : "t";
 }
 
-/** The subject a topic is published on. */
-export function topicToSubject(prefix: string, topic: string): string {
-  return `${prefix}.${root(topic)}.${topic.split("/").map(escapeLevel).join(".")}`;
+/** The roots the message stream keeps: `{prefix}.T.>` and `{prefix}.S.>`. */
+export const KEPT_ROOTS = ["T", "S"] as const;
+
+/** The subject a topic is published on: at QoS 0, or (`kept`) at QoS 1 or 2, where the message stream keeps it. */
+export function topicToSubject(prefix: string, topic: string, kept = false): string {
+  return `${prefix}.${root(topic, kept)}.${topic.split("/").map(escapeLevel).join(".")}`;
 }
 
 /** The topic of a subject made by topicToSubject (null when it is not one). */
@@ -72,10 +78,10 @@ function filterForms(filter: string, escape: (level: string) => string): string[
   return [tokens];
 }
 
-/** The subjects that carry every topic a (valid, non-shared) filter matches, and nothing else. */
+/** The subjects that carry every topic a (valid, non-shared) filter matches at any QoS, and nothing else. */
 export function filterToSubjects(prefix: string, filter: string): string[] {
-  const r = root(filter);
-  return filterForms(filter, escapeLevel).map((t) => `${prefix}.${r}.${t.join(".")}`);
+  const forms = filterForms(filter, escapeLevel).map((t) => t.join("."));
+  return [root(filter), root(filter, true)].flatMap((r) => forms.map((f) => `${prefix}.${r}.${f}`));
 }
 
 /** True for characters a KV key token keeps as they are. */

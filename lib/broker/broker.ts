@@ -29,6 +29,7 @@ import { DEFAULT_OPTIONS, normalizeAddresses, type Addresses, type BrokerOptions
 import { Router, type Matches } from "./router";
 import type { Cluster, ClusterHost } from "./cluster/cluster";
 import { AckGate } from "./cluster/ack-gate";
+import { longTimeout, type LongTimer } from "./timers";
 import { Session, type SubscriptionEntry } from "./session";
 import { Overload } from "./overload/overload";
 import { TcpListener } from "./transport/tcp";
@@ -39,26 +40,6 @@ import type { Transport } from "./transport/transport";
 export type LogLevel = "debug" | "info" | "warning" | "error";
 const LEVELS: Record<LogLevel, number> = { debug: 0, info: 1, warning: 2, error: 3 };
 
-/** Longest delay one setTimeout takes; a longer one fires at once. */
-const MAX_TIMEOUT_MS = 2_147_483_647;
-
-/** A cancellable timer for delays up to the spec's 0xFFFFFFFE seconds (Session Expiry, Will Delay). */
-interface LongTimer {
-  clear(): void;
-}
-
-/** Runs `fn` after `ms`, in steps setTimeout can take; unref'd, so it never keeps the process alive. */
-function longTimeout(fn: () => void, ms: number): LongTimer {
-  const deadline = Date.now() + ms;
-  let t: Timer;
-  const arm = () => {
-    const left = deadline - Date.now();
-    t = setTimeout(left > MAX_TIMEOUT_MS ? arm : fn, Math.min(Math.max(left, 0), MAX_TIMEOUT_MS));
-    t.unref();
-  };
-  arm();
-  return { clear: () => clearTimeout(t) };
-}
 const SWEEP_MS = 250;
 
 export { SLICE_MS } from "./slices";

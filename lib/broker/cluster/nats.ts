@@ -383,7 +383,7 @@ export class NatsCluster implements Cluster {
     const batch = this.unconfirmed;
     let losses = this.unconfirmedLosses;
     this.unconfirmed = [];
-    const marker = `${this.prefix}.M.${this.origin.toString(36)}`;
+    const marker = this.markerSubject;
     const p = (async () => {
       for (let attempt = 1; ; attempt++) {
         while (!this.up && !this.stopping) await this.back.promise;
@@ -516,10 +516,40 @@ export class NatsCluster implements Cluster {
    * NATS servers may take longer to be stored, so the stream is read on for TAIL_MS more.
    */
   private async readSince(from: number | Date): Promise<number> {
-    const { js, jsm } = await this.stream!;
+    const { js } = await this.stream!;
     await this.nc!.flush();
-    const end = (await js.publish(`${this.prefix}.M.${this.origin.toString(36)}`, EMPTY)).seq;
+    const end = (await js.publish(this.markerSubject, EMPTY)).seq;
+    let stopAt = Infinity;
+    let n = 0;
+    await this.readStream(from, (seq, subject, data) => {
+      if (subjectIsKept(this.prefix, subject)) {
+        n++;
+        this.route(data, subject);
+      }
+      if (seq >= end && stopAt === Infinity) {
+        this.release();
+        stopAt = Date.now() + TAIL_MS;
+      }
+      return Date.now() < stopAt;
+    });
+    return n;
+  }
+
+  /** This node's marker subject (see confirm()). */
+  get markerSubject(): string {
+    return `${this.prefix}.M.${this.origin.toString(36)}`;
+  }
+
+  /**
+   * Reads the message stream from after sequence number `from` (or from a time), handing each
+   * message to `each` until it returns false or the stream has no more now; returns the last
+   * sequence number read (or `from`).
+   */
+  async readStream(from: number | Date, each: (seq: number, subject: string, data: Uint8Array) => boolean): Promise<number> {
+    const { js, jsm } = await this.stream!;
     const { state } = await jsm.streams.info(this.streamName);
+    let last = typeof from === "number" ? from : 0;
+    if (state.messages === 0 || (typeof from === "number" && from >= state.last_seq)) return last;
     const consumer = await js.consumers.get(
       this.streamName,
       typeof from === "number"
@@ -527,31 +557,22 @@ export class NatsCluster implements Cluster {
         : { deliver_policy: DeliverPolicy.StartTime, opt_start_time: from.toISOString() },
     );
     const messages = await consumer.consume({ max_messages: 1000 });
-    let stopAt = Infinity;
     let idle = 0;
     const watchdog = setInterval(() => {
-      // the marker may be gone meanwhile (the stream's limits): stop when nothing comes for a while
-      if (++idle >= 5 || Date.now() >= stopAt) void messages.close();
+      // what was there may be gone meanwhile (the stream's limits): stop when nothing comes for a while
+      if (++idle >= 5) void messages.close();
     }, 250);
-    let n = 0;
     try {
       for await (const m of messages) {
         idle = 0;
-        if (subjectIsKept(this.prefix, m.subject)) {
-          n++;
-          this.route(m.data, m.subject);
-        }
-        if (m.seq >= end && stopAt === Infinity) {
-          this.release();
-          stopAt = Date.now() + TAIL_MS;
-        }
-        if (Date.now() >= stopAt || m.info.pending === 0) break;
+        last = m.seq;
+        if (!each(m.seq, m.subject, m.data) || m.info.pending === 0) break;
       }
     } finally {
       clearInterval(watchdog);
       void messages.close();
     }
-    return n;
+    return last;
   }
 
   unsubscribed(filter: string): void {

@@ -240,6 +240,7 @@ export async function brokerCommand(argv: string[]): Promise<number> {
     if (limits.cluster === undefined || limits.cluster === null) throw new UsageError("--cluster-replicas needs --cluster (or [cluster] in --config)");
     limits.cluster = { ...limits.cluster, replicas: clusterReplicas("--cluster-replicas", values["cluster-replicas"]) };
   }
+  if (limits.cluster != null && limits.persistenceFile != null) throw new UsageError("--persistence is not used with --cluster: in a cluster, sessions, QoS 1/2 and retained messages live in JetStream");
   // the command's own --log-level, else the global one (mqtttools --log-level LEVEL broker; default error)
   const logLevel = values["log-level"] !== undefined ? parseLogLevel(values["log-level"]) : globalLogLevel();
   const port = (flag: "port" | "secure-port" | "ws-port" | "wss-port", fallback: string) => integerFlag(flag, values[flag] ?? fallback, 0, 65535);

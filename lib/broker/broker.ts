@@ -29,6 +29,7 @@ import { DEFAULT_OPTIONS, normalizeAddresses, type Addresses, type BrokerOptions
 import { Router, type Matches } from "./router";
 import type { Cluster, ClusterHost } from "./cluster/cluster";
 import { AckGate } from "./cluster/ack-gate";
+import { handedFrom, type HandedSession } from "./cluster/handover";
 import { longTimeout, type LongTimer } from "./timers";
 import { Session, type SubscriptionEntry } from "./session";
 import { Overload } from "./overload/overload";
@@ -174,6 +175,9 @@ export class Broker {
       }, sharedWs);
       this.httpPort = this.http.start();
       this.log("info", `HTTP endpoint on ${http.host}:${this.httpPort}${sharedWs === null ? "" : " (with the WebSocket listener)"}`);
+    }
+    if (this.options.cluster !== null && this.options.persistenceFile !== null) {
+      throw new Error("persistenceFile is not used with cluster: in a cluster, sessions, QoS 1/2 and retained messages live in JetStream");
     }
     this.authenticator = await Authenticator.load(this.options.passwordFile, this.options.allowAnonymous);
     this.acl = this.options.aclFile === null ? null : await loadAccessRules(this.options.aclFile);
@@ -332,6 +336,9 @@ export class Broker {
         this.flushAll();
       },
       log: (level, line) => this.log(level, line),
+      handOver: (clientId, cleanStart) => this.handOver(clientId, cleanStart),
+      publishWill: (m) => this.publishWill(m),
+      queueBounds: () => ({ maxQueuedMessages: this.options.maxQueuedMessages, maxQueuedBytes: this.options.maxQueuedBytes }),
     };
     const cluster = new NatsCluster(this.options.cluster!, host);
     await cluster.start();
@@ -339,6 +346,68 @@ export class Broker {
     this.ackGate = new AckGate(() => cluster.accepted(), () => this.flushAll());
     this.router.outbound = (m) => cluster.publish(m);
     this.router.interest = cluster;
+  }
+
+  /**
+   * Another node takes over the session of `clientId` (see ClusterHost.handOver): its connection
+   * here is closed with 0x8E, which handles the will as a takeover does (published at once with no
+   * delay, else pending); a pending will is then published if the session ends (clean start) and
+   * dropped if it goes on elsewhere [MQTT-3.1.3-9]. The session is forgotten here and returned.
+   */
+  private handOver(clientId: string, cleanStart: boolean): HandedSession | null {
+    this.clients.get(clientId)?.close(ReasonCode.SessionTakenOver, "another node took over the session"); // [MQTT-3.1.4-3]
+    const session = this.sessions.get(clientId);
+    if (session === undefined) return null;
+    const w = this.willTimers.get(session);
+    const handed = cleanStart ? null : handedFrom(session);
+    this.resumeSession(session); // its expiry and will timers go
+    if (w !== undefined && cleanStart) this.publishWill(w.message); // the session ends [MQTT-3.1.2-8]
+    this.forgetSession(session);
+    this.flushAll();
+    return handed;
+  }
+
+  /** A session handed over by another node, or rebuilt from the registry, made this node's (offline until its CONNECT finishes). */
+  adoptSession(h: HandedSession): void {
+    const old = this.sessions.get(h.clientId);
+    if (old !== undefined) this.forgetSession(old);
+    const session = new Session(h.clientId);
+    session.expiryInterval = h.expiryInterval;
+    session.protocolVersion = h.protocolVersion;
+    session.username = h.username;
+    this.sessions.set(h.clientId, session);
+    for (const sub of h.subscriptions) {
+      const { key, ...options } = sub;
+      this.subscribe(session, key, { session, ...options });
+    }
+    for (const q of h.queue) session.enqueue({ message: q.message, qos: q.qos, retain: q.retain, subscriptionIds: q.subscriptionIds }, Infinity, Infinity);
+    for (const m of h.inflight) session.addInflight({ packetId: m.packetId!, message: m.message, qos: m.qos, retain: m.retain, subscriptionIds: m.subscriptionIds, released: m.released === true, held: false });
+    for (const id of h.incomingQos2) session.addIncomingQos2(id);
+    if (h.dropped !== undefined && h.dropped > 0) {
+      this.counters.dropped.queue_full += h.dropped;
+      this.log("warning", `the session of '${h.clientId}' resumed here without ${h.dropped} message(s) over its queue's bound`);
+    }
+  }
+
+  /** The client went while its session was being claimed: an adopted session stays, offline; without one, the record goes. */
+  claimAbandoned(clientId: string): void {
+    const session = this.sessions.get(clientId);
+    if (session === undefined || session.connected) {
+      if (session === undefined) this.cluster?.sessionEnded(clientId);
+      return;
+    }
+    this.cluster?.sessionOffline(session, null, 0, 0);
+    if (session.expiryInterval !== 0xffffffff) this.expireLater(session, session.expiryInterval * 1000);
+  }
+
+  /** Drops a session from this node without ending it anywhere else: no will, no record change. */
+  private forgetSession(session: Session): void {
+    this.resumeSession(session);
+    session.clearMessages();
+    if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);
+    session.ended = true;
+    this.router.invalidate();
+    for (const key of [...session.subscriptions.keys()]) this.unsubscribe(session, key);
   }
 
   /** True while the cluster is connected (readiness); null on a lone broker. */
@@ -589,8 +658,9 @@ export class Broker {
     this.expiryTimers.set(session, timer);
   }
 
-  /** Removes a session and its subscriptions, publishing a will still pending. */
-  endSession(session: Session): void {
+  /** Removes a session and its subscriptions, publishing a will still pending; `replaced`: a clean start replaces it (in a cluster its record stays). */
+  endSession(session: Session, replaced = false): void {
+    if (!replaced && this.sessions.get(session.clientId) === session) this.cluster?.sessionEnded(session.clientId);
     const w = this.willTimers.get(session); // read before resumeSession() forgets it
     if (session.journal !== null) {
       this.store?.sessionEnded(session.clientId); // its rows, its will's included
@@ -664,6 +734,10 @@ export class Broker {
       else this.delayWill(session, will.message, delay); // [MQTT-3.1.3-9]
     }
     if (expiry !== 0 && session.journal !== null) this.store?.saveSession(session, Date.now()); // offline from now; DISCONNECT may have changed its expiry
+    if (expiry !== 0 && this.cluster !== null && this.sessions.get(session.clientId) === session) {
+      const w = this.willTimers.get(session);
+      this.cluster.sessionOffline(session, w?.message ?? null, will?.delayMs ?? 0, w === undefined ? 0 : Date.now() + Math.min(will!.delayMs, expiry === 0xffffffff ? Infinity : expiry * 1000));
+    }
     if (expiry === 0) this.endSession(session);
     else if (expiry !== 0xffffffff) this.expireLater(session, expiry * 1000);
   }
@@ -730,11 +804,13 @@ export class Broker {
 
   /** Adds or replaces a session's subscription (see Router.subscribe); true when it is new. */
   subscribe(session: Session, key: string, entry: SubscriptionEntry): boolean {
+    this.cluster?.subscriptionsChanged(session);
     return this.router.subscribe(session, key, entry);
   }
 
   /** Removes a session's subscription (see Router.unsubscribe); false when it had none. */
   unsubscribe(session: Session, key: string): boolean {
+    if (!session.ended) this.cluster?.subscriptionsChanged(session);
     return this.router.unsubscribe(session, key);
   }
 

@@ -32,7 +32,7 @@ export interface PendingWill {
 }
 
 /** What can hold a publisher back: a session whose queue it filled, the broker's memory pressure, or its own packet being handled in slices. */
-export type HoldReason = Session | "memory" | "slices" | "turn";
+export type HoldReason = Session | "memory" | "slices" | "turn" | "claim";
 
 /** The v5 reason code each 3.1.1 CONNACK return code stands for (section 3.2.2.3 of 3.1.1). */
 const V5_OF_RETURN_CODE: Record<number, number> = { 1: 0x84, 2: 0x85, 3: 0x88, 4: 0x86, 5: 0x87 };
@@ -142,6 +142,7 @@ export class Connection {
         }
         if (this.broker.packetLog !== 0) this.broker.logPacket(this, "Received", packet);
         dispatch(this, packet);
+        if (this.holds !== null) return; // a cluster claims the session first (handleConnect)
       }
       const deadline = performance.now() + READ_SLICE_MS;
       let n = 0;

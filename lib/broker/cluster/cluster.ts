@@ -6,6 +6,7 @@
 import type { Message } from "../message";
 import type { Interest } from "../router";
 import type { Session, SubscriptionEntry } from "../session";
+import type { HandedSession } from "./handover";
 
 /** Where the cluster runs and how to join it (BrokerOptions.cluster, `--cluster`, `[cluster]`). */
 export interface ClusterOptions {
@@ -35,6 +36,15 @@ export interface ClusterHost {
   deliverRetained(session: Session, entry: SubscriptionEntry, messages: Message[]): void;
   /** Writes a log line. */
   log(level: "debug" | "info" | "warning" | "error", line: string): void;
+  /**
+   * Another node takes the session of `clientId`: closes its connection here with DISCONNECT 0x8E,
+   * handles its will as a takeover does, forgets the session and returns its state (null: none here).
+   */
+  handOver(clientId: string, cleanStart: boolean): HandedSession | null;
+  /** Publishes a will (of a session this node took over, or of a dead node's client). */
+  publishWill(message: Message): void;
+  /** The bounds of an offline queue: a session rebuilt from the message stream holds at most this. */
+  queueBounds(): { maxQueuedMessages: number; maxQueuedBytes: number };
 }
 
 /** The engine: interest out, messages in and out, shared groups, retained messages. */
@@ -53,4 +63,17 @@ export interface Cluster extends Interest {
   sendRetained(session: Session, entry: SubscriptionEntry): void;
   /** Resolves once NATS accepted everything published and retained so far; rejects if it cannot. */
   accepted(): Promise<void>;
+
+  // ---- sessions across the cluster (nats-sessions.ts) ----
+
+  /** Makes a client's session this node's before its CONNACK, taking it from the node that held it; the state to resume, or null. */
+  claimSession(clientId: string, cleanStart: boolean): Promise<HandedSession | null>;
+  /** A session connected here (CONNACK sent): its record names this node, its subscriptions, expiry and will. */
+  sessionConnected(session: Session, will: { message: Message; delayMs: number } | null): void;
+  /** A session's subscriptions changed. */
+  subscriptionsChanged(session: Session): void;
+  /** A session went offline here, its will pending until `willDueAt` (0: none). */
+  sessionOffline(session: Session, will: Message | null, delayMs: number, willDueAt: number): void;
+  /** A session ended here. */
+  sessionEnded(clientId: string): void;
 }

@@ -35,6 +35,8 @@ import type { Message } from "../message";
 import type { Session, SubscriptionEntry } from "../session";
 import type { Cluster, ClusterHost, ClusterOptions } from "./cluster";
 import { decodeEnvelope, decodeRetained, encodeEnvelope, encodeRetained } from "./envelope";
+import type { HandedSession } from "./handover";
+import { NatsSessions, type SessionsEngine } from "./nats-sessions";
 import { filterToKeys, filterToSubjects, KEPT_ROOTS, topicToKey, topicToSubject } from "./subject";
 
 /** How long published messages are kept to publish again after a lost connection. */
@@ -100,12 +102,15 @@ interface Held {
 }
 
 /** The NATS cluster engine (see the top of this file). */
-export class NatsCluster implements Cluster {
+export class NatsCluster implements Cluster, SessionsEngine {
+  private sessions: NatsSessions | null = null;
+  /** Resolves once the session registry is open (claims wait for it). */
+  private sessionsReady: Promise<NatsSessions> | null = null;
   private nc: NatsConnection | null = null;
   private groupsNc: NatsConnection | null = null;
   /** The retained bucket, opened in the background (JetStream may need a while, e.g. while a NATS cluster elects its leader). */
   private kv: Promise<KV> | null = null;
-  private readonly prefix: string;
+  readonly prefix: string;
   /** This process's id in envelopes: random, so a restarted node is a new origin. */
   private readonly origin = Math.floor(Math.random() * 2 ** 48);
   private seq = 0;
@@ -138,13 +143,13 @@ export class NatsCluster implements Cluster {
   /** Connections to NATS lost so far: a change while a message waits to be accepted means it may be lost. */
   private losses = 0;
   private up = false;
-  private stopping = false;
+  stopping = false;
   /** Resolved when the main connection is back (replaced at each disconnect). */
   private back = Promise.withResolvers<void>();
 
   constructor(
     private readonly options: ClusterOptions,
-    private readonly host: ClusterHost,
+    readonly host: ClusterHost,
   ) {
     this.prefix = `mqtt.${options.name}`;
     this.streamName = `mqtt_msgs_${options.name}`;
@@ -177,14 +182,21 @@ export class NatsCluster implements Cluster {
     this.kv.catch(() => {});
     this.stream = this.openStream(this.nc, this.groupsNc);
     this.stream.catch(() => {});
+    const sessions = new NatsSessions(this, this.groupsNc, o.name);
+    this.sessions = sessions;
+    this.sessionsReady = sessions.start().then(() => sessions);
+    this.sessionsReady.catch(() => {});
     this.positionTimer = setInterval(() => this.notePosition(), POSITION_MS);
     this.positionTimer.unref();
     this.up = true;
+    // clients are served once sessions can be claimed and QoS 1/2 messages confirmed (JetStream
+    // may take a while, e.g. while a new NATS cluster elects its leaders)
+    await Promise.all([this.sessionsReady, this.stream]);
     this.host.log("info", `cluster '${o.name}': connected to ${this.nc.getServer()}`);
   }
 
   /** How many copies JetStream keeps: options.replicas, else as many servers as the NATS cluster has, at most 3. */
-  private replicas(nc: NatsConnection): number {
+  replicas(nc: NatsConnection): number {
     if (this.options.replicas !== undefined) return this.options.replicas;
     const info = nc.info;
     return info?.cluster === undefined ? 1 : Math.min(3, Math.max(1, info.connect_urls?.length ?? 1));
@@ -287,6 +299,7 @@ export class NatsCluster implements Cluster {
     this.up = false;
     this.back.resolve();
     if (this.positionTimer !== null) clearInterval(this.positionTimer);
+    this.sessions?.stop();
     await Promise.allSettled([...this.kvPending, ...this.confirming, this.catchingUp]);
     await Promise.allSettled([this.nc?.drain(), this.groupsNc?.drain()]);
   }
@@ -533,6 +546,42 @@ export class NatsCluster implements Cluster {
       return Date.now() < stopAt;
     });
     return n;
+  }
+
+  /** This node's id in the registry and on its subject `{prefix}.N.{id}`. */
+  get nodeId(): string {
+    return this.origin.toString(36);
+  }
+
+  position(): number {
+    return this.positions?.[0] ?? 0;
+  }
+
+  async mark(): Promise<number> {
+    const { js } = await this.stream!;
+    return (await js.publish(this.markerSubject, EMPTY)).seq;
+  }
+
+  // ---- sessions (nats-sessions.ts) -------------------------------------------------------------
+
+  async claimSession(clientId: string, cleanStart: boolean): Promise<HandedSession | null> {
+    return (await this.sessionsReady!).claim(clientId, cleanStart);
+  }
+
+  sessionConnected(session: Session, will: { message: Message; delayMs: number } | null): void {
+    this.sessions?.connected(session, will);
+  }
+
+  subscriptionsChanged(session: Session): void {
+    this.sessions?.subscriptionsChanged(session);
+  }
+
+  sessionOffline(session: Session, will: Message | null, delayMs: number, willDueAt: number): void {
+    this.sessions?.offline(session, will, delayMs, willDueAt);
+  }
+
+  sessionEnded(clientId: string): void {
+    this.sessions?.ended(clientId);
   }
 
   /** This node's marker subject (see confirm()). */

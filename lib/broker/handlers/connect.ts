@@ -79,13 +79,40 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
     if (p.will.retain && !o.retainAvailable) return refuse(conn, ReasonCode.RetainNotSupported, "retained wills are not supported"); // [MQTT-3.2.2-13]
   }
 
+  const cluster = broker.cluster;
+  if (cluster === null) return finishConnect(conn, p, clientId, assigned);
+  // in a cluster the session may be held by another node: it is claimed first, and the packets
+  // after CONNECT wait meanwhile
+  conn.holdBack("claim");
+  cluster.claimSession(clientId, p.cleanStart).then(
+    (handed) => {
+      if (handed !== null) broker.adoptSession(handed);
+      if (conn.state === ConnState.Closed) return broker.claimAbandoned(clientId); // the client went meanwhile
+      finishConnect(conn, p, clientId, assigned);
+      if (conn.releaseHold("claim")) conn.resume();
+      broker.flushAll();
+    },
+    (e: unknown) => {
+      broker.log("error", `cluster: cannot claim the session of '${clientId}': ${(e as Error).message}`);
+      if (conn.state !== ConnState.Closed) refuse(conn, ReasonCode.ServerUnavailable, "the cluster cannot take the session now");
+      broker.flushAll();
+    },
+  );
+}
+
+/** Takes over or starts the session, then sends CONNACK. */
+function finishConnect(conn: Connection, p: ConnectPacket, clientId: string, assigned: boolean): void {
+  const broker = conn.broker;
+  const o = broker.options;
+  const v5 = p.protocolVersion === 5;
+  const props = p.properties;
   const old = broker.clients.get(clientId);
   if (old !== undefined) old.close(ReasonCode.SessionTakenOver, "another connection took over the session"); // [MQTT-3.1.4-3]
 
   let session = broker.sessions.get(clientId);
   let present = false;
   if (session !== undefined && p.cleanStart) {
-    broker.endSession(session); // [MQTT-3.1.2-4]
+    broker.endSession(session, true); // [MQTT-3.1.2-4]
     session = undefined;
   } else if (session !== undefined) {
     present = true; // [MQTT-3.1.2-5]
@@ -152,4 +179,5 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
   conn.writePacket({ type: PacketType.CONNACK, sessionPresent: present, reasonCode: 0, properties: ack });
   if (broker.logs("info")) broker.log("info", `connected ${conn.describe()} v${v5 ? "5" : "3.1.1"}${present ? ", session resumed" : ""}`);
   if (present) broker.outbox.redeliver(conn, session);
+  broker.cluster?.sessionConnected(session, conn.will);
 }

@@ -1,0 +1,259 @@
+/**
+ * Sessions across the cluster: three broker nodes as processes on one nats-server with JetStream;
+ * resume on another node (ours v5, MQTT.js 3.1.1, mosquitto_sub -c), takeover with 0x8E, racing
+ * connects, a QoS 2 flow across a takeover, a SIGKILLed node's wills and sessions, and expiry.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { PacketType } from "../../lib/codec/constants";
+import type { DisconnectPacket } from "../../lib/codec/packets/disconnect";
+import type { ConnackPacket } from "../../lib/codec/packets/connack";
+import type { ConnectPacket } from "../../lib/codec/packets/connect";
+import { Client } from "../../lib/client/client";
+import { Message } from "../../lib/client/message";
+import { startBrokerProcess, type BrokerProcess } from "../cli/broker-process";
+import { finished, nextPublish, Peers, RawClient, rawSubscribe, roundTrip, waitUntil } from "../broker/helpers";
+import { NatsServer } from "./nats-server";
+
+const peers = new Peers();
+const clients: Client[] = [];
+const raws: RawClient[] = [];
+
+function node(servers: string[], ...extra: string[]): Promise<BrokerProcess> {
+  return startBrokerProcess(["broker", "-p", "0", "--host", "127.0.0.1", "--cluster", servers.join(","), "--sys-interval", "0", "--log-level", "warning", ...extra]);
+}
+
+async function ours(n: BrokerProcess, clientId: string, options: ConstructorParameters<typeof Client>[2] = {}): Promise<Client> {
+  const c = new Client("127.0.0.1", n.ports[0]!, { clientId, connectDelays: [], reconnectDelays: [], ...options });
+  clients.push(c);
+  await c.start();
+  return c;
+}
+
+async function raw(n: BrokerProcess, clientId: string, fields: Parameters<typeof RawClient.connect>[1] = {}): Promise<RawClient> {
+  const c = await RawClient.connect(n.ports[0]!, { clientId, ...fields, cleanStart: fields.cleanStart ?? true });
+  raws.push(c);
+  return c;
+}
+
+/** Opens a raw connection and sends CONNECT; resolves with the client and its CONNACK, whatever it says. */
+async function rawWithAck(n: BrokerProcess, clientId: string, fields: Partial<ConnectPacket> = {}): Promise<[RawClient, ConnackPacket]> {
+  const version = fields.protocolVersion ?? 5;
+  const r = await RawClient.open(n.ports[0]!, version);
+  raws.push(r);
+  r.send({ type: PacketType.CONNECT, protocolVersion: version, cleanStart: true, keepAlive: 0, clientId, will: null, username: null, password: null, properties: {}, ...fields });
+  return [r, (await r.next(PacketType.CONNACK)) as ConnackPacket];
+}
+
+const urlOf = (n: BrokerProcess) => `mqtt://127.0.0.1:${n.ports[0]}`;
+
+/** Publishes `n` QoS 1 messages "0".."n-1" to `topic` from a fresh client on node `at`. */
+async function publishMany(at: BrokerProcess, topic: string, n: number): Promise<void> {
+  const pub = await ours(at, `pub-${topic.replaceAll("/", "-")}`);
+  for (let i = 0; i < n; i++) await pub.publish(new Message(topic, String(i), { qos: 1 }));
+  await pub.stop();
+}
+
+afterEach(async () => {
+  await Promise.all(clients.splice(0).map((c) => c.stop()));
+  for (const r of raws.splice(0)) r.end();
+  await peers.closeAll();
+});
+
+describe("three nodes", () => {
+  let nats: NatsServer;
+  let a: BrokerProcess, b: BrokerProcess, c: BrokerProcess;
+
+  beforeAll(async () => {
+    nats = await NatsServer.start();
+    [a, b, c] = await Promise.all([node([nats.url]), node([nats.url]), node([nats.url])]);
+  });
+
+  afterAll(async () => {
+    await Promise.all([a, b, c].map((n) => n?.proc.exitCode === null && n.stop()));
+    await nats?.stop();
+  });
+
+  test("resume elsewhere, v5: a session made on A resumes on B with the 100 QoS 1 messages published on C meanwhile, in order", async () => {
+    const first = await ours(a, "resume-v5", { sessionExpiryInterval: 3600 });
+    await first.subscribe("resume/v5", { qos: 1 });
+    await first.stop();
+    await publishMany(c, "resume/v5", 100);
+    const got: string[] = [];
+    const again = new Client("127.0.0.1", b.ports[0]!, { clientId: "resume-v5", connectDelays: [], reconnectDelays: [], sessionExpiryInterval: 3600 });
+    clients.push(again);
+    again.onMessage = (m) => void (m !== null && got.push(m.text));
+    const present: boolean[] = [];
+    again.onConnect = (info) => void present.push(info.sessionPresent);
+    await again.start({ resumeSession: true });
+    expect(present).toEqual([true]);
+    await waitUntil(() => got.length >= 100, `100 messages arrived (${got.length})`);
+    expect(got).toEqual(Array.from({ length: 100 }, (_, i) => String(i)));
+    // and the subscription came along: a new message reaches it on B
+    await publishMany(a, "resume/v5", 1);
+    await waitUntil(() => got.length === 101, "the next message arrived");
+  });
+
+  test("resume elsewhere, 3.1.1: MQTT.js with clean session 0 made on A resumes on B with 100 messages from C", async () => {
+    const first = await peers.mqttjs(urlOf(a), { clientId: "resume-v4", protocolVersion: 4, clean: false });
+    await first.client.subscribeAsync("resume/v4", { qos: 1 });
+    await first.client.endAsync();
+    await publishMany(c, "resume/v4", 100);
+    const again = await peers.mqttjs(urlOf(b), { clientId: "resume-v4", protocolVersion: 4, clean: false });
+    expect(again.connack.sessionPresent).toBe(true);
+    const got = await again.receive(100);
+    expect(got.map((m) => m.payload)).toEqual(Array.from({ length: 100 }, (_, i) => String(i)));
+  });
+
+  test("resume elsewhere, 3.1.1: mosquitto_sub -c made on A gets on B what C published meanwhile", async () => {
+    const first = peers.mosquitto("mosquitto_sub", ["-h", "127.0.0.1", "-p", String(a.ports[0]), "-t", "resume/mosq", "-q", "1", "-c", "-i", "resume-mosq", "-C", "1"]);
+    // mosquitto_sub says nothing when subscribed: a first message shows it is (it exits after one)
+    for (let i = 0; first.exitCode === null; i++) {
+      if (i > 200) throw new Error("mosquitto_sub never got its first message");
+      const p = await ours(c, `mosq-probe-${i}`);
+      await p.publish(new Message("resume/mosq", "probe", { qos: 1 }));
+      await p.stop();
+      await Promise.race([first.exited, Bun.sleep(50)]);
+    }
+    await publishMany(c, "resume/mosq", 100);
+    const again = peers.mosquitto("mosquitto_sub", ["-h", "127.0.0.1", "-p", String(b.ports[0]), "-t", "resume/mosq", "-q", "1", "-c", "-i", "resume-mosq", "-C", "100"]);
+    const { stdout } = await finished(again);
+    const lines = stdout.trim().split("\n").filter((l) => l !== "probe");
+    expect(lines).toEqual(Array.from({ length: 100 }, (_, i) => String(i)));
+  });
+
+  test("takeover: a client on A is taken over from B and gets DISCONNECT 0x8E", async () => {
+    const onA = await raw(a, "taken", { cleanStart: false, properties: { sessionExpiryInterval: 60 } });
+    expect(await rawSubscribe(onA, "taken/t", 1)).toBe(1);
+    const onB = await raw(b, "taken", { cleanStart: false, properties: { sessionExpiryInterval: 60 } });
+    const d = (await onA.next(PacketType.DISCONNECT)) as DisconnectPacket;
+    expect(d.reasonCode).toBe(0x8e);
+    await onA.closed.promise;
+    // the subscription went with it: a message published on C reaches B's connection
+    await publishMany(c, "taken/t", 1);
+    expect(new TextDecoder().decode((await nextPublish(onB, "taken/t")).payload)).toBe("0");
+  });
+
+  test("100 rounds of two simultaneous connects with one identifier on two nodes leave exactly one connection", async () => {
+    // raw connections: a client library would connect again after 0x8E and fight back
+    for (let round = 0; round < 100; round++) {
+      const id = `race-${round}`;
+      const pair = await Promise.all([rawWithAck(a, id), rawWithAck(b, id)]);
+      expect(pair.every(([, ack]) => ack.reasonCode === 0)).toBe(true);
+      // the first to be served is taken over by the second: wait until one is left
+      await waitUntil(() => pair.filter(([r]) => !r.isClosed).length <= 1, `one connection left in round ${round}`);
+      const left = pair.filter(([r]) => !r.isClosed);
+      expect(left.length).toBe(1);
+      await roundTrip(left[0]![0]); // it is still there
+      expect(pair.filter(([r]) => !r.isClosed).length).toBe(1);
+      const taken = pair.find(([r]) => r.isClosed)![0];
+      expect((taken.received.find((p) => p.type === PacketType.DISCONNECT) as DisconnectPacket | undefined)?.reasonCode).toBe(0x8e);
+      left[0]![0].end();
+    }
+  }, 120_000);
+
+  test("a QoS 2 flow interrupted by a takeover completes exactly once", async () => {
+    const sub = await ours(c, "qos2-sub");
+    const got: string[] = [];
+    sub.onMessage = (m) => void (m !== null && got.push(m.text));
+    await sub.subscribe("qos2/t", { qos: 2 });
+    const session = { cleanStart: false, properties: { sessionExpiryInterval: 60 } };
+    const onA = await raw(a, "qos2-pub", session);
+    onA.send({ type: PacketType.PUBLISH, dup: false, qos: 2, retain: false, topic: "qos2/t", packetId: 7, properties: {}, payload: new TextEncoder().encode("once") });
+    await onA.next(PacketType.PUBREC);
+    // taken over on B before PUBREL: B must know packet 7 is in flight [MQTT-4.3.3-9]
+    const onB = await raw(b, "qos2-pub", session);
+    await onA.closed.promise;
+    // the client sends the PUBLISH again (DUP), as after a reconnect, then PUBREL
+    onB.send({ type: PacketType.PUBLISH, dup: true, qos: 2, retain: false, topic: "qos2/t", packetId: 7, properties: {}, payload: new TextEncoder().encode("once") });
+    await onB.next(PacketType.PUBREC);
+    onB.send({ type: PacketType.PUBREL, packetId: 7, reasonCode: 0, properties: {} });
+    const comp = await onB.next(PacketType.PUBCOMP);
+    expect(comp.type).toBe(PacketType.PUBCOMP);
+    await waitUntil(() => got.length > 0, "the message arrived");
+    await roundTrip(onB);
+    await publishMany(a, "qos2/t", 1); // a later message from elsewhere: everything before it has arrived
+    await waitUntil(() => got.includes("0"), "the later message arrived");
+    expect(got.filter((t) => t === "once")).toEqual(["once"]);
+  });
+
+  test("expiry across nodes: a will delay shorter than the expiry publishes the will once; the session then ends everywhere", async () => {
+    const watch = await ours(b, "will-watch-1");
+    const wills: string[] = [];
+    watch.onMessage = (m) => void (m !== null && wills.push(m.text));
+    await watch.subscribe("wills/short", { qos: 1 });
+    const w = await raw(a, "short-will", { cleanStart: false, properties: { sessionExpiryInterval: 2 }, will: { topic: new TextEncoder().encode("wills/short"), payload: new TextEncoder().encode("gone"), qos: 1, retain: false, properties: { willDelayInterval: 1 } } });
+    await rawSubscribe(w, "short/t", 1);
+    w.end(); // without DISCONNECT
+    await waitUntil(() => wills.length === 1, "the will arrived");
+    // past the expiry (2 s after the close): no session on any node
+    const closedAt = Date.now();
+    await waitUntil(() => Date.now() - closedAt > 2_500, "the session expired");
+    const [again, ack] = await rawWithAck(c, "short-will", { cleanStart: false, properties: { sessionExpiryInterval: 2 } });
+    expect(ack.sessionPresent).toBe(false);
+    await roundTrip(again);
+    expect(wills).toEqual(["gone"]);
+  });
+
+  test("expiry across nodes: a will delay longer than the expiry publishes the will when the session ends, once", async () => {
+    const watch = await ours(c, "will-watch-2");
+    const wills: string[] = [];
+    watch.onMessage = (m) => void (m !== null && wills.push(m.text));
+    await watch.subscribe("wills/long", { qos: 1 });
+    const began = Date.now();
+    const w = await raw(b, "long-will", { cleanStart: false, properties: { sessionExpiryInterval: 1 }, will: { topic: new TextEncoder().encode("wills/long"), payload: new TextEncoder().encode("ended"), qos: 1, retain: false, properties: { willDelayInterval: 30 } } });
+    w.end();
+    await waitUntil(() => wills.length === 1, "the will arrived", 10_000);
+    expect(Date.now() - began).toBeLessThan(10_000); // at the end of the session (1 s), not after 30 s
+    await roundTrip(await raw(a, "long-will-probe"));
+    expect(wills).toEqual(["ended"]);
+  });
+});
+
+describe("a node SIGKILLed", () => {
+  let nats: NatsServer;
+  let a: BrokerProcess, b: BrokerProcess, doomed: BrokerProcess;
+
+  beforeAll(async () => {
+    nats = await NatsServer.start();
+    [a, b, doomed] = await Promise.all([node([nats.url]), node([nats.url]), node([nats.url])]);
+  });
+
+  afterAll(async () => {
+    await Promise.all([a, b, doomed].map((n) => n?.proc.exitCode === null && n.stop()));
+    await nats?.stop();
+  });
+
+  test("its clients' wills arrive on another node within 15 s, once each, and the clients resume their sessions elsewhere", async () => {
+    const watch = await ours(a, "dead-watch");
+    const wills: string[] = [];
+    watch.onMessage = (m) => void (m !== null && wills.push(m.text));
+    await watch.subscribe("dead/will/#", { qos: 1 });
+    const enc = new TextEncoder();
+    const names = ["d0", "d1", "d2"];
+    for (const name of names) {
+      const r = await raw(doomed, name, { cleanStart: false, properties: { sessionExpiryInterval: 300 }, will: { topic: enc.encode(`dead/will/${name}`), payload: enc.encode(name), qos: 1, retain: false, properties: {} } });
+      await rawSubscribe(r, `dead/data/${name}`, 1);
+    }
+    // the registry has their subscriptions once a message published elsewhere reaches them
+    await publishMany(b, "dead/data/d0", 1);
+    doomed.proc.kill("SIGKILL");
+    const killedAt = Date.now();
+    await doomed.proc.exited;
+    await waitUntil(() => wills.length === names.length, `the wills arrived (${JSON.stringify(wills)})`, 20_000);
+    expect(Date.now() - killedAt).toBeLessThan(15_000 + 1_000);
+    expect([...wills].sort()).toEqual(names);
+    // published while nobody held them: each resumes on another node with what it missed
+    await publishMany(b, "dead/data/d1", 3);
+    const [again, ack] = await rawWithAck(b, "d1", { cleanStart: false, properties: { sessionExpiryInterval: 300 } });
+    expect(ack.sessionPresent).toBe(true);
+    const texts: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const p = await nextPublish(again, "dead/data/d1");
+      texts.push(new TextDecoder().decode(p.payload));
+      again.send({ type: PacketType.PUBACK, packetId: p.packetId, reasonCode: 0, properties: {} });
+    }
+    expect(texts).toEqual(["0", "1", "2"]);
+    await roundTrip(again);
+    expect([...wills].sort()).toEqual(names); // none twice
+  }, 60_000);
+});

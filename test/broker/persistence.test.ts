@@ -5,10 +5,11 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
-import { writeFileSync } from "node:fs";
+import { existsSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { encodePacket, PacketType, type ConnectPacket, type PublishPacket } from "../../lib/codec";
 import type { BrokerInit } from "../../lib/broker/broker";
+import { RESTART_BYTES } from "../../lib/broker/store/checkpointer";
 import { PersistenceError } from "../../lib/broker/store/journal";
 import { Client } from "../../lib/client/client";
 import { Message } from "../../lib/client/message";
@@ -120,6 +121,28 @@ describe("retained messages across a restart (persistenceFile)", () => {
     await withBroker({ persistenceFile: file }, async (h) => {
       await retain(h, [["live/t", "written"]]);
       expect(rows<{ topic: string }>(file, "SELECT topic FROM retained").map((r) => r.topic)).toEqual(["live/t"]);
+    });
+  });
+
+  test("checkpoints run beside the broker: writes of three times RESTART_BYTES leave a WAL under twice it, and stop() merges and removes it", async () => {
+    const file = freshFile();
+    const payload = "x".repeat(256 * 1024);
+    const count = Math.ceil((3 * RESTART_BYTES) / payload.length);
+    await withBroker({ persistenceFile: file }, async (h) => {
+      const client = new Client("127.0.0.1", h.port, { connectDelays: [] });
+      try {
+        await client.start();
+        // all published at once, the PUBACKs awaited after: the broker commits without a pause for the Worker to catch up in
+        await Promise.all(Array.from({ length: count }, (_, i) => client.publish(new Message("big/t", `${i} ${payload}`, { qos: 1, retain: true }))));
+      } finally {
+        await client.stop();
+      }
+      expect(statSync(`${file}-wal`).size).toBeLessThan(2 * RESTART_BYTES);
+    });
+    expect(existsSync(`${file}-wal`)).toBe(false);
+    await withBroker({ persistenceFile: file }, async (h) => {
+      const got = await retained(h, 1);
+      expect(text(got.get("big/t")!.payload)).toBe(`${count - 1} ${payload}`);
     });
   });
 

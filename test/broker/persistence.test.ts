@@ -15,7 +15,7 @@ import { Client } from "../../lib/client/client";
 import { Message } from "../../lib/client/message";
 import { BrokerThread } from "../../lib/thread/broker-thread";
 import { removeDir, tempDir } from "../client/helpers";
-import { finished, Peers, publishPacket, RawHarness, rawSubscribe, receivePublishes, settle, startErrors, takePublishes, text, waitUntil } from "./helpers";
+import { finished, leaveOffline, Peers, publishPacket, RawHarness, rawSubscribe, receivePublishes, settle, startErrors, takePublishes, text, waitUntil } from "./helpers";
 
 let dir: string;
 let n = 0;
@@ -314,6 +314,29 @@ describe("sessions across a restart (persistenceFile)", () => {
       const client = await h.connect(persistent("unacked"));
       const [again] = await receivePublishes(client, 1);
       expect({ topic: text(again!.topic), dup: again!.dup, packetId: again!.packetId }).toEqual({ topic: "u/1", dup: true, packetId });
+    });
+  });
+
+  test("[MQTT-4.4.0-1] messages queued while offline and sent on reconnect (one UPDATE a run of them): after a restart each unacknowledged one is sent again with DUP and its packet identifier, a released one as PUBREL", async () => {
+    const file = freshFile();
+    const count = 6;
+    let sent: PublishPacket[] = [];
+    await withBroker({ persistenceFile: file }, async (h) => {
+      const persistent = await leaveOffline(h, "queued-then-sent", "q/#", 2);
+      await retain(h, Array.from({ length: count }, (_, i): [string, string, Partial<PublishPacket>] => [`q/${i}`, `m${i}`, { retain: false, qos: 2 }]));
+      const sub = await h.connect(persistent);
+      sent = await receivePublishes(sub, count); // no PUBREC yet: all in flight, sent from the queue
+      sub.send({ type: PacketType.PUBREC, packetId: sent[2]!.packetId, reasonCode: 0, properties: {} });
+      await sub.next(PacketType.PUBREL, (p) => p.type === PacketType.PUBREL && p.packetId === sent[2]!.packetId);
+    });
+    expect(new Set(sent.map((p) => p.packetId)).size).toBe(count);
+    await withBroker({ persistenceFile: file }, async (h) => {
+      const sub = await h.connect({ clientId: "queued-then-sent", cleanStart: false, properties: { sessionExpiryInterval: 60 } });
+      const again = await receivePublishes(sub, count - 1);
+      const expected = sent.filter((_, i) => i !== 2);
+      expect(again.map((p) => ({ topic: text(p.topic), dup: p.dup, packetId: p.packetId }))).toEqual(expected.map((p) => ({ topic: text(p.topic), dup: true, packetId: p.packetId })));
+      const rel = await sub.next(PacketType.PUBREL);
+      expect(rel.type === PacketType.PUBREL && rel.packetId).toBe(sent[2]!.packetId);
     });
   });
 

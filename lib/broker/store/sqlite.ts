@@ -8,7 +8,8 @@
  * at the commit only the net change is written (write combining): a row added and removed in the
  * same transaction is never written, a message queued and sent in it is one insert, and the rest
  * goes as one multi-row INSERT per up to 64 new rows (the session's identifier bound once), one DELETE per run of consecutive sequence
- * numbers, and one UPDATE per message sent or released that was queued in an earlier transaction.
+ * numbers, and one UPDATE per run of messages queued in an earlier transaction and sent (or released)
+ * in this one, a run being consecutive sequence numbers under consecutive packet identifiers.
  * Other changes (sessions, subscriptions, wills, retained messages, incoming QoS 2 identifiers)
  * are rare and run as one statement each at once, inside the turn's transaction.
  *
@@ -151,6 +152,8 @@ interface Statements {
   /** INSERT of n message rows, by n (INSERT_BATCHES). */
   insertMessages: Map<number, Statement>;
   sendMessage: Statement;
+  /** The UPDATE of a run of rows of consecutive sequence numbers sent under consecutive packet identifiers. */
+  sendMessages: Statement;
   deleteMessage: Statement;
   deleteMessages: Statement;
   clearMessages: Statement;
@@ -235,6 +238,7 @@ export class SqliteStore implements DurableStore {
       unsubscribe: q("DELETE FROM subscription WHERE client_id = ? AND key = ?"),
       insertMessages: new Map(INSERT_BATCHES.map((n) => [n, q(`INSERT OR REPLACE INTO message (${MESSAGE_COLUMNS}) VALUES ${insertRows(n)}`)])),
       sendMessage: q("UPDATE message SET packet_id = ?, released = ? WHERE client_id = ? AND seq = ?"),
+      sendMessages: q("UPDATE message SET packet_id = ?1 + (seq - ?2), released = ?3 WHERE client_id = ?4 AND seq >= ?2 AND seq <= ?5"),
       deleteMessage: q("DELETE FROM message WHERE client_id = ? AND seq = ?"),
       deleteMessages: q("DELETE FROM message WHERE client_id = ? AND seq >= ? AND seq <= ?"),
       clearMessages: q("DELETE FROM message WHERE client_id = ?"),
@@ -682,11 +686,33 @@ class SqliteSessionJournal implements SessionJournal {
     }
     if (this.changes.size === 0) return rows;
     const fresh: [number, RowChange][] = [];
+    // rows sent from the queue in an earlier transaction's turn: one UPDATE per run of consecutive
+    // sequence numbers that got consecutive packet identifiers (the queue's order is the send order)
+    let first = -1;
+    let last = -1;
+    let firstId = 0;
+    let released = false;
+    const update = () => {
+      if (first === last) s.sendMessage.run(firstId, released ? 1 : 0, id, first);
+      else s.sendMessages.run(firstId, first, released ? 1 : 0, id, last);
+    };
     for (const entry of this.changes) {
       const c = entry[1];
-      if (c.fresh) fresh.push(entry);
-      else s.sendMessage.run(c.packetId, c.released ? 1 : 0, id, entry[0]);
+      if (c.fresh) {
+        fresh.push(entry);
+        continue;
+      }
+      const seq = entry[0];
+      if (first >= 0 && seq === last + 1 && c.packetId === firstId + (seq - first) && c.released === released) {
+        last = seq;
+        continue;
+      }
+      if (first >= 0) update();
+      first = last = seq;
+      firstId = c.packetId;
+      released = c.released;
     }
+    if (first >= 0) update();
     rows += this.changes.size;
     this.changes = new Map();
     for (let i = 0; i < fresh.length; ) {

@@ -5,16 +5,17 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
-import { writeFileSync } from "node:fs";
+import { existsSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { encodePacket, PacketType, type ConnectPacket, type PublishPacket } from "../../lib/codec";
 import type { BrokerInit } from "../../lib/broker/broker";
+import { RESTART_BYTES } from "../../lib/broker/store/checkpointer";
 import { PersistenceError } from "../../lib/broker/store/journal";
 import { Client } from "../../lib/client/client";
 import { Message } from "../../lib/client/message";
 import { BrokerThread } from "../../lib/thread/broker-thread";
 import { removeDir, tempDir } from "../client/helpers";
-import { finished, Peers, publishPacket, RawHarness, rawSubscribe, receivePublishes, settle, startErrors, takePublishes, text, waitUntil } from "./helpers";
+import { finished, leaveOffline, Peers, publishPacket, RawHarness, rawSubscribe, receivePublishes, settle, startErrors, takePublishes, text, waitUntil } from "./helpers";
 
 let dir: string;
 let n = 0;
@@ -120,6 +121,28 @@ describe("retained messages across a restart (persistenceFile)", () => {
     await withBroker({ persistenceFile: file }, async (h) => {
       await retain(h, [["live/t", "written"]]);
       expect(rows<{ topic: string }>(file, "SELECT topic FROM retained").map((r) => r.topic)).toEqual(["live/t"]);
+    });
+  });
+
+  test("checkpoints run beside the broker: writes of three times RESTART_BYTES leave a WAL under twice it, and stop() merges and removes it", async () => {
+    const file = freshFile();
+    const payload = "x".repeat(256 * 1024);
+    const count = Math.ceil((3 * RESTART_BYTES) / payload.length);
+    await withBroker({ persistenceFile: file }, async (h) => {
+      const client = new Client("127.0.0.1", h.port, { connectDelays: [] });
+      try {
+        await client.start();
+        // all published at once, the PUBACKs awaited after: the broker commits without a pause for the Worker to catch up in
+        await Promise.all(Array.from({ length: count }, (_, i) => client.publish(new Message("big/t", `${i} ${payload}`, { qos: 1, retain: true }))));
+      } finally {
+        await client.stop();
+      }
+      expect(statSync(`${file}-wal`).size).toBeLessThan(2 * RESTART_BYTES);
+    });
+    expect(existsSync(`${file}-wal`)).toBe(false);
+    await withBroker({ persistenceFile: file }, async (h) => {
+      const got = await retained(h, 1);
+      expect(text(got.get("big/t")!.payload)).toBe(`${count - 1} ${payload}`);
     });
   });
 
@@ -291,6 +314,29 @@ describe("sessions across a restart (persistenceFile)", () => {
       const client = await h.connect(persistent("unacked"));
       const [again] = await receivePublishes(client, 1);
       expect({ topic: text(again!.topic), dup: again!.dup, packetId: again!.packetId }).toEqual({ topic: "u/1", dup: true, packetId });
+    });
+  });
+
+  test("[MQTT-4.4.0-1] messages queued while offline and sent on reconnect (one UPDATE a run of them): after a restart each unacknowledged one is sent again with DUP and its packet identifier, a released one as PUBREL", async () => {
+    const file = freshFile();
+    const count = 6;
+    let sent: PublishPacket[] = [];
+    await withBroker({ persistenceFile: file }, async (h) => {
+      const persistent = await leaveOffline(h, "queued-then-sent", "q/#", 2);
+      await retain(h, Array.from({ length: count }, (_, i): [string, string, Partial<PublishPacket>] => [`q/${i}`, `m${i}`, { retain: false, qos: 2 }]));
+      const sub = await h.connect(persistent);
+      sent = await receivePublishes(sub, count); // no PUBREC yet: all in flight, sent from the queue
+      sub.send({ type: PacketType.PUBREC, packetId: sent[2]!.packetId, reasonCode: 0, properties: {} });
+      await sub.next(PacketType.PUBREL, (p) => p.type === PacketType.PUBREL && p.packetId === sent[2]!.packetId);
+    });
+    expect(new Set(sent.map((p) => p.packetId)).size).toBe(count);
+    await withBroker({ persistenceFile: file }, async (h) => {
+      const sub = await h.connect({ clientId: "queued-then-sent", cleanStart: false, properties: { sessionExpiryInterval: 60 } });
+      const again = await receivePublishes(sub, count - 1);
+      const expected = sent.filter((_, i) => i !== 2);
+      expect(again.map((p) => ({ topic: text(p.topic), dup: p.dup, packetId: p.packetId }))).toEqual(expected.map((p) => ({ topic: text(p.topic), dup: true, packetId: p.packetId })));
+      const rel = await sub.next(PacketType.PUBREL);
+      expect(rel.type === PacketType.PUBREL && rel.packetId).toBe(sent[2]!.packetId);
     });
   });
 

@@ -8,7 +8,8 @@
  * at the commit only the net change is written (write combining): a row added and removed in the
  * same transaction is never written, a message queued and sent in it is one insert, and the rest
  * goes as one multi-row INSERT per up to 64 new rows (the session's identifier bound once), one DELETE per run of consecutive sequence
- * numbers, and one UPDATE per message sent or released that was queued in an earlier transaction.
+ * numbers, and one UPDATE per run of messages queued in an earlier transaction and sent (or released)
+ * in this one, a run being consecutive sequence numbers under consecutive packet identifiers.
  * Other changes (sessions, subscriptions, wills, retained messages, incoming QoS 2 identifiers)
  * are rare and run as one statement each at once, inside the turn's transaction.
  *
@@ -34,6 +35,7 @@ import { PacketType, type QoS } from "../../codec/constants";
 import { decodePacket, encodePacket } from "../../codec/packet";
 import type { PublishPacket } from "../../codec/packets/publish";
 import { encodeForm, persist, type Message } from "../message";
+import { Checkpointer, RESTART_BYTES } from "./checkpointer";
 import type { InflightMessage, QueuedMessage, Session, SubscriptionEntry } from "../session";
 import {
   PersistenceError,
@@ -60,8 +62,9 @@ const NEVER = 0xffffffff;
  */
 const PAGE_SIZE = 32768;
 /**
- * WAL size at which a commit also checkpoints (SQLite's default: 1000 pages of 4 KB). Measured
- * with 32 KB pages: 1-2 MB gave a lower PUBACK p99 and a higher rate than 4 MB, and 64 MB much worse.
+ * WAL size at which a commit also checkpoints when the Worker of checkpointer.ts cannot run them
+ * (SQLite's default: 1000 pages of 4 KB). Measured with 32 KB pages: 1-2 MB gave a lower PUBACK
+ * p99 and a higher rate than 4 MB, and 64 MB much worse.
  */
 const CHECKPOINT_BYTES = 2 * 1024 * 1024;
 
@@ -149,6 +152,8 @@ interface Statements {
   /** INSERT of n message rows, by n (INSERT_BATCHES). */
   insertMessages: Map<number, Statement>;
   sendMessage: Statement;
+  /** The UPDATE of a run of rows of consecutive sequence numbers sent under consecutive packet identifiers. */
+  sendMessages: Statement;
   deleteMessage: Statement;
   deleteMessages: Statement;
   clearMessages: Statement;
@@ -190,18 +195,38 @@ export class SqliteStore implements DurableStore {
   /** Journals with message changes gathered for the commit. */
   private gathered = new Set<SqliteSessionJournal>();
   private readonly s: Statements;
+  /** Runs the WAL checkpoints in a Worker; null once it failed (SQLite checkpoints in the commits then). */
+  private checkpointer: Checkpointer | null;
+  /** The WAL reached RESTART_BYTES: this thread finishes a checkpoint once no transaction is open. */
+  private restartWanted = false;
   private readonly endTurn = () => {
     this.scheduled = false;
     if (this.closed) return;
     this.commit();
     this.hooks.committed();
+    if (this.restartWanted && !this.pending) this.finishCheckpoint();
   };
 
   private constructor(
     private readonly db: Database,
     private readonly path: string,
     private readonly hooks: SqliteStoreHooks,
+    durability: Durability,
+    private readonly pageSize: number,
   ) {
+    this.checkpointer = new Checkpointer(path, durability === "power" ? "FULL" : "NORMAL", {
+      checkpointed: (frames) => {
+        if (frames * this.pageSize < RESTART_BYTES || this.closed) return;
+        this.restartWanted = true;
+        this.checkpointer?.hold(true);
+        if (!this.pending) this.finishCheckpoint();
+      },
+      failed: () => {
+        this.checkpointer = null;
+        this.restartWanted = false;
+        this.autocheckpoint();
+      },
+    });
     const q = (sql: string) => db.prepare(sql);
     this.s = {
       begin: q("BEGIN"),
@@ -213,6 +238,7 @@ export class SqliteStore implements DurableStore {
       unsubscribe: q("DELETE FROM subscription WHERE client_id = ? AND key = ?"),
       insertMessages: new Map(INSERT_BATCHES.map((n) => [n, q(`INSERT OR REPLACE INTO message (${MESSAGE_COLUMNS}) VALUES ${insertRows(n)}`)])),
       sendMessage: q("UPDATE message SET packet_id = ?, released = ? WHERE client_id = ? AND seq = ?"),
+      sendMessages: q("UPDATE message SET packet_id = ?1 + (seq - ?2), released = ?3 WHERE client_id = ?4 AND seq >= ?2 AND seq <= ?5"),
       deleteMessage: q("DELETE FROM message WHERE client_id = ? AND seq = ?"),
       deleteMessages: q("DELETE FROM message WHERE client_id = ? AND seq >= ? AND seq <= ?"),
       clearMessages: q("DELETE FROM message WHERE client_id = ?"),
@@ -238,8 +264,8 @@ export class SqliteStore implements DurableStore {
       db.run("PRAGMA journal_mode = WAL");
       db.run(`PRAGMA synchronous = ${durability === "power" ? "FULL" : "NORMAL"}`);
       const pageSize = Object.values(db.query("PRAGMA page_size").get() as Record<string, number>)[0]!;
-      db.run(`PRAGMA wal_autocheckpoint = ${Math.max(1, Math.round(CHECKPOINT_BYTES / pageSize))}`);
-      return new SqliteStore(db, path, hooks);
+      db.run("PRAGMA wal_autocheckpoint = 0"); // the Checkpointer's Worker runs them
+      return new SqliteStore(db, path, hooks, durability, pageSize);
     } catch (e) {
       db?.close();
       if (e instanceof PersistenceError) throw e;
@@ -314,11 +340,28 @@ export class SqliteStore implements DurableStore {
       return false;
     }
     this.inTransaction = false;
+    this.checkpointer?.committed();
     this.hooks.timed?.((performance.now() - began) / 1000);
     this.stats.transactions++;
     this.stats.rows += this.rowsInTransaction;
     this.rowsInTransaction = 0;
     return true;
+  }
+
+  /** Copies what the Worker's checkpoint left in the WAL (the commits made while it ran), so that the next commit restarts the WAL. */
+  private finishCheckpoint(): void {
+    this.restartWanted = false;
+    try {
+      this.db.run("PRAGMA wal_checkpoint(PASSIVE)");
+    } catch {
+      // tried again when the WAL is reported that large again
+    }
+    this.checkpointer?.hold(false);
+  }
+
+  /** Checkpoints in the commits, on this thread, as SQLite does by default. */
+  private autocheckpoint(): void {
+    this.db.run(`PRAGMA wal_autocheckpoint = ${Math.max(1, Math.round(CHECKPOINT_BYTES / this.pageSize))}`);
   }
 
   private fail(e: unknown): void {
@@ -341,6 +384,7 @@ export class SqliteStore implements DurableStore {
     if (this.closed) return;
     this.commit();
     this.closed = true;
+    this.checkpointer?.close(); // no checkpoint running: this connection is the last, and merges and removes the WAL as it closes
     // finalized first: bun:sqlite leaves a database with live statements open (and its WAL unmerged)
     for (const st of Object.values(this.s).flatMap((v: Statement | Statement[] | Map<number, Statement>) => (v instanceof Map ? [...v.values()] : v))) st.finalize();
     this.db.close();
@@ -642,11 +686,33 @@ class SqliteSessionJournal implements SessionJournal {
     }
     if (this.changes.size === 0) return rows;
     const fresh: [number, RowChange][] = [];
+    // rows sent from the queue in an earlier transaction's turn: one UPDATE per run of consecutive
+    // sequence numbers that got consecutive packet identifiers (the queue's order is the send order)
+    let first = -1;
+    let last = -1;
+    let firstId = 0;
+    let released = false;
+    const update = () => {
+      if (first === last) s.sendMessage.run(firstId, released ? 1 : 0, id, first);
+      else s.sendMessages.run(firstId, first, released ? 1 : 0, id, last);
+    };
     for (const entry of this.changes) {
       const c = entry[1];
-      if (c.fresh) fresh.push(entry);
-      else s.sendMessage.run(c.packetId, c.released ? 1 : 0, id, entry[0]);
+      if (c.fresh) {
+        fresh.push(entry);
+        continue;
+      }
+      const seq = entry[0];
+      if (first >= 0 && seq === last + 1 && c.packetId === firstId + (seq - first) && c.released === released) {
+        last = seq;
+        continue;
+      }
+      if (first >= 0) update();
+      first = last = seq;
+      firstId = c.packetId;
+      released = c.released;
     }
+    if (first >= 0) update();
     rows += this.changes.size;
     this.changes = new Map();
     for (let i = 0; i < fresh.length; ) {

@@ -13,6 +13,12 @@
  *   QoS 1 rate: BENCH_COUNT / 4 messages, 100 unacknowledged at most (batches of 100).
  *   latency at 2000 msg/s, QoS 0 and QoS 1, for BENCH_LATENCY_MS (3000): p50 and p99 of
  *     publish-to-receipt (the timestamp is in the payload; one process, one clock).
+ *   session resume (issue 16): a client with a session (expiry 3600) subscribed at QoS 1 leaves;
+ *     RESUME_COUNT (10 000) QoS 1 messages are published; the time from its reconnect (on the
+ *     same lone broker; in the cluster on node B, the session made on A) to the last message
+ *     (every broker here keeps up to 2 x RESUME_COUNT queued messages per client).
+ *   connect storm: STORM_COUNT (10 000) clients connect (CONNECT to CONNACK, 500 at a time),
+ *     to the lone broker, then spread over three nodes A, B and C; connects per second.
  * Every process started here is stopped at the end, and the temp dir removed.
  */
 import type { Subprocess } from "bun";
@@ -25,6 +31,8 @@ import { Message } from "../lib/client/message";
 const COUNT = Number(process.env.BENCH_COUNT ?? 200_000);
 const LATENCY_MS = Number(process.env.BENCH_LATENCY_MS ?? 3000);
 const RATE = 2000;
+const RESUME_COUNT = Number(process.env.BENCH_RESUME_COUNT ?? 10_000);
+const STORM_COUNT = Number(process.env.BENCH_STORM_COUNT ?? 10_000);
 const PAYLOAD = 64;
 const entry = new URL("../index.ts", import.meta.url).pathname;
 const procs: Subprocess[] = [];
@@ -52,7 +60,7 @@ async function start(cmd: string[], ready: RegExp, from: "stdout" | "stderr"): P
 
 /** A broker process; with `nats`, a cluster node. Resolves with its port. */
 async function broker(nats: string | null): Promise<number> {
-  const args = [process.execPath, entry, "broker", "--host", "127.0.0.1", "-p", "0", "--sys-interval", "0", "--max-output-bytes", String(64 * 1024 * 1024)];
+  const args = [process.execPath, entry, "broker", "--host", "127.0.0.1", "-p", "0", "--sys-interval", "0", "--max-output-bytes", String(64 * 1024 * 1024), "--max-queued-messages", String(2 * RESUME_COUNT)];
   if (nats !== null) args.push("--cluster", nats);
   const m = await start(args, /Listening on [^:]+:(\d+)/, "stdout");
   return Number(m[1]);
@@ -128,10 +136,73 @@ async function latency(pubPort: number, subPort: number, qos: 0 | 1): Promise<[n
   return [at(0.5), at(0.99)];
 }
 
+/** Milliseconds from reconnecting (to `resumePort`) a session made on `madePort` to receiving the RESUME_COUNT messages queued for it. */
+async function resume(madePort: number, resumePort: number): Promise<number> {
+  const id = `resume-${madePort}-${resumePort}`;
+  const topic = `bench/resume/${madePort}`;
+  const first = new Client("127.0.0.1", madePort, { clientId: id, connectDelays: [], reconnectDelays: [], sessionExpiryInterval: 3600 });
+  await first.start();
+  await first.subscribe(topic, { qos: 1 });
+  await first.stop();
+  const pub = await client(madePort, `rpub-${madePort}`);
+  const body = new Uint8Array(PAYLOAD);
+  for (let i = 0; i < RESUME_COUNT; i += 100) {
+    const batch: Promise<void>[] = [];
+    for (let k = 0; k < 100 && i + k < RESUME_COUNT; k++) batch.push(pub.publish(new Message(topic, body, { qos: 1 })));
+    await Promise.all(batch);
+  }
+  await pub.stop();
+  const again = new Client("127.0.0.1", resumePort, { clientId: id, connectDelays: [], reconnectDelays: [], sessionExpiryInterval: 3600 });
+  let got = 0;
+  const done = Promise.withResolvers<void>();
+  again.onMessage = (m) => {
+    if (m !== null && ++got === RESUME_COUNT) done.resolve();
+  };
+  const began = performance.now();
+  await again.start({ resumeSession: true });
+  await Promise.race([done.promise, Bun.sleep(60_000)]);
+  const ms = performance.now() - began;
+  await again.stop();
+  if (got < RESUME_COUNT) throw new Error(`the resumed session got ${got} of ${RESUME_COUNT} messages`);
+  return ms;
+}
+
+/** Connects per second: STORM_COUNT raw clients, spread over `ports`, 500 at a time, CONNECT (v5, clean) to CONNACK. */
+async function storm(ports: number[], tag: string): Promise<number> {
+  const { encodePacket } = await import("../lib/codec/packet");
+  const { PacketType } = await import("../lib/codec/constants");
+  const sockets: { end(): void }[] = [];
+  const began = performance.now();
+  let next = 0;
+  const one = async (i: number) => {
+    const acked = Promise.withResolvers<void>();
+    const socket = await Bun.connect({
+      hostname: "127.0.0.1",
+      port: ports[i % ports.length]!,
+      socket: {
+        data: () => acked.resolve(), // CONNACK is the first thing back
+        close: () => acked.reject(new Error("closed before CONNACK")),
+        error: (_s, e) => acked.reject(e),
+      },
+    });
+    sockets.push(socket);
+    socket.write(encodePacket({ type: PacketType.CONNECT, protocolVersion: 5, cleanStart: true, keepAlive: 0, clientId: `storm-${tag}-${i}`, will: null, username: null, password: null, properties: {} }, 5));
+    await acked.promise;
+  };
+  await Promise.all(
+    Array.from({ length: 500 }, async () => {
+      while (next < STORM_COUNT) await one(next++);
+    }),
+  );
+  const perSecond = STORM_COUNT / ((performance.now() - began) / 1000);
+  for (const s of sockets) s.end();
+  return perSecond;
+}
+
 async function main(): Promise<void> {
   const nats = await start(["nats-server", "-js", "-sd", dir, "-a", "127.0.0.1", "-p", "-1"], /Listening for client connections on [^\s]+:(\d+)/, "stderr");
   const url = `nats://127.0.0.1:${nats[1]}`;
-  const [single, a, b] = await Promise.all([broker(null), broker(url), broker(url)]);
+  const [single, a, b, c] = await Promise.all([broker(null), broker(url), broker(url), broker(url)]);
   console.log(`cluster bench: bun ${Bun.version}, ${navigator.hardwareConcurrency} cores, MQTT 5.0, ${PAYLOAD} B payloads; nats-server at ${url}`);
   const rows: string[][] = [["scenario", "one node", "A -> B", "cross / one"]];
   const r0 = [await rate(single, single, 0, COUNT), await rate(a, b, 0, COUNT)];
@@ -143,6 +214,10 @@ async function main(): Promise<void> {
     rows.push([`QoS ${qos} latency p50 at ${RATE} msg/s (ms)`, l[0]![0].toFixed(2), l[1]![0].toFixed(2), `+${(l[1]![0] - l[0]![0]).toFixed(2)} ms`]);
     rows.push([`QoS ${qos} latency p99 at ${RATE} msg/s (ms)`, l[0]![1].toFixed(2), l[1]![1].toFixed(2), `+${(l[1]![1] - l[0]![1]).toFixed(2)} ms`]);
   }
+  const rs = [await resume(single, single), await resume(a, b)];
+  rows.push([`resume a session with ${RESUME_COUNT} queued (ms)`, rs[0]!.toFixed(0), rs[1]!.toFixed(0), `${(rs[1]! / rs[0]!).toFixed(1)}x the time`]);
+  const st = [await storm([single], "one"), await storm([a, b, c], "three")];
+  rows.push([`connect storm, ${STORM_COUNT} clients (connects/s)`, st[0]!.toFixed(0), `${st[1]!.toFixed(0)} (A, B, C)`, `${((st[1]! / st[0]!) * 100).toFixed(0)} %`]);
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   for (const r of rows) console.log(r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  "));
 }

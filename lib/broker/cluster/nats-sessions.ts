@@ -172,10 +172,18 @@ export class NatsSessions {
     const e = this.engine;
     const key = keyOf(clientId);
     await this.writes.get(clientId);
+    const fresh: SessionRecord = { node: e.nodeId, connected: true, expiry: 0, proto: 5, username: null, subs: [], seq: 0, offlineAt: 0, will: null, willDueAt: 0 };
+    // most client identifiers have no record: try to make one first (one round trip)
+    try {
+      this.revisions.set(clientId, await this.kv.create(key, enc.encode(JSON.stringify(fresh))));
+      return null;
+    } catch {
+      // there is one: take it over below
+    }
     for (let attempt = 1; attempt <= 50; attempt++) {
       const entry = await this.kv.get(key);
       const rec = parse(entry);
-      const mine: SessionRecord = rec === null ? { node: e.nodeId, connected: true, expiry: 0, proto: 5, username: null, subs: [], seq: 0, offlineAt: 0, will: null, willDueAt: 0 } : { ...rec, node: e.nodeId, connected: true, offlineAt: 0 };
+      const mine: SessionRecord = rec === null ? fresh : { ...rec, node: e.nodeId, connected: true, offlineAt: 0 };
       let rev: number;
       try {
         rev = entry === null || rec === null ? await this.kv.create(key, enc.encode(JSON.stringify(mine))) : await this.kv.update(key, enc.encode(JSON.stringify(mine)), entry.revision);
@@ -327,6 +335,8 @@ export class NatsSessions {
 
   /** Records a connected session: its subscriptions, expiry and will. */
   connected(session: Session, will: { message: Message; delayMs: number } | null): void {
+    // a session that ends with its connection and has no will: the claim's record says it all
+    if (session.expiryInterval === 0 && will === null && session.subscriptions.size === 0) return;
     const rec: SessionRecord = { node: this.engine.nodeId, connected: true, expiry: session.expiryInterval, proto: session.protocolVersion, username: session.username, subs: subscriptionsOf(session), seq: 0, offlineAt: 0, will: willOf(will), willDueAt: 0 };
     this.write(session.clientId, (key, rev) => this.kv.update(key, enc.encode(JSON.stringify(rec)), rev));
   }

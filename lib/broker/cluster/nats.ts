@@ -57,6 +57,8 @@ const EMPTY = new Uint8Array(0);
 const CATCH_UP_ATTEMPTS = 60;
 /** How long a catch-up reads on past its end marker, for messages that crossed other NATS servers. */
 const TAIL_MS = 1000;
+/** How long stopping waits for NATS (acknowledgements, the drain) before it closes anyway. */
+const STOP_MS = 2000;
 /** A catch-up before the stream's position was ever noted starts this long before the loss, by the clock. */
 const LOST_MARGIN_MS = 2000;
 
@@ -300,8 +302,10 @@ export class NatsCluster implements Cluster, SessionsEngine {
     this.back.resolve();
     if (this.positionTimer !== null) clearInterval(this.positionTimer);
     this.sessions?.stop();
-    await Promise.allSettled([...this.kvPending, ...this.confirming, this.catchingUp]);
-    await Promise.allSettled([this.nc?.drain(), this.groupsNc?.drain()]);
+    // bounded: with NATS gone (stopped at the same time, say) nothing would ever answer
+    await settled([...this.kvPending, ...this.confirming, this.catchingUp], STOP_MS);
+    await settled([this.nc, this.groupsNc].map((nc) => (nc === null || nc.isClosed() ? undefined : this.up ? nc.drain() : nc.close())), STOP_MS);
+    await Promise.allSettled([this.nc?.close(), this.groupsNc?.close()]);
   }
 
   // ---- out -------------------------------------------------------------------------------
@@ -698,6 +702,13 @@ export class NatsCluster implements Cluster, SessionsEngine {
     }
     return messages;
   }
+}
+
+/** Waits until every promise settled, or `ms` passed. */
+async function settled(promises: (Promise<unknown> | undefined)[], ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([Promise.allSettled(promises), new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
 }
 
 /** True for a subject of the message stream's (QoS 1/2) roots. */

@@ -11,8 +11,10 @@ import { Framer } from "../codec/framer";
 import { decodePacket, encodePacket, encodePacketInto, remainingLength, type Packet } from "../codec/packet";
 import { varintSize } from "../codec/writer";
 import { PacketType } from "../codec/constants";
+import { NO_PROPERTIES } from "../codec/properties";
 import { MqttError, ReasonCode, reasonName } from "../codec/reason-codes";
 import { decodeUtf8 } from "../codec/reader";
+import type { PublishPacket } from "../codec/packets/publish";
 import type { Broker } from "./broker";
 import type { Message } from "./message";
 import type { Session } from "./session";
@@ -273,6 +275,30 @@ export class Connection {
     const rl = remainingLength(p, this.version);
     const at = this.reserve(1 + varintSize(rl) + rl);
     encodePacketInto(p, this.version, this.out!, at, rl);
+  }
+
+  /** Encodes a PUBLISH of remaining length `rl` straight into the output buffer; `free` as append()'s. The caller logs it. */
+  writePublish(p: PublishPacket, rl: number, free: boolean): void {
+    const at = this.reserve(1 + varintSize(rl) + rl, free);
+    encodePacketInto(p, this.version, this.out!, at, rl);
+  }
+
+  /**
+   * Appends a PUBACK, PUBREC, PUBREL or PUBCOMP with reason code 0 and no properties: four bytes,
+   * the same in 3.1.1 and 5.0 (section 3.4.2.1: the reason code 0x00 may be left out), written
+   * without building a packet.
+   */
+  writeAck(type: typeof PacketType.PUBACK | typeof PacketType.PUBREC | typeof PacketType.PUBREL | typeof PacketType.PUBCOMP, packetId: number): void {
+    if (this.broker.packetLog !== 0) {
+      this.writePacket({ type, packetId, reasonCode: 0, properties: NO_PROPERTIES });
+      return;
+    }
+    const at = this.reserve(4);
+    const out = this.out!;
+    out[at] = (type << 4) | (type === PacketType.PUBREL ? 0x02 : 0); // PUBREL's reserved flags are 0010 [MQTT-3.6.1-1]
+    out[at + 1] = 2;
+    out[at + 2] = packetId >>> 8;
+    out[at + 3] = packetId & 0xff;
   }
 
   /**

@@ -12,7 +12,9 @@ import { ReasonCode } from "../codec/reason-codes";
 import { decodePacket, type Packet } from "../codec/packet";
 import type { PublishPacket } from "../codec/packets/publish";
 import type { Connection } from "./connection";
-import { encodeForm, messageCost, persist, type Message } from "./message";
+import { encodeForm, messageCost, persist, publishOf, type Message } from "./message";
+import { remainingLength } from "../codec/packet";
+import { varintSize } from "../codec/writer";
 import type { BrokerOptions } from "./options";
 import type { QueuedMessage, Session } from "./session";
 import type { BrokerCounters } from "./observe/counters";
@@ -210,6 +212,19 @@ export class Outbox {
    */
   sendPublish(conn: Connection, message: Message, qos: QoS, retain: boolean, subscriptionIds: number[] | null, packetId: number, dup: boolean, now: number): boolean {
     const ids = conn.version === 5 ? subscriptionIds : null;
+    if (!message.formsShared && conn.clientTopicAliasMax === 0) {
+      // the only subscriber: encoded straight into its output, with its packet identifier
+      const packet = publishOf(message, conn.version, qos, retain, dup, ids, now, 0, false, packetId);
+      const rl = remainingLength(packet, conn.version);
+      if (1 + varintSize(rl) + rl > conn.clientMaxPacketSize) {
+        this.counters.dropped.too_large++; // [MQTT-3.1.2-25] dropped for this client only
+        return false;
+      }
+      conn.writePublish(packet, rl, qos < 2 && message.qos < 2);
+      this.counters.sent[qos]++;
+      if (this.logging.packetLog !== 0) this.logging.logPacket(conn, "Sent", packet);
+      return true;
+    }
     const form = conn.clientTopicAliasMax === 0 ? encodeForm(message, conn.version, qos, retain, dup, ids, now) : this.aliasedForm(conn, message, qos, retain, dup, ids, now);
     if (form.bytes.length > conn.clientMaxPacketSize) {
       this.counters.dropped.too_large++; // [MQTT-3.1.2-25] dropped for this client only

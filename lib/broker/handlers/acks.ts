@@ -30,13 +30,13 @@ export function handlePubrec(conn: Connection, p: PubrecPacket): void {
   }
   session.releaseInflight(m); // [MQTT-4.3.3-4]
   session.lastAcknowledged = conn.lastReceived;
-  conn.writePacket({ type: PacketType.PUBREL, packetId: p.packetId, reasonCode: 0, properties: NO_PROPERTIES });
+  conn.writeAck(PacketType.PUBREL, p.packetId);
 }
 
 /** QoS 2 from the client, step 2: release the identifier and answer PUBCOMP. */
 export function handlePubrel(conn: Connection, p: PubrelPacket): void {
-  const known = conn.session!.removeIncomingQos2(p.packetId); // [MQTT-4.3.3-11]
-  conn.writePacket({ type: PacketType.PUBCOMP, packetId: p.packetId, reasonCode: known ? 0 : ReasonCode.PacketIdentifierNotFound, properties: NO_PROPERTIES });
+  if (conn.session!.removeIncomingQos2(p.packetId)) conn.writeAck(PacketType.PUBCOMP, p.packetId); // [MQTT-4.3.3-11]
+  else conn.writePacket({ type: PacketType.PUBCOMP, packetId: p.packetId, reasonCode: ReasonCode.PacketIdentifierNotFound, properties: NO_PROPERTIES });
 }
 
 /** QoS 2 delivery to the client completed. */

@@ -128,8 +128,9 @@ export function handleConnect(conn: Connection, p: ConnectPacket): void {
         properties: publishProps as PublishProperties,
         expiresAt: 0,
         persisted: false,
-        copy: null,
+        ownTopic: false,
         forms: null,
+        formsShared: true,
       }),
       delayMs: (willDelayInterval ?? 0) * 1000,
     };

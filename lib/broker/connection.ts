@@ -152,8 +152,9 @@ export class Connection {
         if (this.broker.packetLog !== 0) this.broker.logPacket(this, "Received", packet);
         dispatch(this, packet);
         if (this.holds !== null) return; // the rest waits until the queues that hold it back have room
-        // the clock is read after every packet but PUBLISH (the hot path: after every 64th)
-        if ((packet.type !== PacketType.PUBLISH || (++n & 63) === 0) && performance.now() > deadline) {
+        // the clock is read after every packet but PUBLISH and PUBACK (the hot path: after every 64th)
+        const type = packet.type;
+        if (((type !== PacketType.PUBLISH && type !== PacketType.PUBACK) || (++n & 63) === 0) && performance.now() > deadline) {
           // a long read (many packets, or costly ones): the rest waits for the next turn of the loop
           this.holdBack("turn");
           setImmediate(() => {

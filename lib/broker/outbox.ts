@@ -259,6 +259,7 @@ export class Outbox {
 
   /** Fills a connected session's window from its queue. */
   pump(session: Session): void {
+    if (session.queued === 0 && !session.hasHeld && this.blocked.size === 0) return; // nothing to send, nobody to let go (a PUBACK with the queue empty)
     const conn = this.clients.get(session.clientId);
     if (conn === undefined) return;
     const now = Date.now();

@@ -19,6 +19,7 @@ import type { Broker } from "./broker";
 import type { Message } from "./message";
 import type { Session } from "./session";
 import { dispatch } from "./handlers/dispatch";
+import { completeQos1 } from "./handlers/acks";
 import { READ_SLICE_MS } from "./slices";
 import { countDisconnect, reasonLabel } from "./observe/counters";
 import type { Transport } from "./transport/transport";
@@ -147,13 +148,26 @@ export class Connection {
       }
       const deadline = performance.now() + READ_SLICE_MS;
       let n = 0;
-      for (let packet = framer.nextPacket(this.version, this); packet !== null; packet = framer.nextPacket(this.version, this)) {
-        if (this.state === ConnState.Closed) return;
-        if (this.broker.packetLog !== 0) this.broker.logPacket(this, "Received", packet);
-        dispatch(this, packet);
+      for (;;) {
+        let type: number;
+        // a PUBACK of only its packet identifier, what a subscriber at QoS 1 sends for each message:
+        // handled without decoding it into a packet
+        const acked = framer.takePuback();
+        if (acked !== 0) {
+          if (this.state === ConnState.Closed) return;
+          if (this.broker.packetLog !== 0) this.broker.logPacket(this, "Received", { type: PacketType.PUBACK, packetId: acked, reasonCode: 0, properties: NO_PROPERTIES });
+          completeQos1(this, acked);
+          type = PacketType.PUBACK;
+        } else {
+          const packet = framer.nextPacket(this.version, this);
+          if (packet === null) break;
+          if (this.state === ConnState.Closed) return;
+          if (this.broker.packetLog !== 0) this.broker.logPacket(this, "Received", packet);
+          dispatch(this, packet);
+          type = packet.type;
+        }
         if (this.holds !== null) return; // the rest waits until the queues that hold it back have room
         // the clock is read after every packet but PUBLISH and PUBACK (the hot path: after every 64th)
-        const type = packet.type;
         if (((type !== PacketType.PUBLISH && type !== PacketType.PUBACK) || (++n & 63) === 0) && performance.now() > deadline) {
           // a long read (many packets, or costly ones): the rest waits for the next turn of the loop
           this.holdBack("turn");

@@ -262,11 +262,11 @@ export class Outbox {
     if (session.queued === 0 && !session.hasHeld && this.blocked.size === 0) return; // nothing to send, nobody to let go (a PUBACK with the queue empty)
     const conn = this.clients.get(session.clientId);
     if (conn === undefined) return;
-    const now = Date.now();
-    if (session.hasHeld) this.sendHeld(conn, session, now);
+    let now = 0; // read once a message with an expiry needs it
+    if (session.hasHeld) this.sendHeld(conn, session, (now = Date.now()));
     while (session.queued > 0 && session.inflight.size < conn.sendWindow && !conn.outputFull) {
       const q = session.dequeue()!;
-      if (q.message.expiresAt !== 0 && q.message.expiresAt <= now) {
+      if (q.message.expiresAt !== 0 && q.message.expiresAt <= (now ||= Date.now())) {
         this.counters.dropped.expired++; // section 3.3.2.3.3
         continue;
       }

@@ -7,10 +7,15 @@ import type { Connection } from "../connection";
 
 /** QoS 1 delivery to the client completed: free the identifier and refill the window. */
 export function handlePuback(conn: Connection, p: PubackPacket): void {
+  completeQos1(conn, p.packetId); // whatever its reason code, a PUBACK ends the exchange (section 4.3.2)
+}
+
+/** PUBACK for `packetId` (also without a packet object: Connection.process reads the common four-byte form itself). */
+export function completeQos1(conn: Connection, packetId: number): void {
   const session = conn.session!;
-  const m = session.inflight.get(p.packetId);
+  const m = session.inflight.get(packetId);
   if (m === undefined || m.qos !== 1) return; // unknown identifiers are ignored
-  session.removeInflight(p.packetId); // unacknowledged until PUBACK [MQTT-4.3.2-2]
+  session.removeInflight(packetId); // unacknowledged until PUBACK [MQTT-4.3.2-2]
   session.lastAcknowledged = conn.lastReceived;
   conn.broker.outbox.pump(session);
 }

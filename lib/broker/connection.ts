@@ -28,6 +28,9 @@ const POOL_BUFFER_SIZE = 64 * 1024;
 const pool: Uint8Array[] = [];
 const POOL_MAX = 256;
 
+/** See Connection.copyPayloadsUpTo. */
+export const COPY_PAYLOADS_UP_TO = 4096;
+
 /** The will of a connection, published if it ends without DISCONNECT 0x00. */
 export interface PendingWill {
   message: Message;
@@ -61,6 +64,12 @@ export class Connection {
   clientMaxPacketSize = Number.MAX_SAFE_INTEGER;
   /** Topic aliases the client has set towards us (section 3.3.2.3.4). */
   inboundAliases: Map<number, string> | null = null;
+  /**
+   * QoS 1/2 payloads up to this size are decoded as copies (see TopicCache): the broker keeps those
+   * messages in flight or queued and would copy them at once (persist()). Larger ones stay views
+   * until then, so one with no subscriber at QoS 1/2 is never copied.
+   */
+  readonly copyPayloadsUpTo = COPY_PAYLOADS_UP_TO;
   /** The topic of the last PUBLISH received, as bytes (a copy; see TopicCache) and as the string made from them. */
   lastTopicBytes: Uint8Array | null = null;
   private lastTopic = "";

@@ -47,9 +47,11 @@ export interface Message {
 
 /**
  * Builds a message from a received PUBLISH; the result holds views of the frame. `ownTopic`: the
- * topic bytes are the broker's own, unchanging copy (see Message.ownTopic), not a view.
+ * topic bytes are the broker's own, unchanging copy (see Message.ownTopic), not a view;
+ * `ownPayload`: so is the payload (decoded as a copy). Both, and no Correlation Data (a view):
+ * the message is persisted as it is.
  */
-export function messageFromPublish(p: PublishPacket, topic: string, topicBytes: Uint8Array, ownTopic = false): Message {
+export function messageFromPublish(p: PublishPacket, topic: string, topicBytes: Uint8Array, ownTopic = false, ownPayload = false): Message {
   let properties = p.properties;
   if (properties !== NO_PROPERTIES && (properties.topicAlias !== undefined || properties.subscriptionIdentifiers !== undefined)) {
     const { topicAlias: _alias, subscriptionIdentifiers: _ids, ...rest } = properties;
@@ -64,7 +66,7 @@ export function messageFromPublish(p: PublishPacket, topic: string, topicBytes: 
     retain: p.retain,
     properties,
     expiresAt: expiry === undefined ? 0 : Date.now() + expiry * 1000,
-    persisted: false,
+    persisted: ownTopic && ownPayload && properties.correlationData === undefined,
     ownTopic,
     forms: null,
     formsShared: true,

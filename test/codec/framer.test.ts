@@ -205,6 +205,20 @@ describe("zero-copy", () => {
       expect(p.payload.buffer).toBe(STREAM.buffer);
     }
   });
+
+  test("a TopicCache's copyPayloadsUpTo: a QoS 1/2 payload of at most that many bytes is a copy; QoS 0 and larger ones stay views", () => {
+    const publish = (qos: 0 | 1 | 2, size: number): PublishPacket => ({
+      type: PacketType.PUBLISH, dup: false, qos, retain: false, topic: "t/c", packetId: qos === 0 ? 0 : 9, properties: NO_PROPERTIES, payload: bytes(size, qos),
+    });
+    const sent = [publish(1, 16), publish(2, 16), publish(0, 16), publish(1, 17)];
+    const chunk = new Uint8Array(Buffer.concat(sent.map((p) => encodePacket(p, 5))));
+    const framer = new Framer();
+    framer.push(chunk);
+    const cache = { lastTopicBytes: null, copyPayloadsUpTo: 16 };
+    const got = sent.map(() => framer.nextPacket(5, cache) as PublishPacket);
+    expect(got.map((p) => p.payload)).toEqual(sent.map((p) => p.payload));
+    expect(got.map((p) => p.payload.buffer === chunk.buffer)).toEqual([false, false, true, true]);
+  });
 });
 
 describe("remaining length above the maximum packet size raises 0x95 from the header alone", () => {

@@ -85,7 +85,8 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
     if (p.retain || viaCluster || matches.deliveries.length > 0 || matches.groups.length > 0) {
       const outbox = broker.outbox;
       outbox.publisher = conn; // a full queue holds this connection back (flow control, section 4.9)
-      broker.route(messageFromPublish(p, topic, topicBytes, ownTopic), session, matches);
+      const ownPayload = p.qos > 0 && p.payload.length <= conn.copyPayloadsUpTo; // decoded as a copy (Connection.copyPayloadsUpTo)
+      broker.route(messageFromPublish(p, topic, topicBytes, ownTopic, ownPayload), session, matches);
       outbox.publisher = null;
     } else counters.dropped.no_subscribers++;
   }

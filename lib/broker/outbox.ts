@@ -16,7 +16,7 @@ import { encodeForm, messageCost, persist, publishOf, type Message } from "./mes
 import { remainingLength } from "../codec/packet";
 import { varintSize } from "../codec/writer";
 import type { BrokerOptions } from "./options";
-import type { QueuedMessage, Session } from "./session";
+import type { InflightMessage, QueuedMessage, Session } from "./session";
 import type { BrokerCounters } from "./observe/counters";
 import type { Overload } from "./overload/overload";
 
@@ -86,7 +86,8 @@ export class Outbox {
       this.sendInflight(conn, session, persist(message), qos, retain, subscriptionIds, now);
       return;
     }
-    const q: QueuedMessage = { message: persist(message), qos, retain, subscriptionIds };
+    // an in-flight record already (see InflightMessage): pump() sends it as it is
+    const q: InflightMessage = { message: persist(message), qos, retain, subscriptionIds, packetId: 0, released: false, held: false };
     if (session.enqueue(q, this.options.maxQueuedMessages, this.options.maxQueuedBytes)) this.dropping.delete(session);
     else this.overflow(conn, session, q);
   }
@@ -200,9 +201,17 @@ export class Outbox {
     }
   }
 
-  private sendInflight(conn: Connection, session: Session, message: Message, qos: QoS, retain: boolean, subscriptionIds: number[] | null, now: number): void {
+  /** Sends a message into the client's window; `queued`: the queue's record of it, which becomes the in-flight one. */
+  private sendInflight(conn: Connection, session: Session, message: Message, qos: QoS, retain: boolean, subscriptionIds: number[] | null, now: number, queued: QueuedMessage | null = null): void {
     const packetId = session.allocatePacketId();
-    session.addInflight({ packetId, message, qos, retain, subscriptionIds, released: false, held: false });
+    let m: InflightMessage;
+    if (queued === null) m = { message, qos, retain, subscriptionIds, packetId, released: false, held: false };
+    else {
+      m = queued as InflightMessage; // made with the in-flight fields by deliver() (one restored from the store gains them here)
+      m.packetId = packetId;
+      m.released = m.held = false;
+    }
+    session.addInflight(m);
     if (!this.sendPublish(conn, message, qos, retain, subscriptionIds, packetId, false, now)) session.removeInflight(packetId); // [MQTT-3.1.2-25] as if delivered
   }
 
@@ -270,7 +279,7 @@ export class Outbox {
         this.counters.dropped.expired++; // section 3.3.2.3.3
         continue;
       }
-      this.sendInflight(conn, session, q.message, q.qos, q.retain, q.subscriptionIds, now);
+      this.sendInflight(conn, session, q.message, q.qos, q.retain, q.subscriptionIds, now, q);
     }
     if (this.blocked.size !== 0 && session.queued <= this.options.maxQueuedMessages >>> 1 && session.queuedBytes <= this.options.maxQueuedBytes / 2) this.release(session);
   }

@@ -39,25 +39,24 @@ export interface HeldSubscription {
   group: Group | null;
 }
 
-/** A QoS 1/2 message sent to the client and not yet acknowledged. */
-export interface InflightMessage {
-  packetId: number;
-  message: Message;
-  qos: QoS;
-  retain: boolean;
-  subscriptionIds: number[] | null;
-  /** QoS 2: PUBREC received and PUBREL sent; waiting for PUBCOMP. */
-  released: boolean;
-  /** Not yet re-sent on the resumed session: over the client's Receive Maximum until acknowledgements free the window. */
-  held: boolean;
-}
-
 /** A QoS 1/2 message waiting for room in the client's window. */
 export interface QueuedMessage {
   message: Message;
   qos: QoS;
   retain: boolean;
   subscriptionIds: number[] | null;
+}
+
+/**
+ * A QoS 1/2 message sent to the client and not yet acknowledged. The broker makes queued messages
+ * with these fields too (packetId 0), so that one taken from the queue is sent as it is.
+ */
+export interface InflightMessage extends QueuedMessage {
+  packetId: number;
+  /** QoS 2: PUBREC received and PUBREL sent; waiting for PUBCOMP. */
+  released: boolean;
+  /** Not yet re-sent on the resumed session: over the client's Receive Maximum until acknowledgements free the window. */
+  held: boolean;
 }
 
 /**

@@ -136,6 +136,7 @@ export class Connection {
   private process(): void {
     const framer = this.framer;
     if (framer === null) return;
+    let refill = false; // PUBACKs freed room in the window: pump the queue
     try {
       while (this.state === ConnState.AwaitingConnect) {
         if (framer.peekType() === undefined) return;
@@ -160,14 +161,19 @@ export class Connection {
       for (;;) {
         let type: number;
         // a PUBACK of only its packet identifier, what a subscriber at QoS 1 sends for each message:
-        // handled without decoding it into a packet
+        // handled without decoding it into a packet; the window it frees is refilled once, after the
+        // run of them (finally, below), rather than after each
         const acked = framer.takePuback();
         if (acked !== 0) {
           if (this.state === ConnState.Closed) return;
           if (this.broker.packetLog !== 0) this.broker.logPacket(this, "Received", { type: PacketType.PUBACK, packetId: acked, reasonCode: 0, properties: NO_PROPERTIES });
-          completeQos1(this, acked);
+          if (completeQos1(this, acked, false)) refill = true;
           type = PacketType.PUBACK;
         } else {
+          if (refill) {
+            refill = false; // the packets that follow see the window refilled, as they would have
+            this.refillWindow();
+          }
           const packet = framer.nextPacket(this.version, this);
           if (packet === null) break;
           if (this.state === ConnState.Closed) return;
@@ -190,7 +196,13 @@ export class Connection {
       this.fail(e);
     } finally {
       if (framer.buffered === 0) this.framer = null;
+      if (refill) this.refillWindow();
     }
+  }
+
+  /** After PUBACKs freed room in the window: queued messages go out (a closed connection's stay queued). */
+  private refillWindow(): void {
+    if (this.state === ConnState.Connected) this.broker.outbox.pump(this.session!);
   }
 
   /** True once CONNECT was accepted, until the connection ends. */

@@ -248,9 +248,7 @@ describe("packet identifiers and acknowledgements", () => {
     expect(problems).toEqual([]);
     expect(takePublishes(sub)).toEqual([]);
     expect(received).toBe(total);
-    // they go round up to twice the number in flight (Session.allocatePacketId)
-    expect(Math.max(...seen.keys())).toBeGreaterThan(window);
-    expect(Math.max(...seen.keys())).toBeLessThanOrEqual(2 * window);
+    expect(Math.max(...seen.keys())).toBeLessThanOrEqual(2 * window); // they go round up to twice the number in flight (Session.allocatePacketId)
     expect([...seen.values()].every((n) => n > 1)).toBe(true); // and every one came back after its PUBACK
     await waitUntil(() => inflight("sub") === 0, "every message to sub was acknowledged");
   }, 30_000); // over 65,000 messages each way: bounds a hang generously on a loaded machine

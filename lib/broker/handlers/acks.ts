@@ -10,14 +10,19 @@ export function handlePuback(conn: Connection, p: PubackPacket): void {
   completeQos1(conn, p.packetId); // whatever its reason code, a PUBACK ends the exchange (section 4.3.2)
 }
 
-/** PUBACK for `packetId` (also without a packet object: Connection.process reads the common four-byte form itself). */
-export function completeQos1(conn: Connection, packetId: number): void {
+/**
+ * PUBACK for `packetId` (also without a packet object: Connection.process reads the common
+ * four-byte form itself). With `pump` false the caller refills the window (Outbox.pump) itself,
+ * after a run of them; true is returned when one freed a slot.
+ */
+export function completeQos1(conn: Connection, packetId: number, pump = true): boolean {
   const session = conn.session!;
   const m = session.inflight.get(packetId);
-  if (m === undefined || m.qos !== 1) return; // unknown identifiers are ignored
+  if (m === undefined || m.qos !== 1) return false; // unknown identifiers are ignored
   session.removeInflight(packetId); // unacknowledged until PUBACK [MQTT-4.3.2-2]
   session.lastAcknowledged = conn.lastReceived;
-  conn.broker.outbox.pump(session);
+  if (pump) conn.broker.outbox.pump(session);
+  return true;
 }
 
 /** QoS 2, step 1 done: answer PUBREL (or forget the message if the client refused it). */

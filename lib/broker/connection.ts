@@ -69,7 +69,9 @@ export class Connection {
    * messages in flight or queued and would copy them at once (persist()). Larger ones stay views
    * until then, so one with no subscriber at QoS 1/2 is never copied.
    */
-  readonly copyPayloadsUpTo = COPY_PAYLOADS_UP_TO;
+  get copyPayloadsUpTo(): number {
+    return COPY_PAYLOADS_UP_TO; // on the prototype: no field in each connection
+  }
   /** The topic of the last PUBLISH received, as bytes (a copy; see TopicCache) and as the string made from them. */
   lastTopicBytes: Uint8Array | null = null;
   private lastTopic = "";

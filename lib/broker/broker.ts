@@ -7,7 +7,8 @@
  * connections are flushed once when the current event handler returns. Messages are copied only
  * when they must outlive the received frame.
  */
-import type { QoS } from "../codec/constants";
+import { PacketType, type QoS } from "../codec/constants";
+import { NO_PROPERTIES } from "../codec/properties";
 import { ReasonCode } from "../codec/reason-codes";
 import type { Packet } from "../codec/packet";
 import { describePacket } from "../codec/describe";
@@ -423,6 +424,12 @@ export class Broker {
   acknowledge(conn: Connection, packet: Packet, viaCluster: boolean): void {
     if (this.ackGate === null) conn.writePacket(packet);
     else this.ackGate.write(conn, packet, viaCluster);
+  }
+
+  /** acknowledge() of a received PUBLISH: PUBACK or PUBREC; one with reason code 0 outside a cluster is written as its four bytes, with no packet object. */
+  acknowledgePublish(conn: Connection, type: typeof PacketType.PUBACK | typeof PacketType.PUBREC, packetId: number, reasonCode: number, viaCluster: boolean): void {
+    if (this.ackGate === null && reasonCode === 0) conn.writeAck(type, packetId);
+    else this.acknowledge(conn, { type, packetId, reasonCode, properties: NO_PROPERTIES }, viaCluster);
   }
 
   // ---- durable state ---------------------------------------------------------------------

@@ -11,12 +11,15 @@ import { Framer } from "../codec/framer";
 import { decodePacket, encodePacket, encodePacketInto, remainingLength, type Packet } from "../codec/packet";
 import { varintSize } from "../codec/writer";
 import { PacketType } from "../codec/constants";
+import { NO_PROPERTIES } from "../codec/properties";
 import { MqttError, ReasonCode, reasonName } from "../codec/reason-codes";
 import { decodeUtf8 } from "../codec/reader";
+import type { PublishPacket } from "../codec/packets/publish";
 import type { Broker } from "./broker";
 import type { Message } from "./message";
 import type { Session } from "./session";
 import { dispatch } from "./handlers/dispatch";
+import { completeQos1 } from "./handlers/acks";
 import { READ_SLICE_MS } from "./slices";
 import { countDisconnect, reasonLabel } from "./observe/counters";
 import type { Transport } from "./transport/transport";
@@ -24,6 +27,9 @@ import type { Transport } from "./transport/transport";
 const POOL_BUFFER_SIZE = 64 * 1024;
 const pool: Uint8Array[] = [];
 const POOL_MAX = 256;
+
+/** See Connection.copyPayloadsUpTo. */
+export const COPY_PAYLOADS_UP_TO = 4096;
 
 /** The will of a connection, published if it ends without DISCONNECT 0x00. */
 export interface PendingWill {
@@ -58,6 +64,14 @@ export class Connection {
   clientMaxPacketSize = Number.MAX_SAFE_INTEGER;
   /** Topic aliases the client has set towards us (section 3.3.2.3.4). */
   inboundAliases: Map<number, string> | null = null;
+  /**
+   * QoS 1/2 payloads up to this size are decoded as copies (see TopicCache): the broker keeps those
+   * messages in flight or queued and would copy them at once (persist()). Larger ones stay views
+   * until then, so one with no subscriber at QoS 1/2 is never copied.
+   */
+  get copyPayloadsUpTo(): number {
+    return COPY_PAYLOADS_UP_TO; // on the prototype: no field in each connection
+  }
   /** The topic of the last PUBLISH received, as bytes (a copy; see TopicCache) and as the string made from them. */
   lastTopicBytes: Uint8Array | null = null;
   private lastTopic = "";
@@ -124,6 +138,7 @@ export class Connection {
   private process(): void {
     const framer = this.framer;
     if (framer === null) return;
+    let refill = false; // PUBACKs freed room in the window: pump the queue
     try {
       while (this.state === ConnState.AwaitingConnect) {
         if (framer.peekType() === undefined) return;
@@ -146,13 +161,32 @@ export class Connection {
       }
       const deadline = performance.now() + READ_SLICE_MS;
       let n = 0;
-      for (let packet = framer.nextPacket(this.version, this); packet !== null; packet = framer.nextPacket(this.version, this)) {
-        if (this.state === ConnState.Closed) return;
-        if (this.broker.packetLog !== 0) this.broker.logPacket(this, "Received", packet);
-        dispatch(this, packet);
+      for (;;) {
+        let type: number;
+        // a PUBACK of only its packet identifier, what a subscriber at QoS 1 sends for each message:
+        // handled without decoding it into a packet; the window it frees is refilled once, after the
+        // run of them (finally, below), rather than after each
+        const acked = framer.takePuback();
+        if (acked !== 0) {
+          if (this.state === ConnState.Closed) return;
+          if (this.broker.packetLog !== 0) this.broker.logPacket(this, "Received", { type: PacketType.PUBACK, packetId: acked, reasonCode: 0, properties: NO_PROPERTIES });
+          if (completeQos1(this, acked, false)) refill = true;
+          type = PacketType.PUBACK;
+        } else {
+          if (refill) {
+            refill = false; // the packets that follow see the window refilled, as they would have
+            this.refillWindow();
+          }
+          const packet = framer.nextPacket(this.version, this);
+          if (packet === null) break;
+          if (this.state === ConnState.Closed) return;
+          if (this.broker.packetLog !== 0) this.broker.logPacket(this, "Received", packet);
+          dispatch(this, packet);
+          type = packet.type;
+        }
         if (this.holds !== null) return; // the rest waits until the queues that hold it back have room
-        // the clock is read after every packet but PUBLISH (the hot path: after every 64th)
-        if ((packet.type !== PacketType.PUBLISH || (++n & 63) === 0) && performance.now() > deadline) {
+        // the clock is read after every packet but PUBLISH and PUBACK (the hot path: after every 64th)
+        if (((type !== PacketType.PUBLISH && type !== PacketType.PUBACK) || (++n & 63) === 0) && performance.now() > deadline) {
           // a long read (many packets, or costly ones): the rest waits for the next turn of the loop
           this.holdBack("turn");
           setImmediate(() => {
@@ -165,7 +199,13 @@ export class Connection {
       this.fail(e);
     } finally {
       if (framer.buffered === 0) this.framer = null;
+      if (refill) this.refillWindow();
     }
+  }
+
+  /** After PUBACKs freed room in the window: queued messages go out (a closed connection's stay queued). */
+  private refillWindow(): void {
+    if (this.state === ConnState.Connected) this.broker.outbox.pump(this.session!);
   }
 
   /** True once CONNECT was accepted, until the connection ends. */
@@ -274,6 +314,30 @@ export class Connection {
     const rl = remainingLength(p, this.version);
     const at = this.reserve(1 + varintSize(rl) + rl);
     encodePacketInto(p, this.version, this.out!, at, rl);
+  }
+
+  /** Encodes a PUBLISH of remaining length `rl` straight into the output buffer; `free` as append()'s. The caller logs it. */
+  writePublish(p: PublishPacket, rl: number, free: boolean): void {
+    const at = this.reserve(1 + varintSize(rl) + rl, free);
+    encodePacketInto(p, this.version, this.out!, at, rl);
+  }
+
+  /**
+   * Appends a PUBACK, PUBREC, PUBREL or PUBCOMP with reason code 0 and no properties: four bytes,
+   * the same in 3.1.1 and 5.0 (section 3.4.2.1: the reason code 0x00 may be left out), written
+   * without building a packet.
+   */
+  writeAck(type: typeof PacketType.PUBACK | typeof PacketType.PUBREC | typeof PacketType.PUBREL | typeof PacketType.PUBCOMP, packetId: number): void {
+    if (this.broker.packetLog !== 0) {
+      this.writePacket({ type, packetId, reasonCode: 0, properties: NO_PROPERTIES });
+      return;
+    }
+    const at = this.reserve(4);
+    const out = this.out!;
+    out[at] = (type << 4) | (type === PacketType.PUBREL ? 0x02 : 0); // PUBREL's reserved flags are 0010 [MQTT-3.6.1-1]
+    out[at + 1] = 2;
+    out[at + 2] = packetId >>> 8;
+    out[at + 3] = packetId & 0xff;
   }
 
   /**

@@ -1,8 +1,8 @@
 /**
  * An application message on its way through the broker. A message routed straight from a received
- * PUBLISH holds views of the frame; persist() is the one place that copies it, once, when it must
- * outlive the frame (retained, queued, in flight). Encoded forms are cached on the message so that
- * every subscriber that gets the same form shares one encoding.
+ * PUBLISH holds views of the frame; persist() is the one place that copies it, once and in place,
+ * when it must outlive the frame (retained, queued, in flight). Encoded forms are cached on the
+ * message so that every subscriber that gets the same form shares one encoding.
  */
 import type { QoS } from "../codec/constants";
 import { NO_PROPERTIES, type PublishProperties } from "../codec/properties";
@@ -31,14 +31,27 @@ export interface Message {
   expiresAt: number;
   /** True when topicBytes, payload and binary properties are the broker's own copies. */
   persisted: boolean;
-  /** The persisted copy of a message that holds views, made at most once. */
-  copy: Message | null;
+  /**
+   * True when topicBytes is the broker's own copy already (a connection's cached topic, which is
+   * never changed) though the rest may be views: persist() then keeps it as it is.
+   */
+  ownTopic: boolean;
   /** Encoded forms, indexed by formIndex(); built lazily. */
   forms: (EncodedForm | undefined)[] | null;
+  /**
+   * False when the router found one subscriber only: its PUBLISH is encoded straight into that
+   * connection's output (publishOf), not into a form kept for others. True: encodeForm() and share.
+   */
+  formsShared: boolean;
 }
 
-/** Builds a message from a received PUBLISH; the result holds views of the frame. */
-export function messageFromPublish(p: PublishPacket, topic: string, topicBytes: Uint8Array): Message {
+/**
+ * Builds a message from a received PUBLISH; the result holds views of the frame. `ownTopic`: the
+ * topic bytes are the broker's own, unchanging copy (see Message.ownTopic), not a view;
+ * `ownPayload`: so is the payload (decoded as a copy). Both, and no Correlation Data (a view):
+ * the message is persisted as it is.
+ */
+export function messageFromPublish(p: PublishPacket, topic: string, topicBytes: Uint8Array, ownTopic = false, ownPayload = false): Message {
   let properties = p.properties;
   if (properties !== NO_PROPERTIES && (properties.topicAlias !== undefined || properties.subscriptionIdentifiers !== undefined)) {
     const { topicAlias: _alias, subscriptionIdentifiers: _ids, ...rest } = properties;
@@ -53,31 +66,26 @@ export function messageFromPublish(p: PublishPacket, topic: string, topicBytes: 
     retain: p.retain,
     properties,
     expiresAt: expiry === undefined ? 0 : Date.now() + expiry * 1000,
-    persisted: false,
-    copy: null,
+    persisted: ownTopic && ownPayload && properties.correlationData === undefined,
+    ownTopic,
     forms: null,
+    formsShared: true,
   };
 }
 
-/** The broker's own copy of a message: the one function that copies received bytes. */
+/**
+ * Makes a message the broker's own: the one function that copies received bytes. The copies
+ * replace the views in place (same bytes), so a message routed to many sessions is copied once
+ * and every holder of it, and its cached encodings (which hold no views), stay valid. Returns it.
+ */
 export function persist(m: Message): Message {
   if (m.persisted) return m;
-  if (m.copy !== null) return m.copy;
-  let properties = m.properties;
-  if (properties.correlationData !== undefined) properties = { ...properties, correlationData: properties.correlationData.slice() };
-  m.copy = {
-    topic: m.topic,
-    topicBytes: m.topicBytes.slice(),
-    payload: m.payload.slice(),
-    qos: m.qos,
-    retain: m.retain,
-    properties,
-    expiresAt: m.expiresAt,
-    persisted: true,
-    copy: null,
-    forms: (m.forms ??= new Array(12)), // the encodings hold no views: share them
-  };
-  return m.copy;
+  const properties = m.properties;
+  if (properties.correlationData !== undefined) m.properties = { ...properties, correlationData: properties.correlationData.slice() };
+  if (!m.ownTopic) m.topicBytes = m.topicBytes.slice();
+  m.payload = m.payload.slice();
+  m.persisted = m.ownTopic = true;
+  return m;
 }
 
 /** Bytes a queued message is charged for. */
@@ -104,6 +112,15 @@ export function encodeForm(m: Message, version: 4 | 5, qos: QoS, retain: boolean
     const cached = m.forms?.[index];
     if (cached !== undefined) return cached;
   }
+  const packet = publishOf(m, version, qos, retain, dup, subscriptionIds, now, alias, aliasKnown);
+  const rl = remainingLength(packet, version);
+  const form: EncodedForm = { bytes: encodePacket(packet, version), packetIdOffset: 1 + varintSize(rl) + 2 + packet.topic.length };
+  if (shared) (m.forms ??= new Array(12))[index] = form;
+  return form;
+}
+
+/** The PUBLISH packet of `m` for one subscriber, with packet identifier `packetId` (QoS > 0); the arguments as encodeForm's. */
+export function publishOf(m: Message, version: 4 | 5, qos: QoS, retain: boolean, dup: boolean, subscriptionIds: number[] | null, now: number, alias = 0, aliasKnown = false, packetId = 1): PublishPacket {
   let properties = m.properties;
   if (version === 5 && (subscriptionIds !== null || m.expiresAt !== 0 || alias > 0)) {
     properties = { ...properties };
@@ -112,9 +129,5 @@ export function encodeForm(m: Message, version: 4 | 5, qos: QoS, retain: boolean
     if (m.expiresAt !== 0) properties.messageExpiryInterval = Math.max(0, Math.ceil((m.expiresAt - now) / 1000)); // section 3.3.2.3.3
   }
   const topic = aliasKnown ? NO_TOPIC : m.topicBytes;
-  const packet: PublishPacket = { type: PacketType.PUBLISH, dup, qos, retain, topic, packetId: qos > 0 ? 1 : 0, properties, payload: m.payload };
-  const rl = remainingLength(packet, version);
-  const form: EncodedForm = { bytes: encodePacket(packet, version), packetIdOffset: 1 + varintSize(rl) + 2 + topic.length };
-  if (shared) (m.forms ??= new Array(12))[index] = form;
-  return form;
+  return { type: PacketType.PUBLISH, dup, qos, retain, topic, packetId: qos > 0 ? packetId : 0, properties, payload: m.payload };
 }

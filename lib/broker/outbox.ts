@@ -12,9 +12,11 @@ import { ReasonCode } from "../codec/reason-codes";
 import { decodePacket, type Packet } from "../codec/packet";
 import type { PublishPacket } from "../codec/packets/publish";
 import type { Connection } from "./connection";
-import { encodeForm, messageCost, persist, type Message } from "./message";
+import { encodeForm, messageCost, persist, publishOf, type Message } from "./message";
+import { remainingLength } from "../codec/packet";
+import { varintSize } from "../codec/writer";
 import type { BrokerOptions } from "./options";
-import type { QueuedMessage, Session } from "./session";
+import type { InflightMessage, QueuedMessage, Session } from "./session";
 import type { BrokerCounters } from "./observe/counters";
 import type { Overload } from "./overload/overload";
 
@@ -84,7 +86,8 @@ export class Outbox {
       this.sendInflight(conn, session, persist(message), qos, retain, subscriptionIds, now);
       return;
     }
-    const q: QueuedMessage = { message: persist(message), qos, retain, subscriptionIds };
+    // an in-flight record already (see InflightMessage): pump() sends it as it is
+    const q: InflightMessage = { message: persist(message), qos, retain, subscriptionIds, packetId: 0, released: false, held: false };
     if (session.enqueue(q, this.options.maxQueuedMessages, this.options.maxQueuedBytes)) this.dropping.delete(session);
     else this.overflow(conn, session, q);
   }
@@ -198,9 +201,17 @@ export class Outbox {
     }
   }
 
-  private sendInflight(conn: Connection, session: Session, message: Message, qos: QoS, retain: boolean, subscriptionIds: number[] | null, now: number): void {
+  /** Sends a message into the client's window; `queued`: the queue's record of it, which becomes the in-flight one. */
+  private sendInflight(conn: Connection, session: Session, message: Message, qos: QoS, retain: boolean, subscriptionIds: number[] | null, now: number, queued: QueuedMessage | null = null): void {
     const packetId = session.allocatePacketId();
-    session.addInflight({ packetId, message, qos, retain, subscriptionIds, released: false, held: false });
+    let m: InflightMessage;
+    if (queued === null) m = { message, qos, retain, subscriptionIds, packetId, released: false, held: false };
+    else {
+      m = queued as InflightMessage; // made with the in-flight fields by deliver() (one restored from the store gains them here)
+      m.packetId = packetId;
+      m.released = m.held = false;
+    }
+    session.addInflight(m);
     if (!this.sendPublish(conn, message, qos, retain, subscriptionIds, packetId, false, now)) session.removeInflight(packetId); // [MQTT-3.1.2-25] as if delivered
   }
 
@@ -210,6 +221,19 @@ export class Outbox {
    */
   sendPublish(conn: Connection, message: Message, qos: QoS, retain: boolean, subscriptionIds: number[] | null, packetId: number, dup: boolean, now: number): boolean {
     const ids = conn.version === 5 ? subscriptionIds : null;
+    if (!message.formsShared && conn.clientTopicAliasMax === 0) {
+      // the only subscriber: encoded straight into its output, with its packet identifier
+      const packet = publishOf(message, conn.version, qos, retain, dup, ids, now, 0, false, packetId);
+      const rl = remainingLength(packet, conn.version);
+      if (1 + varintSize(rl) + rl > conn.clientMaxPacketSize) {
+        this.counters.dropped.too_large++; // [MQTT-3.1.2-25] dropped for this client only
+        return false;
+      }
+      conn.writePublish(packet, rl, qos < 2 && message.qos < 2);
+      this.counters.sent[qos]++;
+      if (this.logging.packetLog !== 0) this.logging.logPacket(conn, "Sent", packet);
+      return true;
+    }
     const form = conn.clientTopicAliasMax === 0 ? encodeForm(message, conn.version, qos, retain, dup, ids, now) : this.aliasedForm(conn, message, qos, retain, dup, ids, now);
     if (form.bytes.length > conn.clientMaxPacketSize) {
       this.counters.dropped.too_large++; // [MQTT-3.1.2-25] dropped for this client only
@@ -244,17 +268,18 @@ export class Outbox {
 
   /** Fills a connected session's window from its queue. */
   pump(session: Session): void {
+    if (session.queued === 0 && !session.hasHeld && this.blocked.size === 0) return; // nothing to send, nobody to let go (a PUBACK with the queue empty)
     const conn = this.clients.get(session.clientId);
     if (conn === undefined) return;
-    const now = Date.now();
-    if (session.hasHeld) this.sendHeld(conn, session, now);
+    let now = 0; // read once a message with an expiry needs it
+    if (session.hasHeld) this.sendHeld(conn, session, (now = Date.now()));
     while (session.queued > 0 && session.inflight.size < conn.sendWindow && !conn.outputFull) {
       const q = session.dequeue()!;
-      if (q.message.expiresAt !== 0 && q.message.expiresAt <= now) {
+      if (q.message.expiresAt !== 0 && q.message.expiresAt <= (now ||= Date.now())) {
         this.counters.dropped.expired++; // section 3.3.2.3.3
         continue;
       }
-      this.sendInflight(conn, session, q.message, q.qos, q.retain, q.subscriptionIds, now);
+      this.sendInflight(conn, session, q.message, q.qos, q.retain, q.subscriptionIds, now, q);
     }
     if (this.blocked.size !== 0 && session.queued <= this.options.maxQueuedMessages >>> 1 && session.queuedBytes <= this.options.maxQueuedBytes / 2) this.release(session);
   }

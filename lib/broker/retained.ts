@@ -349,7 +349,8 @@ export function retainedMessage(entry: RetainedEntry): Message {
     properties: p.properties,
     expiresAt: entry.expiresAt,
     persisted: true,
-    copy: null,
+    ownTopic: true,
     forms,
+    formsShared: true,
   };
 }

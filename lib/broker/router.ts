@@ -94,6 +94,7 @@ export class Router {
   route(message: Message, origin: Session | null, matches: Matches = this.match(message.topic), remote = false): void {
     if (message.retain && this.options.retainAvailable && !remote) this.retain(message);
     const { deliveries, groups } = matches;
+    message.formsShared = deliveries.length + groups.length > 1; // one subscriber: encoded straight into its output
     const now = message.expiresAt === 0 ? 0 : Date.now();
     for (let i = 0; i < deliveries.length; i++) {
       const d = deliveries[i]!;

@@ -39,25 +39,24 @@ export interface HeldSubscription {
   group: Group | null;
 }
 
-/** A QoS 1/2 message sent to the client and not yet acknowledged. */
-export interface InflightMessage {
-  packetId: number;
-  message: Message;
-  qos: QoS;
-  retain: boolean;
-  subscriptionIds: number[] | null;
-  /** QoS 2: PUBREC received and PUBREL sent; waiting for PUBCOMP. */
-  released: boolean;
-  /** Not yet re-sent on the resumed session: over the client's Receive Maximum until acknowledgements free the window. */
-  held: boolean;
-}
-
 /** A QoS 1/2 message waiting for room in the client's window. */
 export interface QueuedMessage {
   message: Message;
   qos: QoS;
   retain: boolean;
   subscriptionIds: number[] | null;
+}
+
+/**
+ * A QoS 1/2 message sent to the client and not yet acknowledged. The broker makes queued messages
+ * with these fields too (packetId 0), so that one taken from the queue is sent as it is.
+ */
+export interface InflightMessage extends QueuedMessage {
+  packetId: number;
+  /** QoS 2: PUBREC received and PUBREL sent; waiting for PUBCOMP. */
+  released: boolean;
+  /** Not yet re-sent on the resumed session: over the client's Receive Maximum until acknowledgements free the window. */
+  held: boolean;
 }
 
 /**
@@ -76,16 +75,79 @@ class SharedEmptySet<T> extends Set<T> {
     throw new Error("internal error: a write to the shared empty set");
   }
 }
+/**
+ * A session's outgoing QoS 1/2 messages by packet identifier: a Map's part (size, get, has,
+ * values in send order) without a Map. The hot path (a send, its PUBACK) is an array store and a
+ * load: the identifiers allocatePacketId() hands out stay below a few times the number in flight,
+ * so the array stays small. values() (a redelivery, a snapshot for the store) sorts by send order.
+ */
+export class InflightTable {
+  /** Messages by packet identifier; holes where none is in flight. */
+  private byId: (InflightMessage | undefined)[] = [];
+  /** When each was added (a counter), by packet identifier: the send order. */
+  private order: number[] = [];
+  private added = 0;
+  /** Messages in flight. */
+  size = 0;
+
+  get(packetId: number): InflightMessage | undefined {
+    return this.byId[packetId];
+  }
+
+  has(packetId: number): boolean {
+    return this.byId[packetId] !== undefined;
+  }
+
+  /** Adds a message (or replaces the one with its identifier); it goes last in send order. */
+  set(m: InflightMessage): void {
+    const id = m.packetId;
+    if (this.byId[id] === undefined) this.size++;
+    this.byId[id] = m;
+    this.order[id] = this.added++;
+  }
+
+  delete(packetId: number): boolean {
+    if (this.byId[packetId] === undefined) return false;
+    this.byId[packetId] = undefined;
+    if (--this.size === 0 && this.byId.length > 4096) this.clear(); // after a burst: give the long arrays back
+    return true;
+  }
+
+  clear(): void {
+    this.byId = [];
+    this.order = [];
+    this.size = 0;
+  }
+
+  /** The messages in send order (a copy: the caller may delete while it goes through them). */
+  values(): InflightMessage[] {
+    const out: InflightMessage[] = [];
+    const byId = this.byId;
+    for (let id = 1; id < byId.length; id++) if (byId[id] !== undefined) out.push(byId[id]!);
+    return out.sort((a, b) => this.order[a.packetId]! - this.order[b.packetId]!);
+  }
+}
+
+/** The InflightTable every session starts with (a write to it throws, as to the shared empty collections above). */
+class SharedEmptyInflight extends InflightTable {
+  override set(): void {
+    throw new Error("internal error: a write to the shared empty in-flight table");
+  }
+}
+
 const NO_SUBSCRIPTIONS: Map<string, HeldSubscription> = new SharedEmptyMap();
-const NO_INFLIGHT: Map<number, InflightMessage> = new SharedEmptyMap();
+const NO_INFLIGHT: InflightTable = new SharedEmptyInflight();
 const NO_IDS: Set<number> = new SharedEmptySet();
 const NO_QUEUE: (QueuedMessage | undefined)[] = Object.freeze([]) as unknown as (QueuedMessage | undefined)[];
+
+/** Packet identifiers go round at least 1..MIN_ID_RANGE (see allocatePacketId). */
+const MIN_ID_RANGE = 256;
 
 /** The state of one client identifier. */
 export class Session {
   /** Subscriptions by topic filter (shared ones by their full `$share/...` filter); add with holdSubscription(). */
   subscriptions = NO_SUBSCRIPTIONS;
-  /** Outgoing QoS 1/2 messages by packet identifier, in send order; add with addInflight(). */
+  /** Outgoing QoS 1/2 messages by packet identifier (values() in send order); add with addInflight(). */
   inflight = NO_INFLIGHT;
   /** Incoming QoS 2 packet identifiers awaiting PUBREL [MQTT-4.3.3-9]; add with addIncomingQos2(). */
   incomingQos2 = NO_IDS;
@@ -127,8 +189,8 @@ export class Session {
 
   /** Records an outgoing QoS 1/2 message as in flight. */
   addInflight(m: InflightMessage): void {
-    if (this.inflight === NO_INFLIGHT) this.inflight = new Map();
-    this.inflight.set(m.packetId, m);
+    if (this.inflight === NO_INFLIGHT) this.inflight = new InflightTable();
+    this.inflight.set(m);
     this.journal?.inflightAdded(m);
   }
 
@@ -203,12 +265,18 @@ export class Session {
     this.journal?.cleared();
   }
 
-  /** A packet identifier not in use by an outgoing QoS 1/2 message [MQTT-2.2.1-3]; 0 when all are. */
+  /**
+   * A packet identifier not in use by an outgoing QoS 1/2 message [MQTT-2.2.1-3]; 0 when all are.
+   * They go round 1..N, N twice the number in flight (at least 256): one is used again only after
+   * its acknowledgement, as the protocol allows, and the InflightTable indexed by them stays small.
+   */
   allocatePacketId(): number {
-    if (this.inflight.size >= 65535) return 0;
-    let id = this.nextPacketId;
-    while (this.inflight.has(id)) id = id === 65535 ? 1 : id + 1;
-    this.nextPacketId = id === 65535 ? 1 : id + 1;
+    const inflight = this.inflight;
+    if (inflight.size >= 65535) return 0;
+    const top = Math.min(65535, Math.max(MIN_ID_RANGE, inflight.size * 2));
+    let id = this.nextPacketId > top ? 1 : this.nextPacketId;
+    while (inflight.has(id)) id = id >= top ? 1 : id + 1;
+    this.nextPacketId = id + 1;
     return id;
   }
 }

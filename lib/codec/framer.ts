@@ -66,6 +66,20 @@ export class Framer {
     return this.advance() ? decodePacketAt(this.frameBuf, this.frameStart, this.frameEnd, version, topicCache) : null;
   }
 
+  /**
+   * When the next frame is a PUBACK of exactly its packet identifier (remaining length 2: reason
+   * code 0x00, no properties, the same in 3.1.1 and 5.0), takes it and returns the identifier;
+   * otherwise takes nothing and returns 0 (nextPacket() decodes it, and rejects an identifier 0).
+   */
+  takePuback(): number {
+    const c = this.chunk;
+    const p = this.pos;
+    if (this.partial !== null || p + 4 > c.length || c[p] !== 0x40 || c[p + 1] !== 2) return 0;
+    const id = (c[p + 2]! << 8) | c[p + 3]!;
+    if (id !== 0) this.pos = p + 4;
+    return id;
+  }
+
   /** Type of the next frame's first byte, if any byte is held (to check that the first packet is CONNECT). */
   peekType(): number | undefined {
     const b = this.partial !== null && this.partialLen > 0 ? this.partial[0] : this.chunk[this.pos];

@@ -80,6 +80,13 @@ const PROPERTY_LENGTH_WHAT: readonly string[] = PROPERTIES_WHERE.map((w) => `the
  */
 export interface TopicCache {
   lastTopicBytes: Uint8Array | null;
+  /**
+   * A QoS 1 or 2 PUBLISH whose payload is at most this many bytes gets the payload as a copy (a
+   * buffer of its own) rather than a view of the frame; 0 (or absent): always a view. A broker
+   * keeps those messages past the frame (in flight, queued) and would copy them anyway; copying a
+   * small payload costs about what making the view does, so it saves making both.
+   */
+  readonly copyPayloadsUpTo?: number;
 }
 
 /** Cursor over `buf[pos, end)`. `packet` names the packet for error messages. */
@@ -192,6 +199,13 @@ export class Reader {
   /** The rest of the frame as a view. */
   rest(): Uint8Array {
     const v = this.buf.subarray(this.pos, this.end);
+    this.pos = this.end;
+    return v;
+  }
+
+  /** The rest of the frame as a copy. */
+  restCopy(): Uint8Array {
+    const v = this.buf.slice(this.pos, this.end);
     this.pos = this.end;
     return v;
   }

@@ -206,7 +206,7 @@ describe("topics of consecutive PUBLISHes", () => {
 describe("packet identifiers and acknowledgements", () => {
   test("[MQTT-2.2.1-4] identifiers of outgoing QoS 1 messages are non-zero, unique among the unacknowledged ones, and reused once acknowledged", async () => {
     const window = 1000;
-    const total = 65535 + 2 * window; // enough to wrap the 16-bit identifier space
+    const total = 65535 + 2 * window; // the identifiers go round within 1..2000 (twice the window) many times
     const h = await start({ maxQueuedMessages: total, maxInflight: 65535 });
     const sub = await h.connect({ clientId: "sub", properties: { receiveMaximum: window } });
     await rawSubscribe(sub, "ids", 1);
@@ -248,7 +248,7 @@ describe("packet identifiers and acknowledgements", () => {
     expect(problems).toEqual([]);
     expect(takePublishes(sub)).toEqual([]);
     expect(received).toBe(total);
-    expect(seen.size).toBe(65535); // every identifier was used
+    expect(Math.max(...seen.keys())).toBeLessThanOrEqual(2 * window); // they go round up to twice the number in flight (Session.allocatePacketId)
     expect([...seen.values()].some((n) => n > 1)).toBe(true); // and identifiers came back after their PUBACK
     await waitUntil(() => inflight("sub") === 0, "every message to sub was acknowledged");
   }, 30_000); // over 65,000 messages each way: bounds a hang generously on a loaded machine

@@ -18,7 +18,7 @@ const utf8 = new TextEncoder();
 
 /** A retained message on `topic`. */
 function message(topic: string, payload = "x", expiresAt = 0): Message {
-  return { topic, topicBytes: utf8.encode(topic), payload: utf8.encode(payload), qos: 1, retain: true, properties: {}, expiresAt, persisted: true, copy: null, forms: null };
+  return { topic, topicBytes: utf8.encode(topic), payload: utf8.encode(payload), qos: 1, retain: true, properties: {}, expiresAt, persisted: true, ownTopic: true, forms: null, formsShared: true };
 }
 
 /** The topics a walk of `filter` finds, sorted; `budget` nodes per step. */

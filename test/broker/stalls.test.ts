@@ -27,7 +27,7 @@ const STALL_BOUND_MS = 20;
 const N = 100_000;
 
 const utf8 = new TextEncoder();
-const message = (topic: string, payload = "v"): Message => ({ topic, topicBytes: utf8.encode(topic), payload: utf8.encode(payload), qos: 1, retain: true, properties: {}, expiresAt: 0, persisted: true, copy: null, forms: null });
+const message = (topic: string, payload = "v"): Message => ({ topic, topicBytes: utf8.encode(topic), payload: utf8.encode(payload), qos: 1, retain: true, properties: {}, expiresAt: 0, persisted: true, ownTopic: true, forms: null, formsShared: true });
 
 /** A 1 ms timer that records how late it fires: the longest the event loop was held. */
 class StallMonitor {

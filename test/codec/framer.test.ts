@@ -205,6 +205,20 @@ describe("zero-copy", () => {
       expect(p.payload.buffer).toBe(STREAM.buffer);
     }
   });
+
+  test("a TopicCache's copyPayloadsUpTo: a QoS 1/2 payload of at most that many bytes is a copy; QoS 0 and larger ones stay views", () => {
+    const publish = (qos: 0 | 1 | 2, size: number): PublishPacket => ({
+      type: PacketType.PUBLISH, dup: false, qos, retain: false, topic: "t/c", packetId: qos === 0 ? 0 : 9, properties: NO_PROPERTIES, payload: bytes(size, qos),
+    });
+    const sent = [publish(1, 16), publish(2, 16), publish(0, 16), publish(1, 17)];
+    const chunk = new Uint8Array(Buffer.concat(sent.map((p) => encodePacket(p, 5))));
+    const framer = new Framer();
+    framer.push(chunk);
+    const cache = { lastTopicBytes: null, copyPayloadsUpTo: 16 };
+    const got = sent.map(() => framer.nextPacket(5, cache) as PublishPacket);
+    expect(got.map((p) => p.payload)).toEqual(sent.map((p) => p.payload));
+    expect(got.map((p) => p.payload.buffer === chunk.buffer)).toEqual([false, false, true, true]);
+  });
 });
 
 describe("remaining length above the maximum packet size raises 0x95 from the header alone", () => {
@@ -420,5 +434,34 @@ describe("TopicCache: a repeated topic decodes to the cache's own bytes", () => 
     }
     expect(error).toBeInstanceOf(MqttError);
     expect((error as MqttError).reasonCode).toBe(ReasonCode.TopicNameInvalid);
+  });
+});
+
+describe("takePuback: the four-byte PUBACK taken without decoding", () => {
+  const puback = (id: number, extra: number[] = []) => [0x40, 2 + extra.length, id >> 8, id & 0xff, ...extra];
+
+  test("takes PUBACKs of only their identifier, in order, and leaves anything else to nextPacket", () => {
+    const f = new Framer();
+    f.push(new Uint8Array([...puback(1), ...puback(0x1234), ...puback(7, [0x10]), ...puback(8)]));
+    expect(f.takePuback()).toBe(1);
+    expect(f.takePuback()).toBe(0x1234);
+    expect(f.takePuback()).toBe(0); // a reason code (0x10 No matching subscribers): decoded as a packet
+    expect(f.nextPacket(5)).toEqual({ type: PacketType.PUBACK, packetId: 7, reasonCode: 0x10, properties: {} });
+    expect(f.takePuback()).toBe(8);
+    expect(f.takePuback()).toBe(0);
+    expect(f.nextPacket(5)).toBeNull();
+  });
+
+  test("takes nothing from a PUBACK split across reads until it is whole, nor one with identifier 0 (nextPacket rejects it)", () => {
+    const f = new Framer();
+    f.push(new Uint8Array(puback(5).slice(0, 3)));
+    expect(f.takePuback()).toBe(0);
+    expect(f.nextPacket(5)).toBeNull();
+    f.push(new Uint8Array(puback(5).slice(3)));
+    expect(f.takePuback()).toBe(0); // assembled in the partial buffer: nextPacket's
+    expect(f.nextPacket(5)).toEqual({ type: PacketType.PUBACK, packetId: 5, reasonCode: 0, properties: {} });
+    f.push(new Uint8Array(puback(0)));
+    expect(f.takePuback()).toBe(0);
+    expect(() => f.nextPacket(5)).toThrow("packet identifier is 0");
   });
 });

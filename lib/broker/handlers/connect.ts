@@ -155,8 +155,9 @@ function finishConnect(conn: Connection, p: ConnectPacket, clientId: string, ass
         properties: publishProps as PublishProperties,
         expiresAt: 0,
         persisted: false,
-        copy: null,
+        ownTopic: false,
         forms: null,
+        formsShared: true,
       }),
       delayMs: (willDelayInterval ?? 0) * 1000,
     };

@@ -22,6 +22,7 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
 
   let topicBytes = p.topic as Uint8Array;
   let topic: string;
+  let ownTopic = true; // topicBytes is the broker's own copy, not a view of the frame
   let levels = 0; // 0: topicName() counted them
   const props = p.properties;
   const alias = props.topicAlias;
@@ -37,10 +38,12 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
     } else {
       topic = decodeUtf8(topicBytes, 0, topicBytes.length, "the topic name");
       (conn.inboundAliases ??= new Map()).set(alias, topic);
+      ownTopic = false;
     }
     levels = topic.split("/").length;
   } else {
     topic = conn.topicName(topicBytes);
+    topicBytes = conn.lastTopicBytes!; // the same bytes, the connection's copy: persist() need not copy them again
   }
   if (props.subscriptionIdentifiers !== undefined) protocolError("a PUBLISH from a client must not carry a Subscription Identifier"); // [MQTT-3.3.4-6]
   if (props.payloadFormatIndicator === 1) {
@@ -82,16 +85,17 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
     if (p.retain || viaCluster || matches.deliveries.length > 0 || matches.groups.length > 0) {
       const outbox = broker.outbox;
       outbox.publisher = conn; // a full queue holds this connection back (flow control, section 4.9)
-      broker.route(messageFromPublish(p, topic, topicBytes), session, matches);
+      const ownPayload = p.qos > 0 && p.payload.length <= conn.copyPayloadsUpTo; // decoded as a copy (Connection.copyPayloadsUpTo)
+      broker.route(messageFromPublish(p, topic, topicBytes, ownTopic, ownPayload), session, matches);
       outbox.publisher = null;
     } else counters.dropped.no_subscribers++;
   }
 
   if (p.qos === 1) {
-    broker.acknowledge(conn, { type: PacketType.PUBACK, packetId: p.packetId, reasonCode, properties: NO_PROPERTIES }, viaCluster); // [MQTT-4.3.2-4]
+    broker.acknowledgePublish(conn, PacketType.PUBACK, p.packetId, reasonCode, viaCluster); // [MQTT-4.3.2-4]
   } else if (p.qos === 2) {
     if (reasonCode === 0) session.addIncomingQos2(p.packetId);
-    broker.acknowledge(conn, { type: PacketType.PUBREC, packetId: p.packetId, reasonCode, properties: NO_PROPERTIES }, viaCluster); // [MQTT-4.3.3-8]
+    broker.acknowledgePublish(conn, PacketType.PUBREC, p.packetId, reasonCode, viaCluster); // [MQTT-4.3.3-8]
   }
   if (broker.memoryPressure) broker.outbox.holdForMemory(conn); // read no more from it until memory is back under the bound
 }

@@ -37,7 +37,8 @@ export function sysMessage(topic: string, value: string): Message {
     properties: NO_PROPERTIES,
     expiresAt: 0,
     persisted: true,
-    copy: null,
+    ownTopic: true,
     forms: null,
+    formsShared: true,
   };
 }

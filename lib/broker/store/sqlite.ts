@@ -121,8 +121,9 @@ function decodeMessage(bytes: Uint8Array, expiresAt: number, what: string): Mess
     properties: p.properties,
     expiresAt,
     persisted: false,
-    copy: null,
+    ownTopic: false,
     forms: null,
+    formsShared: true,
   });
 }
 

@@ -21,7 +21,7 @@ export interface PublishPacket {
   payload: Uint8Array;
 }
 
-/** Decodes a PUBLISH; `flags` is the fixed header's low nibble; `topicCache` see TopicCache. */
+/** Decodes a PUBLISH; `flags` is the fixed header's low nibble; `topicCache` see TopicCache (it may also ask for the payload as a copy). */
 export function decodePublish(r: Reader, flags: number, version: ProtocolVersion, topicCache: TopicCache | null = null): PublishPacket {
   const qos = (flags & PublishFlag.QOS_MASK) >> PublishFlag.QOS_SHIFT;
   if (qos === 3) malformed("PUBLISH QoS is 3"); // [MQTT-3.3.1-4]
@@ -37,7 +37,8 @@ export function decodePublish(r: Reader, flags: number, version: ProtocolVersion
   if (topic.length === 0 && properties.topicAlias === undefined) {
     protocolError("PUBLISH has an empty topic name and no Topic Alias"); // [MQTT-3.3.2-1] [MQTT-4.7.3-1]
   }
-  return { type: PacketType.PUBLISH, dup, qos: qos as QoS, retain: (flags & PublishFlag.RETAIN) !== 0, topic, packetId, properties, payload: r.rest() };
+  const copy = qos > 0 && topicCache !== null && r.end - r.pos <= (topicCache.copyPayloadsUpTo ?? 0);
+  return { type: PacketType.PUBLISH, dup, qos: qos as QoS, retain: (flags & PublishFlag.RETAIN) !== 0, topic, packetId, properties, payload: copy ? r.restCopy() : r.rest() };
 }
 
 /** Fixed-header flags of a PUBLISH. */

@@ -84,7 +84,6 @@ aclFile = "acl"
 deniedTopicFilters = ["secret/#", "private/+/x"]
 
 [persistence]
-file = "broker.db"
 durability = "power"
 
 [redirect]
@@ -109,7 +108,17 @@ replicas = 3
 describe("--print-config", () => {
   test("the file above sets every BrokerOptions field", () => {
     const set = OPTIONS.map((o) => o.option).filter((o) => new RegExp(`^${o === "persistenceFile" ? "file" : o} = `, "m").test(EVERY_OPTION));
-    expect([...set, "redirect", "http", "cluster"].sort()).toEqual(Object.keys(DEFAULT_OPTIONS).sort());
+    // persistenceFile is not used with cluster (the broker refuses both): the next test sets it
+    expect([...set, "redirect", "http", "cluster", "persistenceFile"].sort()).toEqual(Object.keys(DEFAULT_OPTIONS).sort());
+  });
+
+  test("[persistence] file is printed as an absolute file name, and refused together with [cluster]", async () => {
+    writeFileSync(file("persist.toml"), '[persistence]\nfile = "broker.db"\n');
+    expect(await printed("--config", file("persist.toml"))).toContain(`file = "${file("broker.db")}"`);
+    writeFileSync(file("both.toml"), '[persistence]\nfile = "broker.db"\n[cluster]\nservers = ["nats://127.0.0.1:4222"]\n');
+    const r = await cli("broker", "--config", file("both.toml"), "--print-config");
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("--persistence is not used with --cluster");
   });
 
   test("a file holding every option: printed with the values it set (file names made absolute), and the output read back prints the same", async () => {
@@ -122,8 +131,7 @@ describe("--print-config", () => {
     expect(first).toContain(`certfile = "${file("certs/server.crt")}"`);
     expect(first).toContain(`passwordFile = "${file("passwords")}"`);
     expect(first).toContain(`aclFile = "${file("acl")}"`);
-    expect(first).toContain(`file = "${file("broker.db")}"`);
-    expect(first.split("\n").slice(2).filter((l) => l.startsWith("#"))).toEqual([]); // no option left unset (commented out)
+    expect(first.split("\n").slice(2).filter((l) => l.startsWith("#") && !l.startsWith("# file"))).toEqual([]); // no option left unset (commented out) but the persistence file
     writeFileSync(file("printed.toml"), first);
     expect(await printed("--config", file("printed.toml"))).toBe(first);
   });

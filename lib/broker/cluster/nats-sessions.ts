@@ -37,6 +37,14 @@ export const DEAD_MS = 10_000;
 /** How long a node waits for another to hand a session over. */
 const HANDOVER_TIMEOUT_MS = 5000;
 
+/** How long a registry operation is tried again while JetStream does not answer. */
+const STEADY_MS = 10_000;
+
+/** True for a compare-and-set that lost (the record changed, or exists already). */
+function isConflict(err: unknown): boolean {
+  return /wrong last sequence|key exists|already exists/i.test((err as Error)?.message ?? "");
+}
+
 /** A session's record in the registry. */
 export interface SessionRecord {
   /** The node that holds it (its origin id, base 36). */
@@ -175,23 +183,30 @@ export class NatsSessions {
     const fresh: SessionRecord = { node: e.nodeId, connected: true, expiry: 0, proto: 5, username: null, subs: [], seq: 0, offlineAt: 0, will: null, willDueAt: 0 };
     // most client identifiers have no record: try to make one first (one round trip)
     try {
-      this.revisions.set(clientId, await this.kv.create(key, enc.encode(JSON.stringify(fresh))));
+      this.revisions.set(clientId, await this.steady(() => this.kv.create(key, enc.encode(JSON.stringify(fresh)))));
       return null;
-    } catch {
+    } catch (err) {
+      if (!isConflict(err)) throw err;
       // there is one: take it over below
     }
     for (let attempt = 1; attempt <= 50; attempt++) {
-      const entry = await this.kv.get(key);
+      const entry = await this.steady(() => this.kv.get(key));
       const rec = parse(entry);
       const mine: SessionRecord = rec === null ? fresh : { ...rec, node: e.nodeId, connected: true, offlineAt: 0 };
       let rev: number;
       try {
-        rev = entry === null || rec === null ? await this.kv.create(key, enc.encode(JSON.stringify(mine))) : await this.kv.update(key, enc.encode(JSON.stringify(mine)), entry.revision);
-      } catch {
+        rev = await this.steady(() => (entry === null || rec === null ? this.kv.create(key, enc.encode(JSON.stringify(mine))) : this.kv.update(key, enc.encode(JSON.stringify(mine)), entry.revision)));
+      } catch (err) {
+        if (!isConflict(err)) throw err;
         continue; // another node changed it meanwhile: read it again
       }
       this.revisions.set(clientId, rev);
-      if (rec === null || rec.node === e.nodeId) return null; // new, or held here: the local rules apply
+      if (rec === null) return null;
+      if (rec.node === e.nodeId) {
+        // held here (the local rules apply), or an orphan this node took over from a dead one
+        if (!this.takeOrphan(clientId, cleanStart) || cleanStart) return null;
+        return await this.rebuild(clientId, rec, rec.seq);
+      }
       const answer = await this.ask(rec.node, clientId, cleanStart);
       if (typeof answer !== "string") return cleanStart ? null : answer;
       if (answer === "none") return null;
@@ -209,6 +224,19 @@ export class NatsSessions {
       return await this.rebuild(clientId, rec, from);
     }
     throw new Error(`cannot claim the session of '${clientId}': its record keeps changing`);
+  }
+
+  /** Runs a registry operation, trying again for up to STEADY_MS while JetStream is not answering (a NATS server restarting, a leader being elected); a conflict is thrown at once. */
+  private async steady<T>(op: () => Promise<T>): Promise<T> {
+    const deadline = Date.now() + STEADY_MS;
+    for (;;) {
+      try {
+        return await op();
+      } catch (err) {
+        if (isConflict(err) || Date.now() > deadline || this.engine.stopping) throw err;
+        await Bun.sleep(250);
+      }
+    }
   }
 
   /** Asks `node` to hand over a session: the state, "none" (it holds none), "orphan" (rebuild it from the record) or "gone" (nobody answers). */
@@ -249,11 +277,7 @@ export class NatsSessions {
       return;
     }
     await this.claims.get(req.clientId)?.catch(() => {}); // a claim of its own finishes first
-    const orphan = this.orphans.get(req.clientId);
-    if (orphan !== undefined) {
-      this.orphans.delete(req.clientId);
-      orphan.timers.forEach((t) => t.clear());
-      if (req.cleanStart && orphan.will !== null) this.engine.host.publishWill(orphan.will); // the session ends
+    if (this.takeOrphan(req.clientId, req.cleanStart)) {
       msg.respond(new Uint8Array(1));
       return;
     }
@@ -264,6 +288,16 @@ export class NatsSessions {
       return;
     }
     for (const chunk of encodeHanded(handed, Date.now())) msg.respond(chunk);
+  }
+
+  /** Its client is back: an orphan's timers stop, and its will goes if a clean start ends the session; false when it is none. */
+  private takeOrphan(clientId: string, cleanStart: boolean): boolean {
+    const orphan = this.orphans.get(clientId);
+    if (orphan === undefined) return false;
+    this.orphans.delete(clientId);
+    orphan.timers.forEach((t) => t.clear());
+    if (cleanStart && orphan.will !== null) this.engine.host.publishWill(orphan.will); // the session ends [MQTT-3.1.2-8]
+    return true;
   }
 
   /** A session rebuilt from its record: subscriptions, and as its queue what the stream kept for it since `from`. */
@@ -320,7 +354,7 @@ export class NatsSessions {
         const rev = this.revisions.get(clientId);
         if (rev === undefined) return; // no longer ours
         try {
-          const next = await change(keyOf(clientId), rev);
+          const next = await this.steady(() => change(keyOf(clientId), rev));
           if (next === null) this.revisions.delete(clientId);
           else this.revisions.set(clientId, next);
         } catch {

@@ -16,7 +16,8 @@
  *   session resume (issue 16): a client with a session (expiry 3600) subscribed at QoS 1 leaves;
  *     RESUME_COUNT (10 000) QoS 1 messages are published; the time from its reconnect (on the
  *     same lone broker; in the cluster on node B, the session made on A) to the last message
- *     (every broker here keeps up to 2 x RESUME_COUNT queued messages per client).
+ *     (every broker here keeps up to 2 x RESUME_COUNT queued messages per client, and accepts
+ *     connections at any rate).
  *   connect storm: STORM_COUNT (10 000) clients connect (CONNECT to CONNACK, 500 at a time),
  *     to the lone broker, then spread over three nodes A, B and C; connects per second.
  * Every process started here is stopped at the end, and the temp dir removed.
@@ -60,7 +61,7 @@ async function start(cmd: string[], ready: RegExp, from: "stdout" | "stderr"): P
 
 /** A broker process; with `nats`, a cluster node. Resolves with its port. */
 async function broker(nats: string | null): Promise<number> {
-  const args = [process.execPath, entry, "broker", "--host", "127.0.0.1", "-p", "0", "--sys-interval", "0", "--max-output-bytes", String(64 * 1024 * 1024), "--max-queued-messages", String(2 * RESUME_COUNT)];
+  const args = [process.execPath, entry, "broker", "--host", "127.0.0.1", "-p", "0", "--sys-interval", "0", "--max-output-bytes", String(64 * 1024 * 1024), "--max-queued-messages", String(2 * RESUME_COUNT), "--max-connection-rate", "0"];
   if (nats !== null) args.push("--cluster", nats);
   const m = await start(args, /Listening on [^:]+:(\d+)/, "stdout");
   return Number(m[1]);

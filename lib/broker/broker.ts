@@ -372,15 +372,7 @@ export class Broker {
   adoptSession(h: HandedSession): void {
     const old = this.sessions.get(h.clientId);
     if (old !== undefined) this.forgetSession(old);
-    const session = new Session(h.clientId);
-    session.expiryInterval = h.expiryInterval;
-    session.protocolVersion = h.protocolVersion;
-    session.username = h.username;
-    this.sessions.set(h.clientId, session);
-    for (const sub of h.subscriptions) {
-      const { key, ...options } = sub;
-      this.subscribe(session, key, { session, ...options });
-    }
+    const session = this.recreateSession(h);
     for (const q of h.queue) session.enqueue({ message: q.message, qos: q.qos, retain: q.retain, subscriptionIds: q.subscriptionIds }, Infinity, Infinity);
     for (const m of h.inflight) session.addInflight({ packetId: m.packetId!, message: m.message, qos: m.qos, retain: m.retain, subscriptionIds: m.subscriptionIds, released: m.released === true, held: false });
     for (const id of h.incomingQos2) session.addIncomingQos2(id);
@@ -613,8 +605,8 @@ export class Broker {
     if (session.journal !== null) this.store?.willDone(session.clientId);
   }
 
-  /** Recreates a session read from the persistence file: offline, with its subscriptions, messages and remaining expiry. */
-  private restoreSession(s: RecoveredSession, now: number): void {
+  /** A session made again from a saved or handed-over state: its identity, expiry and subscriptions (the caller adds its messages). */
+  private recreateSession(s: { clientId: string; expiryInterval: number; protocolVersion: 4 | 5; username: string | null; subscriptions: (Omit<SubscriptionEntry, "session"> & { key: string })[] }): Session {
     const session = new Session(s.clientId);
     session.expiryInterval = s.expiryInterval;
     session.protocolVersion = s.protocolVersion;
@@ -624,6 +616,12 @@ export class Broker {
       const { key, ...options } = sub;
       this.subscribe(session, key, { session, ...options });
     }
+    return session;
+  }
+
+  /** Recreates a session read from the persistence file: offline, with its subscriptions, messages and remaining expiry. */
+  private restoreSession(s: RecoveredSession, now: number): void {
+    const session = this.recreateSession(s);
     for (const q of s.queue) session.enqueue(q, Infinity, Infinity);
     for (const m of s.inflight) session.addInflight(m);
     for (const id of s.incomingQos2) session.addIncomingQos2(id);

@@ -8,28 +8,17 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test
 import { hostname } from "node:os";
 import { Client } from "../../lib/client/client";
 import { Message } from "../../lib/client/message";
-import { startBrokerProcess, type BrokerProcess } from "../cli/broker-process";
+import type { BrokerProcess } from "../cli/broker-process";
 import { finished, Peers, waitUntil } from "../broker/helpers";
 import { freePort, nextMessage } from "../client/helpers";
 import { NatsServer } from "./nats-server";
+import { node, ours as oursOn, urlOf } from "./nodes";
 
 const peers = new Peers();
 const clients: Client[] = [];
 
-/** Starts a broker node on a free port, joined to `servers`. */
-function node(servers: string[], ...extra: string[]): Promise<BrokerProcess> {
-  return startBrokerProcess(["broker", "-p", "0", "--host", "127.0.0.1", "--cluster", servers.join(","), "--sys-interval", "0", "--log-level", "warning", ...extra]); // a later -p wins
-}
-
-/** Our client, connected to a node. */
-async function ours(n: BrokerProcess, clientId: string, protocolVersion: 4 | 5 = 5): Promise<Client> {
-  const c = new Client("127.0.0.1", n.ports[0]!, { clientId, connectDelays: [], reconnectDelays: [], protocolVersion });
-  clients.push(c);
-  await c.start();
-  return c;
-}
-
-const urlOf = (n: BrokerProcess) => `mqtt://127.0.0.1:${n.ports[0]}`;
+/** Our client on a node. */
+const ours = (n: BrokerProcess, clientId: string, protocolVersion: 4 | 5 = 5) => oursOn(clients, n, clientId, { protocolVersion });
 
 /** The NATS connection name of a node (its main connection). */
 const natsName = (n: BrokerProcess) => `mqtttools mqtt ${hostname()}:${n.proc.pid}`;

@@ -8,26 +8,18 @@ import { PacketType } from "../../lib/codec/constants";
 import type { DisconnectPacket } from "../../lib/codec/packets/disconnect";
 import type { ConnackPacket } from "../../lib/codec/packets/connack";
 import type { ConnectPacket } from "../../lib/codec/packets/connect";
-import { Client } from "../../lib/client/client";
+import { Client, type ClientOptions } from "../../lib/client/client";
 import { Message } from "../../lib/client/message";
-import { startBrokerProcess, type BrokerProcess } from "../cli/broker-process";
+import type { BrokerProcess } from "../cli/broker-process";
 import { finished, nextPublish, Peers, RawClient, rawSubscribe, roundTrip, waitUntil } from "../broker/helpers";
 import { NatsServer } from "./nats-server";
+import { node, ours as oursOn, urlOf } from "./nodes";
 
 const peers = new Peers();
 const clients: Client[] = [];
 const raws: RawClient[] = [];
 
-function node(servers: string[], ...extra: string[]): Promise<BrokerProcess> {
-  return startBrokerProcess(["broker", "-p", "0", "--host", "127.0.0.1", "--cluster", servers.join(","), "--sys-interval", "0", "--log-level", "warning", ...extra]);
-}
-
-async function ours(n: BrokerProcess, clientId: string, options: ConstructorParameters<typeof Client>[2] = {}): Promise<Client> {
-  const c = new Client("127.0.0.1", n.ports[0]!, { clientId, connectDelays: [], reconnectDelays: [], ...options });
-  clients.push(c);
-  await c.start();
-  return c;
-}
+const ours = (n: BrokerProcess, clientId: string, options: ClientOptions = {}) => oursOn(clients, n, clientId, options);
 
 async function raw(n: BrokerProcess, clientId: string, fields: Parameters<typeof RawClient.connect>[1] = {}): Promise<RawClient> {
   const c = await RawClient.connect(n.ports[0]!, { clientId, ...fields, cleanStart: fields.cleanStart ?? true });
@@ -44,7 +36,6 @@ async function rawWithAck(n: BrokerProcess, clientId: string, fields: Partial<Co
   return [r, (await r.next(PacketType.CONNACK)) as ConnackPacket];
 }
 
-const urlOf = (n: BrokerProcess) => `mqtt://127.0.0.1:${n.ports[0]}`;
 
 /** Publishes `n` QoS 1 messages "0".."n-1" to `topic` from a fresh client on node `at`. */
 async function publishMany(at: BrokerProcess, topic: string, n: number): Promise<void> {

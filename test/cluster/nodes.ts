@@ -1,0 +1,19 @@
+/** Test helpers for cluster nodes: a broker process joined to NATS servers, and our client on one. */
+import { Client, type ClientOptions } from "../../lib/client/client";
+import { startBrokerProcess, type BrokerProcess } from "../cli/broker-process";
+
+/** Starts a broker node on a free port, joined to `servers`. */
+export function node(servers: string[], ...extra: string[]): Promise<BrokerProcess> {
+  return startBrokerProcess(["broker", "-p", "0", "--host", "127.0.0.1", "--cluster", servers.join(","), "--sys-interval", "0", "--log-level", "warning", ...extra]); // a later -p wins
+}
+
+/** Our client, connected to a node (never reconnecting); it goes into `clients`, for the test's cleanup. */
+export async function ours(clients: Client[], n: BrokerProcess, clientId: string, options: ClientOptions = {}): Promise<Client> {
+  const c = new Client("127.0.0.1", n.ports[0]!, { clientId, connectDelays: [], reconnectDelays: [], ...options });
+  clients.push(c);
+  await c.start();
+  return c;
+}
+
+/** The mqtt:// URL of a node. */
+export const urlOf = (n: BrokerProcess) => `mqtt://127.0.0.1:${n.ports[0]}`;

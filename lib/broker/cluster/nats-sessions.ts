@@ -120,6 +120,8 @@ export class NatsSessions {
   /** Other nodes: when their heartbeat was last seen (this clock), and their note of the stream's position. */
   private readonly nodes = new Map<string, { seenAt: number; seq: number }>();
   private timer: ReturnType<typeof setInterval> | null = null;
+  /** False while this node's own heartbeats fail. */
+  private beating = true;
 
   constructor(
     private readonly engine: SessionsEngine,
@@ -420,8 +422,15 @@ export class NatsSessions {
   private async beat(): Promise<void> {
     try {
       await this.nodesKv.put(this.engine.nodeId, enc.encode(JSON.stringify({ at: Date.now(), seq: this.engine.position() })));
+      if (!this.beating) {
+        // back after our own heartbeats failed: the others' silence meanwhile may be ours, so
+        // everybody gets DEAD_MS from now
+        const now = Date.now();
+        for (const info of this.nodes.values()) info.seenAt = now;
+        this.beating = true;
+      }
     } catch {
-      // cut off from NATS: the next beat tries again
+      this.beating = false; // cut off from JetStream: nobody is taken for dead until our beats go through again
     }
   }
 
@@ -448,6 +457,7 @@ export class NatsSessions {
 
   /** Takes over the sessions of nodes silent for DEAD_MS. */
   private findDead(): void {
+    if (!this.beating) return;
     const now = Date.now();
     for (const [node, info] of this.nodes) {
       if (now - info.seenAt < DEAD_MS) continue;
@@ -459,6 +469,19 @@ export class NatsSessions {
 
   /** Makes the sessions of a dead node orphans of this one: wills after their delay, expiry. */
   private async adoptOrphans(dead: string, deadSeq: number): Promise<void> {
+    // a last look: a heartbeat that came meanwhile (the watch may lag) means it lives
+    const beat = await this.steady(() => this.nodesKv.get(dead));
+    if (beat !== null && beat.operation === "PUT") {
+      try {
+        const { at } = JSON.parse(dec.decode(beat.value)) as { at: number };
+        if (Date.now() - at < DEAD_MS) {
+          this.nodes.set(dead, { seenAt: Date.now(), seq: deadSeq });
+          return;
+        }
+      } catch {
+        // not a heartbeat: go on
+      }
+    }
     const keys: string[] = [];
     for await (const k of await this.kv.keys()) keys.push(k);
     let n = 0;

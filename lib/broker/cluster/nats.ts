@@ -51,7 +51,7 @@ const STREAM_MAX_BYTES = 1024 ** 3;
 /** How often a node with interest notes the stream's last sequence number (where a catch-up starts). */
 const POSITION_MS = 1000;
 /** How long a confirmation (a JetStream publish acknowledgement) may take before it is tried again. */
-const CONFIRM_TIMEOUT_MS = 5000;
+const CONFIRM_TIMEOUT_MS = 2000;
 const EMPTY = new Uint8Array(0);
 /** How often a catch-up asks the stream before it gives up (every 500 ms: 30 s). */
 const CATCH_UP_ATTEMPTS = 60;

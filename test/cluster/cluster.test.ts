@@ -317,27 +317,38 @@ function threeServers(): { servers: NatsServer[]; a: BrokerProcess; b: BrokerPro
   return ctx;
 }
 
+/**
+ * A subscriber on node B to `{p}/#` and a publisher on node A, once B's interest has reached A's
+ * server over the NATS routes (probes on `{p}/probe` until one arrives). The publisher reconnects
+ * and sends again what was not acknowledged, as MQTT asks of it; `got` collects what arrives on
+ * `{p}/data`, in order.
+ */
+async function acrossServers(a: BrokerProcess, b: BrokerProcess, p: string): Promise<{ pub: Client; got: string[] }> {
+  const sub = await ours(b, `${p}-sub`);
+  const got: string[] = [];
+  let probes = 0;
+  sub.onMessage = (m) => {
+    if (m?.topic === `${p}/data`) got.push(m.text);
+    else if (m?.topic === `${p}/probe`) probes++;
+  };
+  await sub.subscribe(`${p}/#`, { qos: 1 });
+  const pub = new Client("127.0.0.1", a.ports[0]!, { clientId: `${p}-pub`, connectDelays: [], reconnectDelays: [0.05], sessionExpiryInterval: 60 });
+  clients.push(pub);
+  await pub.start();
+  for (let i = 0; probes === 0; i++) {
+    if (i > 200) throw new Error("the interest never reached the publisher's server");
+    await pub.publish(new Message(`${p}/probe`, String(i), { qos: 1 }));
+    await waitUntil(() => probes > 0, "a probe arrived", 20).catch(() => {}); // else publish another
+  }
+  return { pub, got };
+}
+
 describe("a NATS cluster of three servers, the subscriber's server killed", () => {
   const ctx = threeServers();
 
   test("the subscriber's server killed mid-stream: its node fails over and reads what it missed from the message stream; nothing acknowledged is lost", async () => {
     const { a, b, servers } = ctx;
-    const sub = await ours(b, "cut-sub");
-    const got: string[] = [];
-    let probes = 0;
-    sub.onMessage = (m) => {
-      if (m?.topic === "cut/data") got.push(m.text);
-      else if (m?.topic === "cut/probe") probes++;
-    };
-    await sub.subscribe("cut/#", { qos: 1 });
-    const pub = new Client("127.0.0.1", a.ports[0]!, { clientId: "cut-pub", connectDelays: [], reconnectDelays: [0.05], sessionExpiryInterval: 60 });
-    clients.push(pub);
-    await pub.start();
-    for (let i = 0; probes === 0; i++) {
-      if (i > 200) throw new Error("the interest never reached the publisher's server");
-      await pub.publish(new Message("cut/probe", String(i), { qos: 1 }));
-      await waitUntil(() => probes > 0, "a probe arrived", 20).catch(() => {});
-    }
+    const { pub, got } = await acrossServers(a, b, "cut");
     // the stream's leader elsewhere: A's acknowledgements go on while B is cut off, so B does miss messages
     for (let i = 0; (await servers[0]!.streamLeader("mqtt_msgs_mqtt")) === "s1"; i++) {
       if (i > 20) throw new Error("the message stream's leader stays on B's server");
@@ -370,24 +381,7 @@ describe("a NATS cluster of three servers, the publisher's server killed", () =>
 
   test("one server of three killed mid-stream: its node fails over and no acknowledged message is lost", async () => {
     const { a, b, servers } = ctx;
-    const sub = await ours(b, "nc-sub");
-    const got = new Set<string>();
-    let probes = 0;
-    sub.onMessage = (m) => {
-      if (m?.topic === "nc/data") got.add(m.text);
-      else if (m?.topic === "nc/probe") probes++;
-    };
-    await sub.subscribe("nc/#", { qos: 1 });
-    // a client that reconnects and sends again what was not acknowledged, as MQTT asks of it
-    const pub = new Client("127.0.0.1", a.ports[0]!, { clientId: "nc-pub", connectDelays: [], reconnectDelays: [0.05], sessionExpiryInterval: 60 });
-    clients.push(pub);
-    await pub.start();
-    // the interest reaches the other servers over their routes: publish until it has
-    for (let i = 0; probes === 0; i++) {
-      if (i > 200) throw new Error("the interest never reached the publisher's server");
-      await pub.publish(new Message("nc/probe", String(i), { qos: 1 }));
-      await waitUntil(() => probes > 0, "a probe arrived", 20).catch(() => {}); // else publish another
-    }
+    const { pub, got } = await acrossServers(a, b, "nc");
     const n = 200;
     const sent: string[] = [];
     for (let i = 0; i < n; i++) {
@@ -395,10 +389,10 @@ describe("a NATS cluster of three servers, the publisher's server killed", () =>
       await pub.publish(new Message("nc/data", String(i), { qos: 1 }));
       sent.push(String(i));
     }
-    await waitUntil(() => got.has(String(n - 1)), `the last message arrived (${got.size} so far)`, 15_000).catch((e) => {
-      throw new Error(`${(e as Error).message}; got ${got.size}; A: ${a.stderr()}; B: ${b.stderr()}`);
+    await waitUntil(() => got.includes(String(n - 1)), `the last message arrived (${got.length} so far)`, 15_000).catch((e) => {
+      throw new Error(`${(e as Error).message}; got ${got.length}; A: ${a.stderr()}; B: ${b.stderr()}`);
     });
-    expect(sent.filter((s) => !got.has(s))).toEqual([]);
+    expect(sent.filter((s) => !got.includes(s))).toEqual([]);
     expect(a.stderr()).toMatch(/reconnected to NATS/);
   }, 45_000);
 });

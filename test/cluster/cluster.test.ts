@@ -12,7 +12,7 @@ import type { BrokerProcess } from "../cli/broker-process";
 import { finished, Peers, waitUntil } from "../broker/helpers";
 import { freePort, nextMessage } from "../client/helpers";
 import { NatsServer } from "./nats-server";
-import { node, ours as oursOn, urlOf } from "./nodes";
+import { node, ours as oursOn, threeNodes, urlOf } from "./nodes";
 
 const peers = new Peers();
 const clients: Client[] = [];
@@ -38,17 +38,12 @@ afterEach(async () => {
 });
 
 describe("three nodes on one nats-server", () => {
+  const cluster = threeNodes();
   let nats: NatsServer;
   let a: BrokerProcess, b: BrokerProcess, c: BrokerProcess;
-
-  beforeAll(async () => {
-    nats = await NatsServer.start();
-    [a, b, c] = await Promise.all([node([nats.url]), node([nats.url]), node([nats.url])]);
-  });
-
-  afterAll(async () => {
-    await Promise.all([a, b, c].map((n) => n?.proc.exitCode === null && n.stop()));
-    await nats?.stop();
+  beforeAll(() => {
+    nats = cluster.nats;
+    [a, b, c] = cluster.nodes as [BrokerProcess, BrokerProcess, BrokerProcess];
   });
 
   test.each([0, 1, 2] as const)("cross-node QoS %d: ours on A publishes, MQTT.js on B and mosquitto_sub on C receive at that QoS, once each, in order", async (qos) => {

@@ -1,6 +1,8 @@
 /** Test helpers for cluster nodes: a broker process joined to NATS servers, and our client on one. */
+import { afterAll, beforeAll } from "bun:test";
 import { Client, type ClientOptions } from "../../lib/client/client";
 import { startBrokerProcess, type BrokerProcess } from "../cli/broker-process";
+import { NatsServer } from "./nats-server";
 
 /** Starts a broker node on a free port, joined to `servers`. */
 export function node(servers: string[], ...extra: string[]): Promise<BrokerProcess> {
@@ -17,3 +19,17 @@ export async function ours(clients: Client[], n: BrokerProcess, clientId: string
 
 /** The mqtt:// URL of a node. */
 export const urlOf = (n: BrokerProcess) => `mqtt://127.0.0.1:${n.ports[0]}`;
+
+/** A nats-server with JetStream and three nodes on it, started before the tests of the describe block it is called in and stopped after them. */
+export function threeNodes(): { nats: NatsServer; nodes: BrokerProcess[] } {
+  const ctx = { nats: null as unknown as NatsServer, nodes: [] as BrokerProcess[] };
+  beforeAll(async () => {
+    ctx.nats = await NatsServer.start();
+    ctx.nodes = await Promise.all([node([ctx.nats.url]), node([ctx.nats.url]), node([ctx.nats.url])]);
+  });
+  afterAll(async () => {
+    await Promise.all(ctx.nodes.map((n) => n.proc.exitCode === null && n.stop()));
+    await ctx.nats?.stop();
+  });
+  return ctx;
+}

@@ -3,7 +3,7 @@
  * resume on another node (ours v5, MQTT.js 3.1.1, mosquitto_sub -c), takeover with 0x8E, racing
  * connects, a QoS 2 flow across a takeover, a SIGKILLed node's wills and sessions, and expiry.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { PacketType } from "../../lib/codec/constants";
 import type { DisconnectPacket } from "../../lib/codec/packets/disconnect";
 import type { ConnackPacket } from "../../lib/codec/packets/connack";
@@ -12,8 +12,7 @@ import { Client, type ClientOptions } from "../../lib/client/client";
 import { Message } from "../../lib/client/message";
 import type { BrokerProcess } from "../cli/broker-process";
 import { finished, nextPublish, Peers, RawClient, rawSubscribe, roundTrip, waitUntil } from "../broker/helpers";
-import { NatsServer } from "./nats-server";
-import { node, ours as oursOn, urlOf } from "./nodes";
+import { ours as oursOn, threeNodes, urlOf } from "./nodes";
 
 const peers = new Peers();
 const clients: Client[] = [];
@@ -51,17 +50,10 @@ afterEach(async () => {
 });
 
 describe("three nodes", () => {
-  let nats: NatsServer;
+  const cluster = threeNodes();
   let a: BrokerProcess, b: BrokerProcess, c: BrokerProcess;
-
-  beforeAll(async () => {
-    nats = await NatsServer.start();
-    [a, b, c] = await Promise.all([node([nats.url]), node([nats.url]), node([nats.url])]);
-  });
-
-  afterAll(async () => {
-    await Promise.all([a, b, c].map((n) => n?.proc.exitCode === null && n.stop()));
-    await nats?.stop();
+  beforeAll(() => {
+    [a, b, c] = cluster.nodes as [BrokerProcess, BrokerProcess, BrokerProcess];
   });
 
   test("resume elsewhere, v5: a session made on A resumes on B with the 100 QoS 1 messages published on C meanwhile, in order", async () => {
@@ -201,17 +193,10 @@ describe("three nodes", () => {
 });
 
 describe("a node SIGKILLed", () => {
-  let nats: NatsServer;
+  const cluster = threeNodes();
   let a: BrokerProcess, b: BrokerProcess, doomed: BrokerProcess;
-
-  beforeAll(async () => {
-    nats = await NatsServer.start();
-    [a, b, doomed] = await Promise.all([node([nats.url]), node([nats.url]), node([nats.url])]);
-  });
-
-  afterAll(async () => {
-    await Promise.all([a, b, doomed].map((n) => n?.proc.exitCode === null && n.stop()));
-    await nats?.stop();
+  beforeAll(() => {
+    [a, b, doomed] = cluster.nodes as [BrokerProcess, BrokerProcess, BrokerProcess];
   });
 
   test("its clients' wills arrive on another node within 15 s, once each, and the clients resume their sessions elsewhere", async () => {

@@ -247,13 +247,7 @@ export class WsListener extends RestartableListener<Server<WsData>> {
   /** Listens again on the same port; false when that fails now. */
   override resume(): boolean {
     if (this.shared !== null) return (this.accepting = true);
-    if (this.server !== null) return true;
-    try {
-      this.listen();
-      return true;
-    } catch {
-      return false;
-    }
+    return super.resume();
   }
 
   /** Closes the listening socket and every connection it accepted (shared: refuses upgrades; the endpoint's stop closes the rest). */

@@ -290,6 +290,17 @@ describe("nats-server restarted", () => {
   }, 30_000);
 });
 
+/** Waits for `p`, failing after `ms` with what `why()` says (the nodes' logs, say) rather than at the test's timeout. */
+async function waitFor(p: Promise<void>, ms: number, why: () => string): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(why())), ms)));
+  try {
+    await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /**
  * A fresh NATS cluster of three servers with JetStream and two nodes, A preferring the first server
  * and B the second (the client tries them in the order given), for the describe block it is called
@@ -379,11 +390,14 @@ describe("a NATS cluster of three servers, the publisher's server killed", () =>
     const { pub, got } = await acrossServers(a, b, "nc");
     const n = 200;
     const sent: string[] = [];
-    for (let i = 0; i < n; i++) {
-      if (i === 50) void servers[0]!.kill(); // A's server, mid-stream: A fails over to another one
-      await pub.publish(new Message("nc/data", String(i), { qos: 1 }));
-      sent.push(String(i));
-    }
+    const publishing = (async () => {
+      for (let i = 0; i < n; i++) {
+        if (i === 50) void servers[0]!.kill(); // A's server, mid-stream: A fails over to another one
+        await pub.publish(new Message("nc/data", String(i), { qos: 1 }));
+        sent.push(String(i));
+      }
+    })();
+    await waitFor(publishing, 25_000, () => `publishing stuck after ${sent.length}; A: ${a.stderr()}; B: ${b.stderr()}`);
     await waitUntil(() => got.includes(String(n - 1)), `the last message arrived (${got.length} so far)`, 15_000).catch((e) => {
       throw new Error(`${(e as Error).message}; got ${got.length}; A: ${a.stderr()}; B: ${b.stderr()}`);
     });

@@ -134,6 +134,26 @@ describe("three nodes", () => {
     }
   }, 120_000);
 
+  test("a connection that goes before its session is claimed does not hold up the next one with its identifier (10 rounds)", async () => {
+    // a client whose CONNECT timed out while JetStream was slow connects again: the first claim
+    // ends with its connection gone (a registry write follows it) while the second claim waits
+    for (let round = 0; round < 10; round++) {
+      const id = `abandon-${round}`;
+      (await raw(a, id, { cleanStart: false, properties: { sessionExpiryInterval: 60 } })).end(); // a record to take over: the claim takes several round trips
+      await waitUntil(() => raws.at(-1)!.isClosed, "the first connection closed");
+      const connect = { type: PacketType.CONNECT, protocolVersion: 5, cleanStart: false, keepAlive: 0, clientId: id, will: null, username: null, password: null, properties: { sessionExpiryInterval: 60 } } as const;
+      const [gone, next] = await Promise.all([RawClient.open(a.ports[0]!), RawClient.open(a.ports[0]!)]);
+      raws.push(gone, next);
+      gone.send(connect);
+      gone.end();
+      next.send(connect);
+      const ack = (await Promise.race([next.next(PacketType.CONNACK), next.closed.promise.then(() => null)])) as ConnackPacket | null;
+      expect(ack?.reasonCode).toBe(0);
+      expect(ack?.sessionPresent).toBe(true);
+      next.end();
+    }
+  }, 60_000);
+
   test("a QoS 2 flow interrupted by a takeover completes exactly once", async () => {
     const sub = await ours(c, "qos2-sub");
     const got: string[] = [];

@@ -111,9 +111,15 @@ export class NatsSessions {
   private kv!: KV;
   private nodesKv!: KV;
   private inbox: Subscription | null = null;
-  /** The revision of each record this node wrote last, and the chain of its writes. */
+  /** The revision of each record this node wrote last. */
   private readonly revisions = new Map<string, number>();
-  private readonly writes = new Map<string, Promise<void>>();
+  /**
+   * The last of each client's registry operations (claims and writes), which run one after
+   * another in the order they were asked for. One queue for both: a write asked for while a claim
+   * is queued (an abandoned connection's, say) waits behind that claim instead of the claim
+   * waiting for it, which waited for the claim.
+   */
+  private readonly queues = new Map<string, Promise<unknown>>();
   /** Claims going on, by client identifier: a handover request for one waits for it. */
   private readonly claims = new Map<string, Promise<unknown>>();
   private readonly orphans = new Map<string, Orphan>();
@@ -169,8 +175,7 @@ export class NatsSessions {
    * it. Resolves with the state to resume (null: none, or one this node holds itself).
    */
   claim(clientId: string, cleanStart: boolean): Promise<HandedSession | null> {
-    const before = this.claims.get(clientId) ?? Promise.resolve();
-    const p = before.catch(() => {}).then(() => this.doClaim(clientId, cleanStart));
+    const p = this.enqueue(clientId, () => this.doClaim(clientId, cleanStart));
     this.claims.set(clientId, p);
     void p.finally(() => {
       if (this.claims.get(clientId) === p) this.claims.delete(clientId);
@@ -178,10 +183,19 @@ export class NatsSessions {
     return p;
   }
 
+  /** Runs `op` after the client's registry operations asked for before it. */
+  private enqueue<T>(clientId: string, op: () => Promise<T>): Promise<T> {
+    const p = (this.queues.get(clientId) ?? Promise.resolve()).catch(() => {}).then(op);
+    this.queues.set(clientId, p);
+    void p.finally(() => {
+      if (this.queues.get(clientId) === p) this.queues.delete(clientId);
+    }).catch(() => {});
+    return p;
+  }
+
   private async doClaim(clientId: string, cleanStart: boolean): Promise<HandedSession | null> {
     const e = this.engine;
     const key = keyOf(clientId);
-    await this.writes.get(clientId);
     const fresh: SessionRecord = { node: e.nodeId, connected: true, expiry: 0, proto: 5, username: null, subs: [], seq: 0, offlineAt: 0, will: null, willDueAt: 0 };
     // most client identifiers have no record: try to make one first (one round trip)
     try {
@@ -347,25 +361,18 @@ export class NatsSessions {
 
   // ---- the record ------------------------------------------------------------------------
 
-  /** Runs `change` on the record of `clientId` after the writes before it, with the revision this node wrote last. */
+  /** Runs `change` on the record of `clientId` after the operations before it, with the revision this node wrote last. */
   private write(clientId: string, change: (key: string, rev: number) => Promise<number | null>): void {
-    const before = this.writes.get(clientId) ?? this.claims.get(clientId) ?? Promise.resolve();
-    const p = before
-      .catch(() => {})
-      .then(async () => {
-        const rev = this.revisions.get(clientId);
-        if (rev === undefined) return; // no longer ours
-        try {
-          const next = await this.steady(() => change(keyOf(clientId), rev));
-          if (next === null) this.revisions.delete(clientId);
-          else this.revisions.set(clientId, next);
-        } catch {
-          this.revisions.delete(clientId); // another node has it now
-        }
-      });
-    this.writes.set(clientId, p);
-    void p.then(() => {
-      if (this.writes.get(clientId) === p) this.writes.delete(clientId);
+    void this.enqueue(clientId, async () => {
+      const rev = this.revisions.get(clientId);
+      if (rev === undefined) return; // no longer ours
+      try {
+        const next = await this.steady(() => change(keyOf(clientId), rev));
+        if (next === null) this.revisions.delete(clientId);
+        else this.revisions.set(clientId, next);
+      } catch {
+        this.revisions.delete(clientId); // another node has it now
+      }
     });
   }
 
@@ -462,7 +469,6 @@ export class NatsSessions {
     for (const [node, info] of this.nodes) {
       if (now - info.seenAt < DEAD_MS) continue;
       this.nodes.delete(node);
-      this.engine.host.log("warning", `cluster: node ${node} is silent; taking over its sessions`);
       void this.adoptOrphans(node, info.seq).catch((e: unknown) => this.engine.host.log("error", `cluster: cannot take over the sessions of node ${node}: ${(e as Error).message}`));
     }
   }
@@ -482,6 +488,7 @@ export class NatsSessions {
         // not a heartbeat: go on
       }
     }
+    this.engine.host.log("warning", `cluster: node ${dead} is silent; taking over its sessions`);
     const keys: string[] = [];
     for await (const k of await this.kv.keys()) keys.push(k);
     let n = 0;

@@ -15,7 +15,15 @@ import { LevelMap } from "./levels";
 /** One topic level. */
 export class TrieNode<K, V> {
   children: LevelMap<TrieNode<K, V>> | null = null;
+  /** The '+' and '#' children (also in `children`), held apart so that matching finds them without a lookup. */
+  plus: TrieNode<K, V> | null = null;
+  hash: TrieNode<K, V> | null = null;
+  /** The child other than '+' and '#' when there is exactly one (matching compares its level in place); undefined until looked for. */
+  only: TrieNode<K, V> | null | undefined = undefined;
   subscribers: Map<K, V> | null = null;
+  /** Whatever a caller keeps with the node, and a number of its own that says whether it is current (the router: its match result, and its epoch). */
+  memo: unknown = null;
+  memoEpoch = -1;
   constructor(
     readonly parent: TrieNode<K, V> | null,
     readonly level: string,
@@ -39,6 +47,9 @@ export class TopicTrie<K, V> {
       if (child === undefined) {
         child = new TrieNode(node, level);
         children.set(level, child);
+        if (level === "+") node.plus = child;
+        else if (level === "#") node.hash = child;
+        else node.only = undefined;
       }
       node = child;
     }
@@ -73,34 +84,67 @@ export class TopicTrie<K, V> {
     let n: TrieNode<K, V> | null = node;
     while (n !== null && n.parent !== null && (n.subscribers === null || n.subscribers.size === 0) && (n.children === null || n.children.size === 0)) {
       n.parent.children!.delete(n.level);
+      if (n.parent.plus === n) n.parent.plus = null;
+      else if (n.parent.hash === n) n.parent.hash = null;
+      else n.parent.only = undefined;
       n = n.parent;
     }
     return true;
   }
 
-  /** Calls `visit` for every subscription whose filter matches `topic` (a topic name, no wildcards). */
-  match(topic: string, visit: (key: K, value: V) => void): void {
-    const levels = topic.split("/");
-    this.walk(this.root, levels, 0, topic.charCodeAt(0) === 0x24 /* $ */, visit);
+  /**
+   * Pushes onto `out` every node whose subscribers match `topic` (a topic name, no wildcards),
+   * each once. The topic is walked by index: a level's string is made only where a node has
+   * children other than '+' and '#' to look it up in.
+   */
+  matchNodes(topic: string, out: TrieNode<K, V>[]): void {
+    this.walk(this.root, topic, 0, topic.charCodeAt(0) === 0x24 /* $ */, out);
   }
 
-  private walk(node: TrieNode<K, V>, levels: string[], i: number, dollar: boolean, visit: (key: K, value: V) => void): void {
-    const children = node.children;
-    if (i === levels.length) {
-      if (node.subscribers !== null) for (const [k, v] of node.subscribers) visit(k, v);
-      const hash = children?.get("#"); // 'a/#' matches 'a' [MQTT-4.7.1-1]
-      if (hash?.subscribers) for (const [k, v] of hash.subscribers) visit(k, v);
+  /** Calls `visit` for every subscription whose filter matches `topic` (a topic name, no wildcards). */
+  match(topic: string, visit: (key: K, value: V) => void): void {
+    const nodes: TrieNode<K, V>[] = [];
+    this.matchNodes(topic, nodes);
+    for (const node of nodes) for (const [k, v] of node.subscribers!) visit(k, v);
+  }
+
+  /** `start` is where the level to match begins; past the end of the topic, every level matched. */
+  private walk(node: TrieNode<K, V>, topic: string, start: number, dollar: boolean, out: TrieNode<K, V>[]): void {
+    if (start > topic.length) {
+      if (node.subscribers !== null && node.subscribers.size > 0) out.push(node);
+      const hash = node.hash; // 'a/#' matches 'a' [MQTT-4.7.1-1]
+      if (hash !== null && hash.subscribers !== null && hash.subscribers.size > 0) out.push(hash);
       return;
     }
+    const children = node.children;
     if (children === null) return;
-    const wildcardsAllowed = !(dollar && i === 0); // [MQTT-4.7.2-1]
-    if (wildcardsAllowed) {
-      const hash = children.get("#");
-      if (hash?.subscribers) for (const [k, v] of hash.subscribers) visit(k, v);
-      const plus = children.get("+");
-      if (plus !== undefined) this.walk(plus, levels, i + 1, dollar, visit);
+    let end = topic.indexOf("/", start);
+    if (end < 0) end = topic.length;
+    if (!(dollar && start === 0)) {
+      // [MQTT-4.7.2-1]: no wildcard at the first level matches a $-topic
+      const hash = node.hash;
+      if (hash !== null && hash.subscribers !== null && hash.subscribers.size > 0) out.push(hash);
+      if (node.plus !== null) this.walk(node.plus, topic, end + 1, dollar, out);
     }
-    const exact = children.get(levels[i]!);
-    if (exact !== undefined) this.walk(exact, levels, i + 1, dollar, visit);
+    const exacts = children.size - (node.plus === null ? 0 : 1) - (node.hash === null ? 0 : 1);
+    if (exacts === 1) {
+      // one level to compare with: no string made for the topic's level, no lookup
+      const only = node.only === undefined ? (node.only = onlyExact(node)) : node.only;
+      if (only !== null && only.level.length === end - start && topic.startsWith(only.level, start)) this.walk(only, topic, end + 1, dollar, out);
+    } else if (exacts > 1) {
+      const exact = children.get(start === 0 && end === topic.length ? topic : topic.substring(start, end));
+      if (exact !== undefined && exact !== node.plus && exact !== node.hash) this.walk(exact, topic, end + 1, dollar, out);
+    }
   }
+}
+
+/** The child of `node` other than '+' and '#' when it has exactly one, else null. */
+function onlyExact<K, V>(node: TrieNode<K, V>): TrieNode<K, V> | null {
+  let only: TrieNode<K, V> | null = null;
+  for (const [, child] of node.children ?? []) {
+    if (child === node.plus || child === node.hash) continue;
+    if (only !== null) return null;
+    only = child;
+  }
+  return only;
 }

@@ -99,6 +99,40 @@ describe("trie against the reference matcher on generated filters and topics", (
     compare();
   });
 
+  test.each([4, 5, 6, 7])("seed %d: sparse tries (a level with one child is compared in place), checked after each filter added or removed", (seed) => {
+    const rand = prng(seed);
+    const topics = Array.from({ length: 200 }, () => randomTopic(rand));
+    for (let round = 0; round < 20; round++) {
+      const trie = new TopicTrie<string, string>();
+      const filters = new Set<string>();
+      const compare = () => {
+        for (const topic of topics) {
+          const expected = [...filters].filter((f) => topicMatches(f, topic)).sort();
+          expect({ seed, round, topic, matched: trieMatchSet(trie, topic) }).toEqual({ seed, round, topic, matched: expected });
+        }
+      };
+      for (let i = 0; i < 4; i++) {
+        const f = randomFilter(rand);
+        filters.add(f);
+        trie.add(f, f, f);
+        compare();
+      }
+      for (const f of [...filters]) {
+        trie.remove(f, f);
+        filters.delete(f);
+        compare();
+      }
+    }
+  });
+
+  test("a level compared in place matches it exactly, not a prefix or an extension of it", () => {
+    const trie = new TopicTrie<string, string>();
+    trie.add("dev/+/state", "f", "f");
+    for (const [topic, hit] of [["dev/1/state", true], ["dev/1/stat", false], ["dev/1/states", false], ["dev/1/state/x", false], ["de/1/state", false], ["dev/1/", false], ["dev//state", true]] as const) {
+      expect({ topic, matched: trieMatchSet(trie, topic).length > 0 }).toEqual({ topic, matched: hit });
+    }
+  });
+
   test("several subscribers on one filter are each visited once per matching filter", () => {
     const trie = new TopicTrie<string, string>();
     trie.add("a/+", "s1", "a/+");

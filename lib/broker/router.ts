@@ -5,7 +5,7 @@
  * the outbox. No sockets here: the outbox and the connections do the sending.
  */
 import type { QoS } from "../codec/constants";
-import { TopicTrie } from "../topic/trie";
+import { TopicTrie, type TrieNode } from "../topic/trie";
 import { SharedGroup } from "../topic/shared";
 import { topicMatches } from "../topic/match";
 import type { Message } from "./message";
@@ -34,6 +34,8 @@ export interface ReadAccess {
 }
 
 const MATCH_CACHE_MAX = 10_000;
+/** What a topic nobody subscribed to matches. */
+const NO_MATCHES: Matches = Object.freeze({ deliveries: [], groups: [] }) as unknown as Matches;
 
 /** Told when this node starts or stops needing a filter or a shared group (the cluster engine's interest). */
 export interface Interest {
@@ -62,10 +64,15 @@ export class Router {
   /** Shared-subscription groups by their full `$share/{name}/{filter}`. */
   readonly sharedGroups = new Map<string, Group>();
   private matchCache = new Map<string, Matches>();
+  /** Hits since the cache was last cleared, and how many lookups go past it before it is tried again. */
+  private cacheHits = 0;
+  private cacheBypass = 0;
   /** Subscriptions held by sessions: normal ones, and shared ones (each member counts). */
   normalCount = 0;
   sharedCount = 0;
   private matchGeneration = -1;
+  /** Counts the times cached matches were forgotten: a node's kept result (TrieNode.memo) is good while it is current. */
+  private epoch = 0;
 
   /** `retain` stores or clears a retained message routed with RETAIN set. */
   constructor(
@@ -153,30 +160,69 @@ export class Router {
   match(topic: string): Matches {
     if (this.matchGeneration !== this.trie.generation) {
       this.matchCache.clear();
+      this.cacheHits = 0;
       this.matchGeneration = this.trie.generation;
+      this.epoch++;
     }
-    let matches = this.matchCache.get(topic);
-    if (matches !== undefined) return matches;
+    const cached = this.cacheBypass === 0;
+    let matches: Matches | undefined;
+    if (cached) {
+      matches = this.matchCache.get(topic);
+      if (matches !== undefined) {
+        this.cacheHits++;
+        return matches;
+      }
+    } else this.cacheBypass--;
+    const nodes = this.nodes;
+    nodes.length = 0;
+    // a denied topic reaches nobody, also through a broader filter such as '#' that was granted
+    if (!this.isDenied(topic)) this.trie.matchNodes(topic, nodes);
+    if (nodes.length === 0) matches = NO_MATCHES;
+    else if (nodes.length === 1 && !this.access.checksAccess) {
+      // one filter matched (every device on its own topic, one subscriber to dev/+/state): what it
+      // matches is the same for every topic, kept on its node
+      const node = nodes[0]!;
+      if (node.memoEpoch !== this.epoch) {
+        node.memo = this.collect(nodes, topic);
+        node.memoEpoch = this.epoch;
+      }
+      matches = node.memo as Matches;
+    } else matches = this.collect(nodes, topic);
+    if (!cached) return matches;
+    if (this.matchCache.size >= MATCH_CACHE_MAX) {
+      // full: when it filled with topics seen once (every device on its own topic), it is left
+      // alone for a while instead of being filled again with topics that do not come back
+      if (this.cacheHits < MATCH_CACHE_MAX / 2) this.cacheBypass = MATCH_CACHE_MAX * 4;
+      this.matchCache.clear();
+      this.cacheHits = 0;
+      if (this.cacheBypass > 0) return matches;
+    }
+    this.matchCache.set(topic, matches);
+    return matches;
+  }
+
+  private readonly nodes: TrieNode<Subscriber, SubscriptionEntry | Group>[] = [];
+
+  /** The deliveries and groups of the subscribers of `nodes`, a client's subscriptions merged into one delivery. */
+  private collect(nodes: TrieNode<Subscriber, SubscriptionEntry | Group>[], topic: string): Matches {
     const bySession = new Map<Session, Delivery>();
     const groups: Group[] = [];
     const checksAccess = this.access.checksAccess;
-    // a denied topic reaches nobody, also through a broader filter such as '#' that was granted
-    if (!this.isDenied(topic)) this.trie.match(topic, (subscriber, entry) => {
-      if (entry instanceof SharedGroup) {
-        groups.push(entry);
-        return;
+    for (let i = 0; i < nodes.length; i++) {
+      for (const [subscriber, entry] of nodes[i]!.subscribers!) {
+        if (entry instanceof SharedGroup) {
+          groups.push(entry);
+          continue;
+        }
+        const session = subscriber as Session;
+        if (session.ended) continue; // its subscriptions are on their way out (Broker.endSession)
+        if (checksAccess && !this.access.mayRead(session, topic)) continue; // read access, checked once per topic and cached
+        const d = bySession.get(session);
+        if (d === undefined) bySession.set(session, { session, subs: [entry] });
+        else d.subs.push(entry);
       }
-      const session = subscriber as Session;
-      if (session.ended) return; // its subscriptions are on their way out (Broker.endSession)
-      if (checksAccess && !this.access.mayRead(session, topic)) return; // read access, checked once per topic and cached
-      const d = bySession.get(session);
-      if (d === undefined) bySession.set(session, { session, subs: [entry] });
-      else d.subs.push(entry);
-    });
-    matches = { deliveries: [...bySession.values()], groups };
-    if (this.matchCache.size >= MATCH_CACHE_MAX) this.matchCache.clear();
-    this.matchCache.set(topic, matches);
-    return matches;
+    }
+    return { deliveries: [...bySession.values()], groups };
   }
 
   /** True when a denied topic filter (deniedTopicFilters) matches the topic. */

@@ -260,3 +260,26 @@ describe("subscription options", () => {
     ]);
   });
 });
+
+describe("many distinct topics (the match cache set aside)", () => {
+  test("after 25 000 topics seen once each, subscribing and unsubscribing still change who gets what at once", async () => {
+    const h = await start();
+    const wide = await h.connect({ clientId: "wide" });
+    const narrow = await h.connect({ clientId: "narrow" });
+    const pub = await h.connect({ clientId: "pub" });
+    await rawSubscribe(wide, "dev/+/state", 0);
+    const topics = Array.from({ length: 25_000 }, (_, i) => `dev/${i}/state`);
+    for (let i = 0; i < topics.length; i += 1000) await publishAll(pub, topics.slice(i, i + 1000), [wide]);
+    expect(takePublishes(wide).length).toBe(topics.length);
+    // topics that do not come back filled the cache: it is set aside for a while
+    expect((h.broker.router as unknown as { cacheBypass: number }).cacheBypass).toBeGreaterThan(0);
+    await rawSubscribe(narrow, "dev/7/state", 0);
+    await publishAll(pub, ["dev/7/state", "dev/8/state"], [wide, narrow]);
+    expect(topicsOf(wide)).toEqual(["dev/7/state", "dev/8/state"]);
+    expect(topicsOf(narrow)).toEqual(["dev/7/state"]);
+    expect((await unsubscribe(wide, ["dev/+/state"])).reasonCodes).toEqual([0]);
+    await publishAll(pub, ["dev/7/state", "dev/9/state"], [wide, narrow]);
+    expect(topicsOf(wide)).toEqual([]);
+    expect(topicsOf(narrow)).toEqual(["dev/7/state"]);
+  });
+});

@@ -13,7 +13,7 @@ import { varintSize } from "../codec/writer";
 import { PacketType } from "../codec/constants";
 import { NO_PROPERTIES } from "../codec/properties";
 import { MqttError, ReasonCode, reasonName } from "../codec/reason-codes";
-import { decodeUtf8 } from "../codec/reader";
+import { decodeValidated } from "../codec/reader";
 import type { PublishPacket } from "../codec/packets/publish";
 import type { Broker } from "./broker";
 import type { Message } from "./message";
@@ -279,12 +279,12 @@ export class Connection {
    */
   topicName(bytes: Uint8Array): string {
     if (bytes === this.lastTopicBytes) return this.lastTopic;
-    const n = bytes.length;
-    const topic = decodeUtf8(bytes, 0, n, "the topic name");
+    // a new topic: the decoder validated it and made it a copy of its own (TopicCache)
+    const topic = decodeValidated(bytes);
     let levels = 1;
-    for (let i = 0; i < n; i++) if (bytes[i] === 0x2f) levels++;
+    for (let i = 0; i < bytes.length; i++) if (bytes[i] === 0x2f) levels++;
     this.lastTopicLevels = levels;
-    this.lastTopicBytes = bytes.slice();
+    this.lastTopicBytes = bytes;
     this.lastTopic = topic;
     return topic;
   }

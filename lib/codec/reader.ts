@@ -13,6 +13,11 @@ const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
  * Checks that `bytes[start, end)` is well-formed UTF-8 without U+0000 and returns it decoded.
  * [MQTT-1.5.4-1] [MQTT-1.5.4-2]
  */
+/** Decodes bytes already checked to be a valid MQTT string (validateTopicName()) without checking them again. */
+export function decodeValidated(bytes: Uint8Array): string {
+  return utf8.decode(bytes);
+}
+
 export function decodeUtf8(bytes: Uint8Array, start: number, end: number, what: string): string {
   let ascii = true;
   for (let i = start; i < end; i++) {
@@ -76,7 +81,8 @@ const PROPERTY_LENGTH_WHAT: readonly string[] = PROPERTIES_WHERE.map((w) => `the
 /**
  * The topic of the last PUBLISH a connection received, as bytes its owner keeps (never a view of a
  * frame). A PUBLISH that repeats it decodes to these very bytes: no view made, nothing validated
- * again, and the owner can tell a repeat by identity.
+ * again, and the owner can tell a repeat by identity. A new topic decodes to a copy (not a view),
+ * validated, which the owner keeps as its next lastTopicBytes without copying it again.
  */
 export interface TopicCache {
   lastTopicBytes: Uint8Array | null;
@@ -175,7 +181,7 @@ export class Reader {
     return v;
   }
 
-  /** A topic name as a validated view of the frame, or the cache's bytes when it repeats them. */
+  /** A topic name as a validated view of the frame; with a cache, the cache's bytes when it repeats them, else a copy. */
   topicName(what: string, cache: TopicCache | null = null): Uint8Array {
     const len = this.fieldLength(what);
     this.need(len, what);
@@ -191,7 +197,7 @@ export class Reader {
       }
     }
     validateTopicName(this.buf, this.pos, this.pos + len, what);
-    const v = this.buf.subarray(this.pos, this.pos + len);
+    const v = cache === null ? this.buf.subarray(this.pos, this.pos + len) : this.buf.slice(this.pos, this.pos + len);
     this.pos += len;
     return v;
   }

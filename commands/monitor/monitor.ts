@@ -13,7 +13,7 @@ import { Client } from "../../lib/client/client";
 import { Message } from "../../lib/client/message";
 import { CONNECTION_HELP, CONNECTION_OPTIONS, clientArguments, describeBroker, preparePasswordPrompt, qosFlag } from "../connection";
 import { UsageError } from "../usage";
-import { MonitorModel } from "./model";
+import { MonitorModel } from "../../lib/monitor/model";
 import { Renderer } from "./renderer";
 import { drawFrame, handleKey, initialState } from "./view";
 

@@ -1,9 +1,10 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { Client } from "../../lib/client/client";
 import { Message } from "../../lib/client/message";
-import { MonitorModel, numericPayload, topicTree } from "../../commands/monitor/model";
+import { MonitorModel, numericPayload, topicTree } from "../../lib/monitor/model";
 import { fit, parseKeys } from "../../commands/monitor/renderer";
-import { drawFrame, formatPayload, handleKey, initialState, sparkline } from "../../commands/monitor/view";
+import { drawFrame, handleKey, initialState } from "../../commands/monitor/view";
+import { formatPayload, sparkline } from "../../lib/monitor/format";
 import { startBroker } from "../broker/helpers";
 import { entry } from "./broker-process";
 import { Screen } from "./screen";

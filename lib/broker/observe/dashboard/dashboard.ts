@@ -5,14 +5,14 @@
  * The dashboard page, bundled by Bun from index.html (no build step of its own): the broker's
  * state from /api/state once a second (rates from the counters' deltas, drawn as charts; the
  * connected clients), and the live topics through MQTT over WebSocket with the project's own
- * Client, kept in the terminal monitor's model (commands/monitor/model.ts) and shown with its
+ * Client, kept in the terminal monitor's model (lib/monitor/model.ts) and shown with its
  * payload formatting and sparklines. With a password file it asks for a user name and password
  * and uses them for both. Read-only: it subscribes to `#` and never publishes.
  */
 import { Client } from "../../../client/client";
 import type { Message } from "../../../client/message";
-import { HISTORY, MonitorModel, topicTree, type TopicState } from "../../../../commands/monitor/model";
-import { clock, formatPayload, sparkline } from "../../../../commands/monitor/view";
+import { HISTORY, MonitorModel, topicTree, type TopicState } from "../../../monitor/model";
+import { clock, formatPayload, sparkline } from "../../../monitor/format";
 import type { ClientState, DashboardState } from "../state";
 
 /** Samples a chart keeps (one a second). */

@@ -340,6 +340,7 @@ export class Broker {
       handOver: (clientId, cleanStart) => this.handOver(clientId, cleanStart),
       publishWill: (m) => this.publishWill(m),
       queueBounds: () => ({ maxQueuedMessages: this.options.maxQueuedMessages, maxQueuedBytes: this.options.maxQueuedBytes }),
+      sessions: () => this.sessions.values(),
     };
     const cluster = new NatsCluster(this.options.cluster!, host);
     await cluster.start();

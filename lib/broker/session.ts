@@ -119,6 +119,12 @@ export class InflightTable {
     this.size = 0;
   }
 
+  /** Calls `each` for every message in flight, in no particular order (no copy, no sort). */
+  forEach(each: (m: InflightMessage) => void): void {
+    const byId = this.byId;
+    for (let id = 1; id < byId.length; id++) if (byId[id] !== undefined) each(byId[id]!);
+  }
+
   /** The messages in send order (a copy: the caller may delete while it goes through them). */
   values(): InflightMessage[] {
     const out: InflightMessage[] = [];
@@ -252,6 +258,24 @@ export class Session {
     this.queuedBytes -= messageCost(q.message);
     this.journal?.dequeued(q);
     return q;
+  }
+
+  /**
+   * The least of `stampOf` over the messages the client has not acknowledged yet: in flight (a
+   * QoS 2 one whose PUBREC came is the client's already) and queued; Infinity when there are none
+   * or none has a stamp. Queued messages keep their arrival order, so the first one stands for the
+   * queue. (The cluster: where in the message stream a session's unacknowledged messages start.)
+   */
+  oldestUnacknowledged(stampOf: (m: Message) => number | undefined): number {
+    let oldest = Infinity;
+    this.inflight.forEach((m) => {
+      if (m.released) return;
+      const stamp = stampOf(m.message);
+      if (stamp !== undefined && stamp < oldest) oldest = stamp;
+    });
+    const first = this.head < this.queue.length ? this.queue[this.head] : undefined;
+    const stamp = first === undefined ? undefined : stampOf(first.message);
+    return stamp !== undefined && stamp < oldest ? stamp : oldest;
   }
 
   /** Forgets queued and in-flight messages (clean start, or the session ends). */

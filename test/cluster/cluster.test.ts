@@ -12,7 +12,7 @@ import type { BrokerProcess } from "../cli/broker-process";
 import { finished, Peers, waitUntil } from "../broker/helpers";
 import { freePort, nextMessage } from "../client/helpers";
 import { NatsServer } from "./nats-server";
-import { node, ours as oursOn, threeNodes, urlOf } from "./nodes";
+import { node, ours as oursOn, threeNodes, urlOf, waitFor } from "./nodes";
 
 const peers = new Peers();
 const clients: Client[] = [];
@@ -289,17 +289,6 @@ describe("nats-server restarted", () => {
     expect(got).toEqual(["before", "during", ...Array.from({ length: n }, (_, i) => String(i))]);
   }, 30_000);
 });
-
-/** Waits for `p`, failing after `ms` with what `why()` says (the nodes' logs, say) rather than at the test's timeout. */
-async function waitFor(p: Promise<void>, ms: number, why: () => string): Promise<void> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(why())), ms)));
-  try {
-    await Promise.race([p, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /**
  * A fresh NATS cluster of three servers with JetStream and two nodes, A preferring the first server

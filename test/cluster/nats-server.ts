@@ -5,6 +5,7 @@ import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
 
 /** Path of nats-server; throws (never skips) when it is not installed. */
 export function natsServerPath(): string {
@@ -97,6 +98,32 @@ export class NatsServer {
     try {
       const info = await (await jetstreamManager(nc)).streams.info(stream);
       return info.cluster?.leader ?? null;
+    } finally {
+      await nc.close();
+    }
+  }
+
+  /** A stream's last sequence number. */
+  async lastSeq(stream: string): Promise<number> {
+    const nc = await connect({ servers: this.url });
+    try {
+      return (await (await jetstreamManager(nc)).streams.info(stream)).state.last_seq;
+    } finally {
+      await nc.close();
+    }
+  }
+
+  /** The values of a key-value bucket (`KV_{bucket}` stream), parsed as JSON, by key. */
+  async bucket(bucket: string): Promise<Map<string, unknown>> {
+    const nc = await connect({ servers: this.url });
+    try {
+      const kv = await new Kvm(nc).open(bucket);
+      const out = new Map<string, unknown>();
+      for await (const key of await kv.keys()) {
+        const e = await kv.get(key);
+        if (e !== null && e.operation === "PUT") out.set(key, JSON.parse(new TextDecoder().decode(e.value)));
+      }
+      return out;
     } finally {
       await nc.close();
     }

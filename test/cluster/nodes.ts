@@ -33,3 +33,14 @@ export function threeNodes(): { nats: NatsServer; nodes: BrokerProcess[] } {
   });
   return ctx;
 }
+
+/** Waits for `p`, failing after `ms` with what `why()` says (the nodes' logs, say) rather than at the test's timeout. */
+export async function waitFor<T>(p: Promise<T>, ms: number, why: () => string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(why())), ms)));
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -12,7 +12,7 @@ import { Client, type ClientOptions } from "../../lib/client/client";
 import { Message } from "../../lib/client/message";
 import type { BrokerProcess } from "../cli/broker-process";
 import { finished, nextPublish, Peers, RawClient, rawSubscribe, roundTrip, waitUntil } from "../broker/helpers";
-import { ours as oursOn, threeNodes, urlOf } from "./nodes";
+import { ours as oursOn, threeNodes, urlOf, waitFor } from "./nodes";
 
 const peers = new Peers();
 const clients: Client[] = [];
@@ -254,5 +254,56 @@ describe("a node SIGKILLed", () => {
       await roundTrip(again);
     }
     expect([...wills].sort()).toEqual(names); // none twice
+  }, 60_000);
+});
+
+describe("a node SIGKILLed while its clients had messages they had not acknowledged", () => {
+  const cluster = threeNodes();
+  let a: BrokerProcess, b: BrokerProcess, doomed: BrokerProcess;
+  beforeAll(() => {
+    [a, b, doomed] = cluster.nodes as [BrokerProcess, BrokerProcess, BrokerProcess];
+  });
+
+  test("they get them again on another node: one resuming before the death is noticed, one after its session was taken over", async () => {
+    const watch = await ours(a, "unacked-watch");
+    const wills: string[] = [];
+    watch.onMessage = (m) => void (m !== null && wills.push(m.text));
+    await watch.subscribe("unacked/will", { qos: 1 });
+    const enc = new TextEncoder();
+    const session = { cleanStart: false, properties: { sessionExpiryInterval: 300 } };
+    const early = await raw(doomed, "unacked-early", session);
+    const late = await raw(doomed, "unacked-late", { ...session, will: { topic: enc.encode("unacked/will"), payload: enc.encode("late"), qos: 1, retain: false, properties: {} } });
+    for (const r of [early, late]) await rawSubscribe(r, "unacked/t", 1);
+    await publishMany(b, "unacked/t", 5); // each PUBACKed by B
+    // both receive them and acknowledge none (raw clients send no PUBACK of their own)
+    for (const r of [early, late]) for (let i = 0; i < 5; i++) await nextPublish(r, "unacked/t");
+    // the doomed node's heartbeat has moved past them: a node taking over from its position alone would skip them
+    const last = await cluster.nats.lastSeq("mqtt_msgs_mqtt");
+    for (const deadline = Date.now() + 15_000; !(await beatsPast(last)); await Bun.sleep(100)) {
+      if (Date.now() > deadline) throw new Error("the nodes' heartbeats never passed the messages");
+    }
+    doomed.proc.kill("SIGKILL");
+    await doomed.proc.exited;
+
+    const receive = async (at: BrokerProcess, clientId: string): Promise<string[]> => {
+      const [again, ack] = await rawWithAck(at, clientId, session);
+      expect(ack.sessionPresent).toBe(true);
+      const texts: string[] = [];
+      for (let i = 0; i < 5; i++) {
+        const p = await waitFor(nextPublish(again, "unacked/t"), 10_000, () => `${clientId} got ${JSON.stringify(texts)} only`);
+        texts.push(new TextDecoder().decode(p.payload));
+        again.send({ type: PacketType.PUBACK, packetId: p.packetId, reasonCode: 0, properties: {} });
+      }
+      await roundTrip(again);
+      return texts;
+    };
+    expect(await receive(a, "unacked-early")).toEqual(["0", "1", "2", "3", "4"]);
+    await waitUntil(() => wills.includes("late"), "the late client's will (its session taken over)", 20_000);
+    expect(await receive(b, "unacked-late")).toEqual(["0", "1", "2", "3", "4"]);
+
+    async function beatsPast(seq: number): Promise<boolean> {
+      const beats = [...(await cluster.nats.bucket("mqtt_nodes_mqtt")).values()] as { seq: number }[];
+      return beats.length === 3 && beats.every((b) => b.seq >= seq);
+    }
   }, 60_000);
 });

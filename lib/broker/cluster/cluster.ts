@@ -45,6 +45,8 @@ export interface ClusterHost {
   publishWill(message: Message): void;
   /** The bounds of an offline queue: a session rebuilt from the message stream holds at most this. */
   queueBounds(): { maxQueuedMessages: number; maxQueuedBytes: number };
+  /** The sessions this node holds (connected or not). */
+  sessions(): Iterable<Session>;
 }
 
 /** The engine: interest out, messages in and out, shared groups, retained messages. */

@@ -77,6 +77,28 @@ export interface SessionsEngine {
   readStream(from: number, each: (seq: number, subject: string, data: Uint8Array) => boolean): Promise<number>;
   /** Publishes a marker and returns its sequence number: everything published before it is before it. */
   mark(): Promise<number>;
+  /** Where in the stream a message this node routed may start (a sequence number at or before its own), if known. */
+  stampOf(m: Message): number | undefined;
+  /** Notes that a message read from the stream has sequence number `seq`. */
+  stamp(m: Message, seq: number): void;
+}
+
+/** What a node's heartbeat says and when it was seen (this clock). */
+interface NodeInfo {
+  seenAt: number;
+  /** The stream's position shortly before the beat: what its connected clients may not have yet starts after it... */
+  seq: number;
+  /** ...or, for a client with messages it had not acknowledged before that, after this (by client identifier). */
+  behind: Record<string, number>;
+}
+
+/** Clients a heartbeat names in `behind` at most; the rest of those behind lower its `seq`. */
+const BEHIND_MAX = 1000;
+
+/** Where the stream holds what a client of a node that died may not have yet (see NodeInfo). */
+function resumeFrom(info: NodeInfo, clientId: string): number {
+  const behind = info.behind[clientId];
+  return behind !== undefined && behind < info.seq ? behind : info.seq;
 }
 
 /** An orphan this node took over from a dead one: its will and expiry timers. */
@@ -124,7 +146,7 @@ export class NatsSessions {
   private readonly claims = new Map<string, Promise<unknown>>();
   private readonly orphans = new Map<string, Orphan>();
   /** Other nodes: when their heartbeat was last seen (this clock), and their note of the stream's position. */
-  private readonly nodes = new Map<string, { seenAt: number; seq: number }>();
+  private readonly nodes = new Map<string, NodeInfo>();
   private timer: ReturnType<typeof setInterval> | null = null;
   /** False while this node's own heartbeats fail. */
   private beating = true;
@@ -227,6 +249,7 @@ export class NatsSessions {
       if (typeof answer !== "string") return cleanStart ? null : answer;
       if (answer === "none") return null;
       // the node that held it is gone ("gone"), or took it over from a dead one ("orphan")
+      const holder = this.nodes.get(rec.node);
       if (answer === "gone") {
         this.nodes.delete(rec.node);
         const will = rec.will;
@@ -236,7 +259,7 @@ export class NatsSessions {
       if (cleanStart) return null;
       if (!rec.connected && rec.expiry !== 0xffffffff && rec.offlineAt + rec.expiry * 1000 <= Date.now()) return null; // expired meanwhile
       if (rec.connected && rec.expiry === 0) return null;
-      const from = rec.connected ? (this.nodes.get(rec.node)?.seq ?? rec.seq) : rec.seq;
+      const from = rec.connected ? (holder === undefined ? rec.seq : resumeFrom(holder, clientId)) : rec.seq;
       return await this.rebuild(clientId, rec, from);
     }
     throw new Error(`cannot claim the session of '${clientId}': its record keeps changing`);
@@ -324,7 +347,7 @@ export class NatsSessions {
     let dropped = 0;
     const seen = new Set<string>();
     const plain = rec.subs.filter((s) => s.shareName === null);
-    await this.engine.readStream(from, (_seq, subject, data) => {
+    await this.engine.readStream(from, (seq, subject, data) => {
       const r = subject.charCodeAt(this.engine.prefix.length + 1);
       if (r !== 0x54 && r !== 0x53) return true; // a marker
       let env;
@@ -353,6 +376,7 @@ export class NatsSessions {
         return true;
       }
       bytes += cost;
+      this.engine.stamp(m, seq);
       queue.push({ message: m, qos: Math.min(qos, m.qos) as QoS, retain, subscriptionIds: ids.length > 0 ? ids : null });
       return true;
     });
@@ -409,8 +433,9 @@ export class NatsSessions {
   offline(session: Session, will: Message | null, delayMs: number, willDueAt: number): void {
     const now = Date.now();
     const subs = subscriptionsOf(session);
+    const unacknowledged = session.oldestUnacknowledged(this.engine.stampOf); // still here: a node taking it over after this one died reads them again
     this.write(session.clientId, async (key, rev) => {
-      const seq = await this.engine.mark().catch(() => this.engine.position());
+      const seq = Math.min(await this.engine.mark().catch(() => this.engine.position()), unacknowledged);
       const rec: SessionRecord = { node: this.engine.nodeId, connected: false, expiry: session.expiryInterval, proto: session.protocolVersion, username: session.username, subs, seq, offlineAt: now, will: will === null ? null : willOf({ message: will, delayMs }), willDueAt };
       return this.kv.update(key, enc.encode(JSON.stringify(rec)), rev);
     });
@@ -426,9 +451,30 @@ export class NatsSessions {
 
   // ---- liveness --------------------------------------------------------------------------
 
+  /**
+   * What a heartbeat says of this node's connected clients: the stream's position shortly before
+   * now, after which what they may not have yet starts, and the clients with messages they have
+   * not acknowledged from before that, with where theirs start (see NatsCluster.stamps).
+   */
+  private behind(): { seq: number; behind: Record<string, number> } {
+    let seq = this.engine.position();
+    const behind: Record<string, number> = {};
+    let named = 0;
+    for (const session of this.engine.host.sessions()) {
+      if (!session.connected || session.expiryInterval === 0) continue; // the session ends with the node
+      const oldest = session.oldestUnacknowledged(this.engine.stampOf);
+      if (oldest >= seq) continue;
+      if (named < BEHIND_MAX) {
+        behind[session.clientId] = oldest;
+        named++;
+      } else seq = oldest; // lower for all: still at or before each one's own
+    }
+    return { seq, behind };
+  }
+
   private async beat(): Promise<void> {
     try {
-      await this.nodesKv.put(this.engine.nodeId, enc.encode(JSON.stringify({ at: Date.now(), seq: this.engine.position() })));
+      await this.nodesKv.put(this.engine.nodeId, enc.encode(JSON.stringify({ at: Date.now(), ...this.behind() })));
       if (!this.beating) {
         // back after our own heartbeats failed: the others' silence meanwhile may be ours, so
         // everybody gets DEAD_MS from now
@@ -448,8 +494,8 @@ export class NatsSessions {
         for await (const e of w) {
           if (e.key === this.engine.nodeId || e.operation !== "PUT") continue;
           try {
-            const { seq } = JSON.parse(dec.decode(e.value)) as { seq: number };
-            this.nodes.set(e.key, { seenAt: Date.now(), seq });
+            const { seq, behind } = JSON.parse(dec.decode(e.value)) as { seq: number; behind?: Record<string, number> };
+            this.nodes.set(e.key, { seenAt: Date.now(), seq, behind: behind ?? {} });
           } catch {
             // not a heartbeat
           }
@@ -469,19 +515,19 @@ export class NatsSessions {
     for (const [node, info] of this.nodes) {
       if (now - info.seenAt < DEAD_MS) continue;
       this.nodes.delete(node);
-      void this.adoptOrphans(node, info.seq).catch((e: unknown) => this.engine.host.log("error", `cluster: cannot take over the sessions of node ${node}: ${(e as Error).message}`));
+      void this.adoptOrphans(node, info).catch((e: unknown) => this.engine.host.log("error", `cluster: cannot take over the sessions of node ${node}: ${(e as Error).message}`));
     }
   }
 
   /** Makes the sessions of a dead node orphans of this one: wills after their delay, expiry. */
-  private async adoptOrphans(dead: string, deadSeq: number): Promise<void> {
+  private async adoptOrphans(dead: string, info: NodeInfo): Promise<void> {
     // a last look: a heartbeat that came meanwhile (the watch may lag) means it lives
     const beat = await this.steady(() => this.nodesKv.get(dead));
     if (beat !== null && beat.operation === "PUT") {
       try {
         const { at } = JSON.parse(dec.decode(beat.value)) as { at: number };
         if (Date.now() - at < DEAD_MS) {
-          this.nodes.set(dead, { seenAt: Date.now(), seq: deadSeq });
+          this.nodes.set(dead, { ...info, seenAt: Date.now() });
           return;
         }
       } catch {
@@ -512,7 +558,7 @@ export class NatsSessions {
       }
       const offlineAt = rec.connected ? now : rec.offlineAt;
       const willDueAt = rec.connected ? (will === null ? 0 : now + rec.will!.delayMs) : rec.willDueAt;
-      const mine: SessionRecord = { ...rec, node: this.engine.nodeId, connected: false, offlineAt, seq: rec.connected ? deadSeq : rec.seq, willDueAt };
+      const mine: SessionRecord = { ...rec, node: this.engine.nodeId, connected: false, offlineAt, seq: rec.connected ? resumeFrom(info, clientId) : rec.seq, willDueAt };
       let rev: number;
       try {
         rev = await this.kv.update(key, enc.encode(JSON.stringify(mine)), entry!.revision);

@@ -134,13 +134,20 @@ export class NatsCluster implements Cluster, SessionsEngine {
   /** Sequence numbers seen lately from each origin for QoS 1/2 messages (they have a counter of their own). */
   private readonly seenKept = new Map<number, RecentSet>();
   private keptSeq = 0;
+  /**
+   * Where in the message stream each QoS 1/2 message this node routed may start: a sequence number
+   * at or before its own (its own when read from the stream, else the position when it came). The
+   * heartbeat and a session's offline record say from there where the messages a client has not
+   * acknowledged are, so a node that takes its session over reads them again.
+   */
+  private readonly stamps = new WeakMap<Message, number>();
   /** The stream's last sequence number at the last two notes: a catch-up starts after the older one. */
   private positions: [number, number] | null = null;
   private positionTimer: ReturnType<typeof setInterval> | null = null;
   /** When the main connection was last lost. */
   private lostAt = 0;
   /** During a catch-up, the live QoS 1/2 messages that arrive meanwhile, routed after it; null otherwise. */
-  private held: [Uint8Array, string][] | null = null;
+  private held: [Uint8Array, string, number][] | null = null;
   private catchingUp: Promise<void> = Promise.resolve();
   /** Connections to NATS lost so far: a change while a message waits to be accepted means it may be lost. */
   private losses = 0;
@@ -322,6 +329,7 @@ export class NatsCluster implements Cluster, SessionsEngine {
       nc.publish(subject, data);
       if (!kept) this.remember(now, subject, data);
       else {
+        this.stamps.set(message, this.position());
         if (this.unconfirmed.length === 0) {
           this.unconfirmedLosses = this.losses;
           queueMicrotask(() => this.confirm()); // a will, say, is confirmed without anybody waiting for it
@@ -472,18 +480,28 @@ export class NatsCluster implements Cluster, SessionsEngine {
       nc.subscribe(subject, {
         callback: (err, msg) => {
           if (err !== null) return;
-          if (this.held !== null && subjectIsKept(this.prefix, msg.subject)) this.held.push([msg.data, msg.subject]);
-          else this.route(msg.data, msg.subject);
+          if (this.held !== null && subjectIsKept(this.prefix, msg.subject)) this.held.push([msg.data, msg.subject, this.position()]);
+          else this.route(msg.data, msg.subject, this.position());
         },
       }),
     );
     this.interest.set(filter, { count: 1, subs });
   }
 
-  /** Routes what arrived from another node, once. */
-  private route(data: Uint8Array, subject: string): void {
+  /** Routes what arrived from another node, once; `stamp`: where in the stream it may start (see stamps). */
+  private route(data: Uint8Array, subject: string, stamp: number): void {
     const m = this.receive(data, subject);
-    if (m !== null) this.host.routeRemote(m);
+    if (m === null) return;
+    if (m.qos > 0) this.stamps.set(m, stamp);
+    this.host.routeRemote(m);
+  }
+
+  /** Where in the stream a message may start (see stamps); undefined for one this node never stamped. */
+  readonly stampOf = (m: Message): number | undefined => this.stamps.get(m);
+
+  /** Notes where in the stream a message read from it starts (a session rebuilt from the stream). */
+  stamp(m: Message, seq: number): void {
+    this.stamps.set(m, seq - 1);
   }
 
   /**
@@ -521,7 +539,7 @@ export class NatsCluster implements Cluster, SessionsEngine {
   private release(): void {
     const held = this.held ?? [];
     this.held = null;
-    for (const [data, subject] of held) this.route(data, subject);
+    for (const [data, subject, stamp] of held) this.route(data, subject, stamp);
   }
 
   /**
@@ -541,7 +559,7 @@ export class NatsCluster implements Cluster, SessionsEngine {
     await this.readStream(from, (seq, subject, data) => {
       if (subjectIsKept(this.prefix, subject)) {
         n++;
-        this.route(data, subject);
+        this.route(data, subject, seq - 1);
       }
       if (seq >= end && stopAt === Infinity) {
         this.release();

@@ -43,6 +43,15 @@ async function publishMany(at: BrokerProcess, topic: string, n: number): Promise
   await pub.stop();
 }
 
+/** The payloads a client of ours on node `at`, subscribed to `filter` (QoS 1 unless told), receives (the array fills as they come). */
+async function collect(at: BrokerProcess, clientId: string, filter: string, qos: 1 | 2 = 1): Promise<string[]> {
+  const c = await ours(at, clientId);
+  const got: string[] = [];
+  c.onMessage = (m) => void (m !== null && got.push(m.text));
+  await c.subscribe(filter, { qos });
+  return got;
+}
+
 afterEach(async () => {
   await Promise.all(clients.splice(0).map((c) => c.stop()));
   for (const r of raws.splice(0)) r.end();
@@ -155,10 +164,7 @@ describe("three nodes", () => {
   }, 60_000);
 
   test("a QoS 2 flow interrupted by a takeover completes exactly once", async () => {
-    const sub = await ours(c, "qos2-sub");
-    const got: string[] = [];
-    sub.onMessage = (m) => void (m !== null && got.push(m.text));
-    await sub.subscribe("qos2/t", { qos: 2 });
+    const got = await collect(c, "qos2-sub", "qos2/t", 2);
     const session = { cleanStart: false, properties: { sessionExpiryInterval: 60 } };
     const onA = await raw(a, "qos2-pub", session);
     onA.send({ type: PacketType.PUBLISH, dup: false, qos: 2, retain: false, topic: "qos2/t", packetId: 7, properties: {}, payload: new TextEncoder().encode("once") });
@@ -180,10 +186,7 @@ describe("three nodes", () => {
   });
 
   test("expiry across nodes: a will delay shorter than the expiry publishes the will once; the session then ends everywhere", async () => {
-    const watch = await ours(b, "will-watch-1");
-    const wills: string[] = [];
-    watch.onMessage = (m) => void (m !== null && wills.push(m.text));
-    await watch.subscribe("wills/short", { qos: 1 });
+    const wills = await collect(b, "will-watch-1", "wills/short");
     const w = await raw(a, "short-will", { cleanStart: false, properties: { sessionExpiryInterval: 2 }, will: { topic: new TextEncoder().encode("wills/short"), payload: new TextEncoder().encode("gone"), qos: 1, retain: false, properties: { willDelayInterval: 1 } } });
     await rawSubscribe(w, "short/t", 1);
     w.end(); // without DISCONNECT
@@ -198,10 +201,7 @@ describe("three nodes", () => {
   });
 
   test("expiry across nodes: a will delay longer than the expiry publishes the will when the session ends, once", async () => {
-    const watch = await ours(c, "will-watch-2");
-    const wills: string[] = [];
-    watch.onMessage = (m) => void (m !== null && wills.push(m.text));
-    await watch.subscribe("wills/long", { qos: 1 });
+    const wills = await collect(c, "will-watch-2", "wills/long");
     const began = Date.now();
     const w = await raw(b, "long-will", { cleanStart: false, properties: { sessionExpiryInterval: 1 }, will: { topic: new TextEncoder().encode("wills/long"), payload: new TextEncoder().encode("ended"), qos: 1, retain: false, properties: { willDelayInterval: 30 } } });
     w.end();
@@ -220,10 +220,7 @@ describe("a node SIGKILLed", () => {
   });
 
   test("its clients' wills arrive on another node within 15 s, once each, and the clients resume their sessions elsewhere", async () => {
-    const watch = await ours(a, "dead-watch");
-    const wills: string[] = [];
-    watch.onMessage = (m) => void (m !== null && wills.push(m.text));
-    await watch.subscribe("dead/will/#", { qos: 1 });
+    const wills = await collect(a, "dead-watch", "dead/will/#");
     const enc = new TextEncoder();
     const names = ["d0", "d1", "d2"];
     for (const name of names) {
@@ -265,10 +262,7 @@ describe("a node SIGKILLed while its clients had messages they had not acknowled
   });
 
   test("they get them again on another node: one resuming before the death is noticed, one after its session was taken over", async () => {
-    const watch = await ours(a, "unacked-watch");
-    const wills: string[] = [];
-    watch.onMessage = (m) => void (m !== null && wills.push(m.text));
-    await watch.subscribe("unacked/will", { qos: 1 });
+    const wills = await collect(a, "unacked-watch", "unacked/will");
     const enc = new TextEncoder();
     const session = { cleanStart: false, properties: { sessionExpiryInterval: 300 } };
     const early = await raw(doomed, "unacked-early", session);

@@ -24,7 +24,7 @@ import pkg from "../../package.json" with { type: "json" };
 import { Connection, ConnState } from "./connection";
 import { SLICE_MS } from "./slices";
 import { persist, type Message } from "./message";
-import { RetainedStore, retainedMessage, type RetainedEntry } from "./retained";
+import { RetainedStore, retainedMessage, type RetainedVisit } from "./retained";
 import { Outbox } from "./outbox";
 import { DEFAULT_OPTIONS, normalizeAddresses, type Addresses, type BrokerOptions, type Listener } from "./options";
 import { Router, type Matches } from "./router";
@@ -834,8 +834,8 @@ export class Broker {
     const cursor = this.retained.walk(entry.filter);
     const ids = entry.subscriptionId === undefined ? null : [entry.subscriptionId];
     let now = 0;
-    const visit = (e: RetainedEntry) => {
-      const m = retainedMessage(e);
+    const visit: RetainedVisit = (bytes, expiresAt) => {
+      const m = retainedMessage(bytes, expiresAt);
       if (this.router.isDenied(m.topic) || !this.mayRead(session, m.topic)) return;
       const qos = (entry.qos < m.qos ? entry.qos : m.qos) as QoS;
       this.outbox.deliver(session, m, qos, true, ids, now); // sent with RETAIN 1, section 3.3.1.3

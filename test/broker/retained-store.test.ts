@@ -26,7 +26,7 @@ function found(store: RetainedStore, filter: string, now = Date.now(), budget = 
   const cursor = store.walk(filter);
   const topics: string[] = [];
   let steps = 0;
-  while (!cursor.next(budget, now, (e) => topics.push(new TextDecoder().decode(e.bytes.subarray(4, 4 + ((e.bytes[2]! << 8) | e.bytes[3]!)))))) steps++;
+  while (!cursor.next(budget, now, (bytes) => topics.push(new TextDecoder().decode(bytes.subarray(4, 4 + ((bytes[2]! << 8) | bytes[3]!)))))) steps++;
   expect(steps).toBeLessThan(1_000_000);
   return topics.sort();
 }
@@ -136,6 +136,78 @@ describe("$-topics, expiry and clearing", () => {
     expect(store.refuses("a", 2, 1, 1000)).toBeNull();
     expect(store.refuses("b", 2, 10, 5)).toBe("bytes");
     expect(store.refuses("b", 1, 10, 5)).toBeNull();
+  });
+});
+
+describe("leaves, expiry and cost kept apart from the trie", () => {
+  test("a topic below a message's topic, added and deleted in either order: both stay found", () => {
+    const store = new RetainedStore();
+    store.set(message("a/b"));
+    store.set(message("a/b/c"));
+    expect(found(store, "a/b/#")).toEqual(["a/b", "a/b/c"]);
+    store.set(message("a/b/c", ""));
+    expect(found(store, "a/b/#")).toEqual(["a/b"]);
+    expect(found(store, "a/+")).toEqual(["a/b"]);
+    store.set(message("a/b/c/d"));
+    store.set(message("a/b", ""));
+    expect(found(store, "#")).toEqual(["a/b/c/d"]);
+    expect(store.has("a/b")).toBe(false);
+    store.set(message("a/b/c/d", ""));
+    expect([...store.topics()]).toEqual([]);
+  });
+
+  test("a message's expiry goes with it: replaced by one that never expires, the topic stays; and the other way", () => {
+    const gone: string[] = [];
+    const store = new RetainedStore((t) => gone.push(t));
+    const now = Date.now();
+    store.set(message("x/1", "old", now + 1000));
+    store.set(message("x/1", "new"));
+    store.set(message("x/2", "old"));
+    store.set(message("x/2", "new", now + 1000));
+    store.set(message("x/2/below", "y", now + 1000));
+    expect(store.get("x/1", now + 2000)?.expiresAt).toBe(0);
+    expect(store.get("x/2", now)?.expiresAt).toBe(now + 1000);
+    expect(found(store, "x/#", now + 2000)).toEqual(["x/1"]);
+    expect(gone.sort()).toEqual(["x/2", "x/2/below"]);
+    expect(store.size).toBe(1);
+    expect((store as unknown as { expiry: Map<unknown, number> }).expiry.size).toBe(0); // nothing left of the replaced or expired
+  });
+
+  test("bytes counts topic and payload whatever the QoS, properties and lengths", () => {
+    const store = new RetainedStore();
+    const topic = `long/${"t".repeat(200)}`;
+    const payload = "p".repeat(20_000);
+    store.set({ ...message(topic, payload), qos: 0, properties: { userProperties: [["k", "v".repeat(300)]] } });
+    store.set({ ...message("q2", "12"), qos: 2, properties: { contentType: "text/plain" } });
+    expect(store.bytes).toBe(topic.length + payload.length + 2 + 2);
+    store.set(message(topic, ""));
+    store.set(message("q2", ""));
+    expect([store.size, store.bytes]).toEqual([0, 0]);
+  });
+
+  test("random sets, clears and expiries: every filter finds what a reference map has live; size and bytes agree", () => {
+    const rand = prng(7);
+    const LEVELS = ["a", "b", "", "$x"];
+    const live = new Map<string, { payload: string; expiresAt: number }>();
+    const store = new RetainedStore((t) => live.delete(t));
+    const now = Date.now();
+    for (let step = 0; step < 3000; step++) {
+      const topic = Array.from({ length: 1 + Math.floor(rand() * 4) }, () => LEVELS[Math.floor(rand() * LEVELS.length)]!).join("/");
+      const payload = rand() < 0.3 ? "" : "v".repeat(1 + Math.floor(rand() * 3));
+      const expiresAt = rand() < 0.2 ? now - 1 : 0;
+      store.set(message(topic, payload, expiresAt));
+      if (payload === "") live.delete(topic);
+      else live.set(topic, { payload, expiresAt });
+      if (step % 100 === 99) {
+        const filter = rand() < 0.5 ? "#" : `${LEVELS[Math.floor(rand() * 3)]}/#`;
+        const expected = [...live].filter(([t, m]) => m.expiresAt === 0 && topicMatches(filter, t)).map(([t]) => t);
+        expect(found(store, filter, now)).toEqual(expected.sort());
+        const kept = [...live].filter(([t]) => store.has(t));
+        expect(kept.length).toBe(live.size);
+        expect(store.size).toBe(live.size);
+        expect(store.bytes).toBe(kept.reduce((n, [t, m]) => n + utf8.encode(t).length + m.payload.length, 0));
+      }
+    }
   });
 });
 

@@ -21,8 +21,8 @@ import { rawSubscribe, receivePublishes, settle, useHarness, waitUntil } from ".
  * The bound on the event loop's lateness this file asserts. The broker's slices run SLICE_MS
  * (1 ms) each; on a shared 2-core machine an idle process's 1 ms timer is itself late by up to
  * about 12 ms at times (measured: a process holding 100 000 retained messages and doing nothing
- * saw 2-12 ms within 300 ms, while these tests saw 2-13 ms), so the bound asserted is 20 ms. Done in one go, each
- * of these operations holds the loop for 30 to 170 ms.
+ * saw 2-12 ms within 300 ms, while these tests saw 2-13 ms), so the bound asserted is 20 ms.
+ * Done in one go, each of these operations holds the loop for 30 to 170 ms.
  */
 const STALL_BOUND_MS = 20;
 

@@ -10,6 +10,7 @@ import { encodePacket, remainingLength } from "../codec/packet";
 import { PacketType } from "../codec/constants";
 import { varintSize } from "../codec/writer";
 import type { PublishPacket } from "../codec/packets/publish";
+import { copyBytes } from "../codec/bytes";
 
 /** One encoded PUBLISH and where its packet identifier sits (QoS > 0) so it can be patched in place. */
 export interface EncodedForm {
@@ -81,9 +82,9 @@ export function messageFromPublish(p: PublishPacket, topic: string, topicBytes: 
 export function persist(m: Message): Message {
   if (m.persisted) return m;
   const properties = m.properties;
-  if (properties.correlationData !== undefined) m.properties = { ...properties, correlationData: properties.correlationData.slice() };
-  if (!m.ownTopic) m.topicBytes = m.topicBytes.slice();
-  m.payload = m.payload.slice();
+  if (properties.correlationData !== undefined) m.properties = { ...properties, correlationData: copyBytes(properties.correlationData) };
+  if (!m.ownTopic) m.topicBytes = copyBytes(m.topicBytes);
+  m.payload = copyBytes(m.payload);
   m.persisted = m.ownTopic = true;
   return m;
 }

@@ -15,6 +15,7 @@ import { MqttError, ReasonCode, protocolError } from "../codec/reason-codes";
 import { decodeUtf8 } from "../codec/reader";
 import { PublishError } from "./errors";
 import { Message } from "./message";
+import { copyBytes } from "../codec/bytes";
 
 /** An outgoing QoS 1/2 message waiting for its acknowledgement. */
 interface Outgoing {
@@ -331,11 +332,11 @@ export class ClientState {
     }
     if (!deliver) return { reply, message: null };
     const props = p.properties;
-    const m = new Message(topic, p.payload.slice(), {
+    const m = new Message(topic, copyBytes(p.payload), {
       qos: p.qos,
       retain: p.retain,
       responseTopic: props.responseTopic,
-      correlationData: props.correlationData?.slice(),
+      correlationData: props.correlationData === undefined ? undefined : copyBytes(props.correlationData),
       userProperties: props.userProperties ?? [],
       messageExpiryInterval: props.messageExpiryInterval,
       contentType: props.contentType,

@@ -6,6 +6,7 @@
 import { malformed, MqttError, protocolError, ReasonCode } from "./reason-codes";
 import { NO_PROPERTIES, PROPERTY_BY_ID, PropertyType, WILL_CONTEXT, type Properties } from "./properties";
 import { PACKET_NAMES, PacketType } from "./constants";
+import { copyBytes } from "./bytes";
 
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
@@ -197,7 +198,7 @@ export class Reader {
       }
     }
     validateTopicName(this.buf, this.pos, this.pos + len, what);
-    const v = cache === null ? this.buf.subarray(this.pos, this.pos + len) : this.buf.slice(this.pos, this.pos + len);
+    const v = cache === null ? this.buf.subarray(this.pos, this.pos + len) : copyBytes(this.buf, this.pos, this.pos + len);
     this.pos += len;
     return v;
   }
@@ -211,7 +212,7 @@ export class Reader {
 
   /** The rest of the frame as a copy. */
   restCopy(): Uint8Array {
-    const v = this.buf.slice(this.pos, this.end);
+    const v = copyBytes(this.buf, this.pos, this.end);
     this.pos = this.end;
     return v;
   }

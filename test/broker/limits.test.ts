@@ -274,6 +274,27 @@ describe("queue bounds", () => {
     await settle(back);
     expect(takePublishes(back).map((p) => text(p.payload))).toEqual(["m1", "m2", "m3"]);
   });
+
+  test("a queued message holds its own bytes, not the whole read it came in (a Buffer's slice() is a view)", async () => {
+    const h = await start();
+    const persistent = await leaveOffline(h, "away", "offline", 1);
+    const pub = await h.connect({ clientId: "pub" });
+    // one write, so one read: a small QoS 1 message for the offline session beside 1 MB for nobody
+    const small = encodePacket(publishPacket("offline", "tiny", { qos: 1, packetId: 1, properties: { correlationData: new Uint8Array([1, 2]) } }), 5);
+    const big = encodePacket(publishPacket("nobody", new Uint8Array(1024 * 1024)), 5);
+    const both = new Uint8Array(small.length + big.length);
+    both.set(small);
+    both.set(big, small.length);
+    pub.send(both);
+    await settle(pub);
+    const [queued] = h.broker.sessions.get("away")!.queuedMessages();
+    const m = queued!.message;
+    expect(text(m.payload)).toBe("tiny");
+    // what each holds on to: its own few bytes (payload and topic), not the megabyte beside them
+    for (const bytes of [m.payload, m.topicBytes, m.properties.correlationData!]) expect(bytes.buffer.byteLength).toBeLessThan(1024);
+    const back = await h.connect(persistent);
+    expect(text((await nextPublish(back, "offline")).payload)).toBe("tiny");
+  });
 });
 
 describe("maximum packet size", () => {

@@ -12,10 +12,10 @@ import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import type { Client, ClientOptions } from "../../lib/client/client";
 import { SessionResumeError, TimeoutError } from "../../lib/client/errors";
 import { Message } from "../../lib/client/message";
-import { PacketType } from "../../lib/codec";
+import { encodePacket, PacketType } from "../../lib/codec";
 import type { PublishPacket } from "../../lib/codec/packets/publish";
 import type { Broker } from "../../lib/broker/broker";
-import { RawClient, rawSubscribe, receivePublishes, startBroker, text, waitUntil } from "../broker/helpers";
+import { publishPacket, RawClient, rawSubscribe, receivePublishes, startBroker, text, waitUntil } from "../broker/helpers";
 import { Clients, FakeBroker, type FakeConnection, messagesUntil, nextMessage, startMosquitto } from "./helpers";
 
 /** One turn of the event loop: lets acknowledgements and deliveries interleave with a publishing loop. */
@@ -247,6 +247,21 @@ describe("against our Broker only", () => {
     const wire = (await receivePublishes(raw, sent.length)).map((p) => [text(p.topic), p.properties.topicAlias]);
     expect(wire).toEqual([["in/one", 1], ["in/two", 2], ["", 1], ["", 2], ["", 1]]);
     expect(await messagesUntil(sub, "4")).toEqual(sent.map((t, i) => `${t}:${i}`));
+  });
+
+  test("a received Message holds its own payload, not the whole read it came in with others (a Buffer's slice() is a view)", async () => {
+    const sub = clients.make(target.port);
+    await sub.start();
+    await sub.subscribe("both/#");
+    // 2000 small PUBLISH packets in one raw write: the broker sends them on in one write, read in chunks of many
+    raw = await RawClient.connect(target.port);
+    const one = encodePacket(publishPacket("both/small", "tiny"), 5);
+    const all = new Uint8Array(one.length * 2000);
+    for (let i = 0; i < 2000; i++) all.set(one, i * one.length);
+    raw.send(all);
+    const first = await nextMessage(sub);
+    expect(first?.text).toBe("tiny");
+    expect(first!.payload.buffer.byteLength).toBeLessThan(1024);
   });
 });
 

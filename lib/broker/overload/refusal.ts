@@ -8,6 +8,7 @@ import { PacketType } from "../../codec/constants";
 import { ConnackReturnCode, ReasonCode } from "../../codec/reason-codes";
 import { encodePacket } from "../../codec/packet";
 import type { Transport } from "../transport/transport";
+import { copyBytes } from "../../codec/bytes";
 
 /** Milliseconds a refused connection has to send CONNECT before it is closed without an answer. */
 export const REFUSAL_GRACE_MS = 50;
@@ -44,7 +45,7 @@ export class Refusal {
     if (level === null) return this.finish(); // not (the start of) a CONNECT: just close
     if (level === undefined) {
       if (data.length > 300) return this.finish(); // a protocol name that long is no MQTT
-      this.head = data.slice();
+      this.head = copyBytes(data);
       return;
     }
     const v5 = level === 5;

@@ -3,7 +3,7 @@
  * resume on another node (ours v5, MQTT.js 3.1.1, mosquitto_sub -c), takeover with 0x8E, racing
  * connects, a QoS 2 flow across a takeover, a SIGKILLed node's wills and sessions, and expiry.
  */
-import { afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { PacketType } from "../../lib/codec/constants";
 import type { DisconnectPacket } from "../../lib/codec/packets/disconnect";
 import type { ConnackPacket } from "../../lib/codec/packets/connack";
@@ -12,7 +12,8 @@ import { Client, type ClientOptions } from "../../lib/client/client";
 import { Message } from "../../lib/client/message";
 import type { BrokerProcess } from "../cli/broker-process";
 import { finished, nextPublish, Peers, RawClient, rawSubscribe, roundTrip, waitUntil } from "../broker/helpers";
-import { ours as oursOn, threeNodes, urlOf, waitFor } from "./nodes";
+import { NatsServer } from "./nats-server";
+import { node, ours as oursOn, threeNodes, urlOf, waitFor } from "./nodes";
 
 const peers = new Peers();
 const clients: Client[] = [];
@@ -298,6 +299,62 @@ describe("a node SIGKILLed while its clients had messages they had not acknowled
     async function beatsPast(seq: number): Promise<boolean> {
       const beats = [...(await cluster.nats.bucket("mqtt_nodes_mqtt")).values()] as { seq: number }[];
       return beats.length === 3 && beats.every((b) => b.seq >= seq);
+    }
+  }, 60_000);
+});
+
+describe("a one-node cluster restarted", () => {
+  let nats: NatsServer;
+  const nodes: BrokerProcess[] = [];
+  beforeAll(async () => {
+    nats = await NatsServer.start();
+  });
+  afterAll(async () => {
+    await Promise.all(nodes.map((n) => n.proc.exitCode === null && n.stop()));
+    await nats?.stop();
+  });
+
+  test("the new node takes over the dead one's sessions though nobody saw it die: the will goes, the client resumes with what came meanwhile, and the dead node's heartbeat is deleted", async () => {
+    const first = await node([nats.url]);
+    nodes.push(first);
+    const enc = new TextEncoder();
+    const session = { cleanStart: false, properties: { sessionExpiryInterval: 300 } };
+    const solo = await raw(first, "solo", { ...session, will: { topic: enc.encode("solo/will"), payload: enc.encode("solo"), qos: 1, retain: false, properties: {} } });
+    await rawSubscribe(solo, "solo/t", 1);
+    await publishMany(first, "solo/t", 1);
+    const p = await nextPublish(solo, "solo/t");
+    solo.send({ type: PacketType.PUBACK, packetId: p.packetId, reasonCode: 0, properties: {} }); // acknowledged: not to come again
+    const last = await nats.lastSeq("mqtt_msgs_mqtt");
+    for (const deadline = Date.now() + 15_000; !(await heartbeats()).every((b) => b.seq >= last); await Bun.sleep(100)) {
+      if (Date.now() > deadline) throw new Error("the heartbeat never passed the message");
+    }
+    first.proc.kill("SIGKILL");
+    await first.proc.exited;
+
+    const second = await node([nats.url]);
+    nodes.push(second);
+    const wills = await collect(second, "solo-watch", "solo/will");
+    await publishMany(second, "solo/t", 2); // while the session is nobody's
+    await waitUntil(() => wills.length > 0, "the will of the dead node's client", 20_000);
+    expect(wills).toEqual(["solo"]);
+    for (const deadline = Date.now() + 10_000; (await heartbeats()).length !== 1; await Bun.sleep(100)) {
+      if (Date.now() > deadline) throw new Error("the dead node's heartbeat was not deleted");
+    }
+    const [again, ack] = await rawWithAck(second, "solo", session);
+    expect(ack.sessionPresent).toBe(true);
+    const texts: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const m = await waitFor(nextPublish(again, "solo/t"), 10_000, () => `got ${JSON.stringify(texts)} only`);
+      texts.push(new TextDecoder().decode(m.payload));
+      again.send({ type: PacketType.PUBACK, packetId: m.packetId, reasonCode: 0, properties: {} });
+    }
+    expect(texts).toEqual(["0", "1"]);
+    await roundTrip(again);
+    expect(again.received.filter((x) => x.type === PacketType.PUBLISH)).toEqual([]); // the acknowledged one did not come again
+    expect(wills).toEqual(["solo"]);
+
+    async function heartbeats(): Promise<{ seq: number }[]> {
+      return [...(await nats.bucket("mqtt_nodes_mqtt")).values()] as { seq: number }[];
     }
   }, 60_000);
 });

@@ -164,7 +164,10 @@ export class NatsSessions {
       try {
         const kvm = new Kvm(this.nc);
         this.kv = await kvm.create(`mqtt_sessions_${this.name}`, { history: 1, replicas: e.replicas(this.nc) });
-        this.nodesKv = await kvm.create(`mqtt_nodes_${this.name}`, { history: 1, replicas: e.replicas(this.nc), ttl: 60_000 });
+        // no TTL: a dead node's last heartbeat stays until a node has taken its sessions over (and
+        // deletes it), so a node started later (a whole cluster restarted, a one-node cluster)
+        // still finds the dead node, and where in the stream its clients' messages start
+        this.nodesKv = await kvm.create(`mqtt_nodes_${this.name}`, { history: 1, replicas: e.replicas(this.nc) });
         break;
       } catch (err) {
         if (e.stopping) throw err;
@@ -590,5 +593,7 @@ export class NatsSessions {
       }
     }
     if (n > 0) this.engine.host.log("warning", `cluster: took over ${n} session(s) of node ${dead}`);
+    // its sessions are taken: its last heartbeat can go, unless it beat again meanwhile
+    if (beat !== null && beat.operation === "PUT") await this.nodesKv.delete(dead, { previousSeq: beat.revision }).catch(() => {});
   }
 }

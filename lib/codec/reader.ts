@@ -10,15 +10,15 @@ import { copyBytes } from "./bytes";
 
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
-/**
- * Checks that `bytes[start, end)` is well-formed UTF-8 without U+0000 and returns it decoded.
- * [MQTT-1.5.4-1] [MQTT-1.5.4-2]
- */
 /** Decodes bytes already checked to be a valid MQTT string (validateTopicName()) without checking them again. */
 export function decodeValidated(bytes: Uint8Array): string {
   return utf8.decode(bytes);
 }
 
+/**
+ * Checks that `bytes[start, end)` is well-formed UTF-8 without U+0000 and returns it decoded.
+ * [MQTT-1.5.4-1] [MQTT-1.5.4-2]
+ */
 export function decodeUtf8(bytes: Uint8Array, start: number, end: number, what: string): string {
   let ascii = true;
   for (let i = start; i < end; i++) {

@@ -71,8 +71,8 @@ export class Router {
   normalCount = 0;
   sharedCount = 0;
   private matchGeneration = -1;
-  /** Counts the times cached matches were forgotten: a node's kept result (TrieNode.memo) is good while it is current. */
-  private epoch = 0;
+  /** What a trie node matches when it is the only one a topic matched, kept (and forgotten) with the cache. */
+  private readonly byNode = new Map<TrieNode<Subscriber, SubscriptionEntry | Group>, Matches>();
 
   /** `retain` stores or clears a retained message routed with RETAIN set. */
   constructor(
@@ -160,9 +160,9 @@ export class Router {
   match(topic: string): Matches {
     if (this.matchGeneration !== this.trie.generation) {
       this.matchCache.clear();
+      this.byNode.clear();
       this.cacheHits = 0;
       this.matchGeneration = this.trie.generation;
-      this.epoch++;
     }
     const cached = this.cacheBypass === 0;
     let matches: Matches | undefined;
@@ -180,13 +180,10 @@ export class Router {
     if (nodes.length === 0) matches = NO_MATCHES;
     else if (nodes.length === 1 && !this.access.checksAccess) {
       // one filter matched (every device on its own topic, one subscriber to dev/+/state): what it
-      // matches is the same for every topic, kept on its node
+      // matches is the same for every topic, kept by node
       const node = nodes[0]!;
-      if (node.memoEpoch !== this.epoch) {
-        node.memo = this.collect(nodes, topic);
-        node.memoEpoch = this.epoch;
-      }
-      matches = node.memo as Matches;
+      matches = this.byNode.get(node);
+      if (matches === undefined) this.byNode.set(node, (matches = this.collect(nodes, topic)));
     } else matches = this.collect(nodes, topic);
     if (!cached) return matches;
     if (this.matchCache.size >= MATCH_CACHE_MAX) {

@@ -12,18 +12,23 @@
 
 import { LevelMap } from "./levels";
 
-/** One topic level. */
-export class TrieNode<K, V> {
-  children: LevelMap<TrieNode<K, V>> | null = null;
-  /** The '+' and '#' children (also in `children`), held apart so that matching finds them without a lookup. */
+/**
+ * A node's children by level. The '+' and '#' children are held apart as well, so that matching
+ * finds them without a lookup, and so is the one other child when there is only one (matching
+ * compares its level in place). Kept here rather than on every node: a leaf (most nodes, where a
+ * filter ends) has no children and pays nothing for them.
+ */
+class Children<K, V> extends LevelMap<TrieNode<K, V>> {
   plus: TrieNode<K, V> | null = null;
   hash: TrieNode<K, V> | null = null;
-  /** The child other than '+' and '#' when there is exactly one (matching compares its level in place); undefined until looked for. */
+  /** The child other than '+' and '#' when there is exactly one, else null; undefined until looked for. */
   only: TrieNode<K, V> | null | undefined = undefined;
+}
+
+/** One topic level. */
+export class TrieNode<K, V> {
+  children: Children<K, V> | null = null;
   subscribers: Map<K, V> | null = null;
-  /** Whatever a caller keeps with the node, and a number of its own that says whether it is current (the router: its match result, and its epoch). */
-  memo: unknown = null;
-  memoEpoch = -1;
   constructor(
     readonly parent: TrieNode<K, V> | null,
     readonly level: string,
@@ -42,14 +47,14 @@ export class TopicTrie<K, V> {
   add(filter: string, key: K, value: V): TrieNode<K, V> {
     let node = this.root;
     for (const level of filter.split("/")) {
-      const children = node.children ?? (node.children = new LevelMap());
+      const children = node.children ?? (node.children = new Children());
       let child = children.get(level);
       if (child === undefined) {
         child = new TrieNode(node, level);
         children.set(level, child);
-        if (level === "+") node.plus = child;
-        else if (level === "#") node.hash = child;
-        else node.only = undefined;
+        if (level === "+") children.plus = child;
+        else if (level === "#") children.hash = child;
+        else children.only = undefined;
       }
       node = child;
     }
@@ -83,10 +88,11 @@ export class TopicTrie<K, V> {
     this.generation++;
     let n: TrieNode<K, V> | null = node;
     while (n !== null && n.parent !== null && (n.subscribers === null || n.subscribers.size === 0) && (n.children === null || n.children.size === 0)) {
-      n.parent.children!.delete(n.level);
-      if (n.parent.plus === n) n.parent.plus = null;
-      else if (n.parent.hash === n) n.parent.hash = null;
-      else n.parent.only = undefined;
+      const siblings: Children<K, V> = n.parent.children!;
+      siblings.delete(n.level);
+      if (siblings.plus === n) siblings.plus = null;
+      else if (siblings.hash === n) siblings.hash = null;
+      else siblings.only = undefined;
       n = n.parent;
     }
     return true;
@@ -110,39 +116,39 @@ export class TopicTrie<K, V> {
 
   /** `start` is where the level to match begins; past the end of the topic, every level matched. */
   private walk(node: TrieNode<K, V>, topic: string, start: number, dollar: boolean, out: TrieNode<K, V>[]): void {
+    const children = node.children;
     if (start > topic.length) {
       if (node.subscribers !== null && node.subscribers.size > 0) out.push(node);
-      const hash = node.hash; // 'a/#' matches 'a' [MQTT-4.7.1-1]
+      const hash = children === null ? null : children.hash; // 'a/#' matches 'a' [MQTT-4.7.1-1]
       if (hash !== null && hash.subscribers !== null && hash.subscribers.size > 0) out.push(hash);
       return;
     }
-    const children = node.children;
     if (children === null) return;
     let end = topic.indexOf("/", start);
     if (end < 0) end = topic.length;
     if (!(dollar && start === 0)) {
       // [MQTT-4.7.2-1]: no wildcard at the first level matches a $-topic
-      const hash = node.hash;
+      const hash = children.hash;
       if (hash !== null && hash.subscribers !== null && hash.subscribers.size > 0) out.push(hash);
-      if (node.plus !== null) this.walk(node.plus, topic, end + 1, dollar, out);
+      if (children.plus !== null) this.walk(children.plus, topic, end + 1, dollar, out);
     }
-    const exacts = children.size - (node.plus === null ? 0 : 1) - (node.hash === null ? 0 : 1);
+    const exacts = children.size - (children.plus === null ? 0 : 1) - (children.hash === null ? 0 : 1);
     if (exacts === 1) {
       // one level to compare with: no string made for the topic's level, no lookup
-      const only = node.only === undefined ? (node.only = onlyExact(node)) : node.only;
+      const only = children.only === undefined ? (children.only = onlyExact(children)) : children.only;
       if (only !== null && only.level.length === end - start && topic.startsWith(only.level, start)) this.walk(only, topic, end + 1, dollar, out);
     } else if (exacts > 1) {
       const exact = children.get(start === 0 && end === topic.length ? topic : topic.substring(start, end));
-      if (exact !== undefined && exact !== node.plus && exact !== node.hash) this.walk(exact, topic, end + 1, dollar, out);
+      if (exact !== undefined && exact !== children.plus && exact !== children.hash) this.walk(exact, topic, end + 1, dollar, out);
     }
   }
 }
 
-/** The child of `node` other than '+' and '#' when it has exactly one, else null. */
-function onlyExact<K, V>(node: TrieNode<K, V>): TrieNode<K, V> | null {
+/** The child other than '+' and '#' when there is exactly one, else null. */
+function onlyExact<K, V>(children: Children<K, V>): TrieNode<K, V> | null {
   let only: TrieNode<K, V> | null = null;
-  for (const [, child] of node.children ?? []) {
-    if (child === node.plus || child === node.hash) continue;
+  for (const [, child] of children) {
+    if (child === children.plus || child === children.hash) continue;
     if (only !== null) return null;
     only = child;
   }

@@ -129,6 +129,26 @@ export class NatsServer {
     }
   }
 
+  /** A stream's max_age in nanoseconds (0: kept until deleted). */
+  async maxAge(stream: string): Promise<number> {
+    const nc = await connect({ servers: this.url });
+    try {
+      return (await (await jetstreamManager(nc)).streams.info(stream)).config.max_age;
+    } finally {
+      await nc.close();
+    }
+  }
+
+  /** Makes a key-value bucket whose entries expire after `ttlMs` (as an earlier version of the broker made its heartbeat bucket). */
+  async makeBucket(bucket: string, ttlMs: number): Promise<void> {
+    const nc = await connect({ servers: this.url });
+    try {
+      await new Kvm(nc).create(bucket, { history: 1, ttl: ttlMs });
+    } finally {
+      await nc.close();
+    }
+  }
+
   /** Asks a stream's leader to step down, so another server leads it. */
   async stepDown(stream: string): Promise<void> {
     const nc = await connect({ servers: this.url });

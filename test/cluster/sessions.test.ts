@@ -315,8 +315,10 @@ describe("a one-node cluster restarted", () => {
   });
 
   test("the new node takes over the dead one's sessions though nobody saw it die: the will goes, the client resumes with what came meanwhile, and the dead node's heartbeat is deleted", async () => {
+    await nats.makeBucket("mqtt_nodes_mqtt", 60_000); // as an earlier version made it: heartbeats gone after a minute
     const first = await node([nats.url]);
     nodes.push(first);
+    expect(await nats.maxAge("KV_mqtt_nodes_mqtt")).toBe(0); // kept until a node takes the sessions over
     const enc = new TextEncoder();
     const session = { cleanStart: false, properties: { sessionExpiryInterval: 300 } };
     const solo = await raw(first, "solo", { ...session, will: { topic: enc.encode("solo/will"), payload: enc.encode("solo"), qos: 1, retain: false, properties: {} } });

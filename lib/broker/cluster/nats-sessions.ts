@@ -21,6 +21,7 @@
  *   will after its delay and ends the session at its expiry, unless the client comes back first.
  */
 import { Kvm, type KV, type KvEntry } from "@nats-io/kv";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { createInbox, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import { topicMatches } from "../../topic/match";
 import type { QoS } from "../../codec/constants";
@@ -168,6 +169,7 @@ export class NatsSessions {
         // deletes it), so a node started later (a whole cluster restarted, a one-node cluster)
         // still finds the dead node, and where in the stream its clients' messages start
         this.nodesKv = await kvm.create(`mqtt_nodes_${this.name}`, { history: 1, replicas: e.replicas(this.nc) });
+        await this.keepHeartbeats();
         break;
       } catch (err) {
         if (e.stopping) throw err;
@@ -184,6 +186,14 @@ export class NatsSessions {
       this.findDead();
     }, HEARTBEAT_MS);
     this.timer.unref();
+  }
+
+  /** A bucket made by an earlier version kept heartbeats for 60 s only (create() leaves an existing bucket as it is): it keeps them now. */
+  private async keepHeartbeats(): Promise<void> {
+    const jsm = await jetstreamManager(this.nc);
+    const stream = `KV_mqtt_nodes_${this.name}`;
+    const { config } = await jsm.streams.info(stream);
+    if (config.max_age !== 0) await jsm.streams.update(stream, { ...config, max_age: 0 });
   }
 
   stop(): void {

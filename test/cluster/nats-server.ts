@@ -3,8 +3,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { connect } from "@nats-io/transport-node";
-import { jetstreamManager } from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { jetstreamManager, type StreamInfo } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 
 /** Path of nats-server; throws (never skips) when it is not installed. */
@@ -92,31 +92,39 @@ export class NatsServer {
     return r.connections.find((c) => c.name === name)?.subscriptions_list ?? [];
   }
 
-  /** The server name of a stream's leader (`-n` of a clustered server), from this server's view; null when it has none. */
-  async streamLeader(stream: string): Promise<string | null> {
+  /** Runs `fn` with a NATS connection of its own to this server, closed afterwards. */
+  private async withClient<T>(fn: (nc: NatsConnection) => Promise<T>): Promise<T> {
     const nc = await connect({ servers: this.url });
     try {
-      const info = await (await jetstreamManager(nc)).streams.info(stream);
-      return info.cluster?.leader ?? null;
+      return await fn(nc);
     } finally {
       await nc.close();
     }
+  }
+
+  /** A stream's description (config, state, cluster) as JetStream gives it. */
+  private streamInfo(stream: string): Promise<StreamInfo> {
+    return this.withClient(async (nc) => (await jetstreamManager(nc)).streams.info(stream));
+  }
+
+  /** The server name of a stream's leader (`-n` of a clustered server), from this server's view; null when it has none. */
+  async streamLeader(stream: string): Promise<string | null> {
+    return (await this.streamInfo(stream)).cluster?.leader ?? null;
   }
 
   /** A stream's last sequence number. */
   async lastSeq(stream: string): Promise<number> {
-    const nc = await connect({ servers: this.url });
-    try {
-      return (await (await jetstreamManager(nc)).streams.info(stream)).state.last_seq;
-    } finally {
-      await nc.close();
-    }
+    return (await this.streamInfo(stream)).state.last_seq;
+  }
+
+  /** A stream's max_age in nanoseconds (0: kept until deleted). */
+  async maxAge(stream: string): Promise<number> {
+    return (await this.streamInfo(stream)).config.max_age;
   }
 
   /** The values of a key-value bucket (`KV_{bucket}` stream), parsed as JSON, by key. */
-  async bucket(bucket: string): Promise<Map<string, unknown>> {
-    const nc = await connect({ servers: this.url });
-    try {
+  bucket(bucket: string): Promise<Map<string, unknown>> {
+    return this.withClient(async (nc) => {
       const kv = await new Kvm(nc).open(bucket);
       const out = new Map<string, unknown>();
       for await (const key of await kv.keys()) {
@@ -124,39 +132,17 @@ export class NatsServer {
         if (e !== null && e.operation === "PUT") out.set(key, JSON.parse(new TextDecoder().decode(e.value)));
       }
       return out;
-    } finally {
-      await nc.close();
-    }
-  }
-
-  /** A stream's max_age in nanoseconds (0: kept until deleted). */
-  async maxAge(stream: string): Promise<number> {
-    const nc = await connect({ servers: this.url });
-    try {
-      return (await (await jetstreamManager(nc)).streams.info(stream)).config.max_age;
-    } finally {
-      await nc.close();
-    }
+    });
   }
 
   /** Makes a key-value bucket whose entries expire after `ttlMs` (as an earlier version of the broker made its heartbeat bucket). */
   async makeBucket(bucket: string, ttlMs: number): Promise<void> {
-    const nc = await connect({ servers: this.url });
-    try {
-      await new Kvm(nc).create(bucket, { history: 1, ttl: ttlMs });
-    } finally {
-      await nc.close();
-    }
+    await this.withClient((nc) => new Kvm(nc).create(bucket, { history: 1, ttl: ttlMs }));
   }
 
   /** Asks a stream's leader to step down, so another server leads it. */
   async stepDown(stream: string): Promise<void> {
-    const nc = await connect({ servers: this.url });
-    try {
-      await nc.request(`$JS.API.STREAM.LEADER.STEPDOWN.${stream}`, new Uint8Array(0), { timeout: 5000 });
-    } finally {
-      await nc.close();
-    }
+    await this.withClient((nc) => nc.request(`$JS.API.STREAM.LEADER.STEPDOWN.${stream}`, new Uint8Array(0), { timeout: 5000 }));
   }
 
   /** Kills the server and removes its directory. */

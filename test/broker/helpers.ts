@@ -112,10 +112,10 @@ export async function writeAll(socket: Socket<undefined>, bytes: Uint8Array, dra
   }
 }
 
-/** Waits until `condition()` is true, checking on each turn of the event loop; fails after `ms`. */
-export async function waitUntil(condition: () => boolean, what: string, ms = 10_000): Promise<void> {
+/** Waits until `condition()` is true (or resolves true), checking on each turn of the event loop; fails after `ms`. */
+export async function waitUntil(condition: () => boolean | Promise<boolean>, what: string, ms = 10_000): Promise<void> {
   const deadline = Date.now() + ms;
-  while (!condition()) {
+  while (!(await condition())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
     await Bun.sleep(5);
   }

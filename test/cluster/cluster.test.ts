@@ -25,11 +25,7 @@ const natsName = (n: BrokerProcess) => `mqtttools mqtt ${hostname()}:${n.proc.pi
 
 /** Waits until nats-server holds a subscription to `subject` from a node's connection. */
 async function waitForInterest(nats: NatsServer, n: BrokerProcess, subject: string): Promise<void> {
-  for (let i = 0; ; i++) {
-    if ((await nats.subscriptions(natsName(n))).includes(subject)) return;
-    if (i > 500) throw new Error(`node ${n.proc.pid} never subscribed to ${subject}`);
-    await Bun.sleep(10);
-  }
+  await waitUntil(async () => (await nats.subscriptions(natsName(n))).includes(subject), `node ${n.proc.pid} subscribed to ${subject}`, 5_000);
 }
 
 afterEach(async () => {

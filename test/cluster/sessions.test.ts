@@ -44,6 +44,29 @@ async function publishMany(at: BrokerProcess, topic: string, n: number): Promise
   await pub.stop();
 }
 
+/**
+ * Connects a raw client to node `at` resuming the session of `clientId` (session present), takes
+ * `n` PUBLISH packets on `topic`, acknowledging each, and returns their payloads. The client is
+ * kept (the test's cleanup ends it).
+ */
+async function resume(at: BrokerProcess, clientId: string, fields: Partial<ConnectPacket>, topic: string, n: number): Promise<{ again: RawClient; texts: string[] }> {
+  const [again, ack] = await rawWithAck(at, clientId, fields);
+  expect(ack.sessionPresent).toBe(true);
+  const texts: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const p = await waitFor(nextPublish(again, topic), 10_000, () => `${clientId} got ${JSON.stringify(texts)} only`);
+    texts.push(new TextDecoder().decode(p.payload));
+    again.send({ type: PacketType.PUBACK, packetId: p.packetId, reasonCode: 0, properties: {} });
+  }
+  await roundTrip(again);
+  return { again, texts };
+}
+
+/** The nodes' heartbeats as the registry's `mqtt_nodes_mqtt` bucket holds them. */
+async function heartbeats(nats: NatsServer): Promise<{ seq: number }[]> {
+  return [...(await nats.bucket("mqtt_nodes_mqtt")).values()] as { seq: number }[];
+}
+
 /** The payloads a client of ours on node `at`, subscribed to `filter` (QoS 1 unless told), receives (the array fills as they come). */
 async function collect(at: BrokerProcess, clientId: string, filter: string, qos: 1 | 2 = 1): Promise<string[]> {
   const c = await ours(at, clientId);
@@ -240,16 +263,8 @@ describe("a node SIGKILLed", () => {
     // A and B took the sessions over: resuming on both covers the node that holds them and the other)
     for (const [name, at] of [["d1", b], ["d2", a]] as const) {
       await publishMany(b, `dead/data/${name}`, 3);
-      const [again, ack] = await rawWithAck(at, name, { cleanStart: false, properties: { sessionExpiryInterval: 300 } });
-      expect(ack.sessionPresent).toBe(true);
-      const texts: string[] = [];
-      for (let i = 0; i < 3; i++) {
-        const p = await nextPublish(again, `dead/data/${name}`);
-        texts.push(new TextDecoder().decode(p.payload));
-        again.send({ type: PacketType.PUBACK, packetId: p.packetId, reasonCode: 0, properties: {} });
-      }
+      const { texts } = await resume(at, name, { cleanStart: false, properties: { sessionExpiryInterval: 300 } }, `dead/data/${name}`, 3);
       expect(texts).toEqual(["0", "1", "2"]);
-      await roundTrip(again);
     }
     expect([...wills].sort()).toEqual(names); // none twice
   }, 60_000);
@@ -274,32 +289,13 @@ describe("a node SIGKILLed while its clients had messages they had not acknowled
     for (const r of [early, late]) for (let i = 0; i < 5; i++) await nextPublish(r, "unacked/t");
     // the doomed node's heartbeat has moved past them: a node taking over from its position alone would skip them
     const last = await cluster.nats.lastSeq("mqtt_msgs_mqtt");
-    for (const deadline = Date.now() + 15_000; !(await beatsPast(last)); await Bun.sleep(100)) {
-      if (Date.now() > deadline) throw new Error("the nodes' heartbeats never passed the messages");
-    }
+    await waitUntil(async () => (await heartbeats(cluster.nats)).filter((b) => b.seq >= last).length === 3, "every node's heartbeat passed the messages", 15_000);
     doomed.proc.kill("SIGKILL");
     await doomed.proc.exited;
 
-    const receive = async (at: BrokerProcess, clientId: string): Promise<string[]> => {
-      const [again, ack] = await rawWithAck(at, clientId, session);
-      expect(ack.sessionPresent).toBe(true);
-      const texts: string[] = [];
-      for (let i = 0; i < 5; i++) {
-        const p = await waitFor(nextPublish(again, "unacked/t"), 10_000, () => `${clientId} got ${JSON.stringify(texts)} only`);
-        texts.push(new TextDecoder().decode(p.payload));
-        again.send({ type: PacketType.PUBACK, packetId: p.packetId, reasonCode: 0, properties: {} });
-      }
-      await roundTrip(again);
-      return texts;
-    };
-    expect(await receive(a, "unacked-early")).toEqual(["0", "1", "2", "3", "4"]);
+    expect((await resume(a, "unacked-early", session, "unacked/t", 5)).texts).toEqual(["0", "1", "2", "3", "4"]);
     await waitUntil(() => wills.includes("late"), "the late client's will (its session taken over)", 20_000);
-    expect(await receive(b, "unacked-late")).toEqual(["0", "1", "2", "3", "4"]);
-
-    async function beatsPast(seq: number): Promise<boolean> {
-      const beats = [...(await cluster.nats.bucket("mqtt_nodes_mqtt")).values()] as { seq: number }[];
-      return beats.length === 3 && beats.every((b) => b.seq >= seq);
-    }
+    expect((await resume(b, "unacked-late", session, "unacked/t", 5)).texts).toEqual(["0", "1", "2", "3", "4"]);
   }, 60_000);
 });
 
@@ -327,9 +323,7 @@ describe("a one-node cluster restarted", () => {
     const p = await nextPublish(solo, "solo/t");
     solo.send({ type: PacketType.PUBACK, packetId: p.packetId, reasonCode: 0, properties: {} }); // acknowledged: not to come again
     const last = await nats.lastSeq("mqtt_msgs_mqtt");
-    for (const deadline = Date.now() + 15_000; !(await heartbeats()).every((b) => b.seq >= last); await Bun.sleep(100)) {
-      if (Date.now() > deadline) throw new Error("the heartbeat never passed the message");
-    }
+    await waitUntil(async () => (await heartbeats(nats)).every((b) => b.seq >= last), "the heartbeat passed the message", 15_000);
     first.proc.kill("SIGKILL");
     await first.proc.exited;
 
@@ -339,24 +333,10 @@ describe("a one-node cluster restarted", () => {
     await publishMany(second, "solo/t", 2); // while the session is nobody's
     await waitUntil(() => wills.length > 0, "the will of the dead node's client", 20_000);
     expect(wills).toEqual(["solo"]);
-    for (const deadline = Date.now() + 10_000; (await heartbeats()).length !== 1; await Bun.sleep(100)) {
-      if (Date.now() > deadline) throw new Error("the dead node's heartbeat was not deleted");
-    }
-    const [again, ack] = await rawWithAck(second, "solo", session);
-    expect(ack.sessionPresent).toBe(true);
-    const texts: string[] = [];
-    for (let i = 0; i < 2; i++) {
-      const m = await waitFor(nextPublish(again, "solo/t"), 10_000, () => `got ${JSON.stringify(texts)} only`);
-      texts.push(new TextDecoder().decode(m.payload));
-      again.send({ type: PacketType.PUBACK, packetId: m.packetId, reasonCode: 0, properties: {} });
-    }
+    await waitUntil(async () => (await heartbeats(nats)).length === 1, "the dead node's heartbeat was deleted");
+    const { again, texts } = await resume(second, "solo", session, "solo/t", 2);
     expect(texts).toEqual(["0", "1"]);
-    await roundTrip(again);
     expect(again.received.filter((x) => x.type === PacketType.PUBLISH)).toEqual([]); // the acknowledged one did not come again
     expect(wills).toEqual(["solo"]);
-
-    async function heartbeats(): Promise<{ seq: number }[]> {
-      return [...(await nats.bucket("mqtt_nodes_mqtt")).values()] as { seq: number }[];
-    }
   }, 60_000);
 });

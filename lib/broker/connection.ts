@@ -27,6 +27,14 @@ import type { Transport } from "./transport/transport";
 const POOL_BUFFER_SIZE = 64 * 1024;
 const pool: Uint8Array[] = [];
 const POOL_MAX = 256;
+/**
+ * Output buffers grown past POOL_BUFFER_SIZE (a turn's output to a busy subscriber often is: what
+ * one 64 KB read forwards, and a little more), by size: powers of two up to BIG_BUFFER_MAX, at
+ * most BIG_POOL_MAX of each. Without them such a connection allocated (and zeroed) one every turn.
+ */
+const bigPools = new Map<number, Uint8Array[]>();
+const BIG_BUFFER_MAX = 1024 * 1024;
+const BIG_POOL_MAX = 4;
 
 /** See Connection.copyPayloadsUpTo. */
 export const COPY_PAYLOADS_UP_TO = 4096;
@@ -380,7 +388,9 @@ export class Connection {
     if (out === null) {
       out = this.out = n <= POOL_BUFFER_SIZE ? (pool.pop() ?? new Uint8Array(POOL_BUFFER_SIZE)) : new Uint8Array(n);
     } else if (this.outLen + n > out.length) {
-      const grown = new Uint8Array(Math.max(out.length * 2, this.outLen + n));
+      let size = out.length * 2;
+      while (size < this.outLen + n) size *= 2;
+      const grown = bigPools.get(size)?.pop() ?? new Uint8Array(size);
       grown.set(out.subarray(0, this.outLen));
       this.release(out);
       out = this.out = grown;
@@ -461,7 +471,15 @@ export class Connection {
   }
 
   private release(buf: Uint8Array): void {
-    if (buf.length === POOL_BUFFER_SIZE && pool.length < POOL_MAX) pool.push(buf);
+    const size = buf.length;
+    if (size === POOL_BUFFER_SIZE) {
+      if (pool.length < POOL_MAX) pool.push(buf);
+      return;
+    }
+    if (size > BIG_BUFFER_MAX || (size & (size - 1)) !== 0) return; // not a power of two: an exact size for one large packet
+    let big = bigPools.get(size);
+    if (big === undefined) bigPools.set(size, (big = []));
+    if (big.length < BIG_POOL_MAX) big.push(buf);
   }
 
   /** The socket can take more: write the rest, then refill the window from the queue. */

@@ -8,6 +8,7 @@
  * `drain`. The buffer is borrowed from a pool while it holds data, so an idle connection holds none.
  */
 import { Framer } from "../codec/framer";
+import { copyInto } from "../codec/bytes";
 import { decodePacket, encodePacket, encodePacketInto, remainingLength, type Packet } from "../codec/packet";
 import { varintSize } from "../codec/writer";
 import { PacketType } from "../codec/constants";
@@ -60,7 +61,7 @@ export class Connection {
   version: 4 | 5 = 5;
   session: Session | null = null;
   /** Held only while it holds bytes of an incomplete frame: an idle connection keeps none. */
-  private framer: Framer | null = null;
+  framer: Framer | null = null;
   /** Date.now() of the last packet received. */
   lastReceived: number;
   readonly openedAt: number;
@@ -379,6 +380,13 @@ export class Connection {
   append(bytes: Uint8Array, free = false): number {
     const at = this.reserve(bytes.length, free);
     this.out!.set(bytes, at);
+    return at;
+  }
+
+  /** append() of `buf[start, end)`. */
+  appendRange(buf: Uint8Array, start: number, end: number, free: boolean): number {
+    const at = this.reserve(end - start, free);
+    copyInto(this.out!, at, buf, start, end);
     return at;
   }
 

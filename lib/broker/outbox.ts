@@ -20,6 +20,8 @@ import type { InflightMessage, QueuedMessage, Session } from "./session";
 import type { BrokerCounters } from "./observe/counters";
 import type { Overload } from "./overload/overload";
 
+const NO_BYTES = new Uint8Array(0);
+
 /** The logging the outbox needs from its owner. */
 export interface OutboxLogging {
   readonly packetLog: 0 | 1 | 2;
@@ -40,6 +42,17 @@ export class Outbox {
   private resumeScheduled = false;
   /** The connection whose PUBLISH is being routed, if any: the one a full queue holds back. */
   publisher: Connection | null = null;
+  /**
+   * The message being routed from a PUBLISH whose frame it may go out as, unchanged (see forward()),
+   * and that frame: `frameBuf[frameStart, frameEnd)`, valid only while it is routed.
+   */
+  private forwarding: Message | null = null;
+  private frameBuf: Uint8Array = NO_BYTES;
+  private frameStart = 0;
+  private frameEnd = 0;
+  /** The protocol level of that frame, and where its packet identifier is (QoS > 0). */
+  private frameVersion = 5;
+  private framePacketIdAt = 0;
 
   constructor(
     private readonly clients: Map<string, Connection>,
@@ -216,11 +229,42 @@ export class Outbox {
   }
 
   /**
-   * Appends one PUBLISH to a connection's output, from the message's shared encoded form. False
-   * when it is larger than the client's Maximum Packet Size and was not sent.
+   * Lets `message`, being routed from the PUBLISH in `frame[start, end)` of protocol level
+   * `version`, go out as that frame (its packet identifier replaced) to every subscriber that would
+   * be sent the same bytes: same level and QoS, the retain flag as received, no subscription
+   * identifiers or topic alias. The caller makes sure the message's properties are the frame's
+   * (no Topic Alias, which the broker removes; no expiry, which it counts down) and that the frame
+   * has no DUP flag, and calls it again with null once the message is routed.
+   */
+  forward(message: Message | null, frame: Uint8Array = NO_BYTES, start = 0, end = 0, version = 5): void {
+    this.forwarding = message;
+    this.frameBuf = frame;
+    if (message === null) return;
+    this.frameStart = start;
+    this.frameEnd = end;
+    this.frameVersion = version;
+    let at = start + 1;
+    while ((frame[at++]! & 0x80) !== 0); // the remaining length
+    this.framePacketIdAt = at - start + 2 + message.topicBytes.length;
+  }
+
+  /**
+   * Appends one PUBLISH to a connection's output: the frame it came in when forward() allows, else
+   * the message's shared encoded form. False when it is larger than the client's Maximum Packet
+   * Size and was not sent.
    */
   sendPublish(conn: Connection, message: Message, qos: QoS, retain: boolean, subscriptionIds: number[] | null, packetId: number, dup: boolean, now: number): boolean {
     const ids = conn.version === 5 ? subscriptionIds : null;
+    if (message === this.forwarding && qos === message.qos && retain === message.retain && ids === null && !dup && conn.version === this.frameVersion && conn.clientTopicAliasMax === 0 && this.logging.packetLog === 0) {
+      if (this.frameEnd - this.frameStart > conn.clientMaxPacketSize) {
+        this.counters.dropped.too_large++; // [MQTT-3.1.2-25] dropped for this client only
+        return false;
+      }
+      const at = conn.appendRange(this.frameBuf, this.frameStart, this.frameEnd, qos < 2);
+      if (qos > 0) conn.patchU16(at + this.framePacketIdAt, packetId);
+      this.counters.sent[qos]++;
+      return true;
+    }
     if (!message.formsShared && conn.clientTopicAliasMax === 0) {
       // the only subscriber: encoded straight into its output, with its packet identifier
       const packet = publishOf(message, conn.version, qos, retain, dup, ids, now, 0, false, packetId);

@@ -86,10 +86,11 @@ export class Framer {
     return b === undefined ? undefined : b >> 4;
   }
 
-  // the frame found by advance(): frameBuf[frameStart, frameEnd)
-  private frameBuf: Uint8Array = EMPTY;
-  private frameStart = 0;
-  private frameEnd = 0;
+  // the frame found by advance(): frameBuf[frameStart, frameEnd); read by the broker to forward a
+  // PUBLISH as it came (Outbox.forward), valid until the next push()
+  frameBuf: Uint8Array = EMPTY;
+  frameStart = 0;
+  frameEnd = 0;
 
   /** Finds the next whole frame; false when more bytes are needed. */
   private advance(): boolean {

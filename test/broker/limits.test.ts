@@ -109,16 +109,19 @@ async function stream(clientId: string): Promise<StreamClient> {
 
 /**
  * Records the highest number of bytes ever waiting in a connection's output. Output only grows by
- * append(), so watching it there sees every peak, not only the ones a sample happens to catch.
+ * append() and appendRange() (a PUBLISH forwarded as it came), so watching them sees every peak,
+ * not only the ones a sample happens to catch.
  */
 function watchPending(conn: Connection): { max: number } {
   const seen = { max: conn.pending };
   const append = conn.append.bind(conn);
-  conn.append = (bytes: Uint8Array): number => {
-    const at = append(bytes);
+  const appendRange = conn.appendRange.bind(conn);
+  const watch = (at: number): number => {
     if (conn.pending > seen.max) seen.max = conn.pending;
     return at;
   };
+  conn.append = (bytes, free) => watch(append(bytes, free));
+  conn.appendRange = (buf, start, end, free) => watch(appendRange(buf, start, end, free));
   return seen;
 }
 

@@ -167,6 +167,31 @@ describe("QoS 0, 1 and 2 from publisher to subscriber", () => {
     expect((await nextPublish(sub, "dup/2")).dup).toBe(false);
   });
 
+  test("a PUBLISH that goes out as it came in (same level, QoS and retain flag) carries the subscriber's own packet identifier and every property unaltered [MQTT-3.3.2-17] [MQTT-3.3.2-20]; one that may not (retain, 3.1.1, subscription identifier) is encoded for its subscriber", async () => {
+    const h = await start();
+    const sub = await h.connect({ clientId: "sub" });
+    await rawSubscribe(sub, "fwd/+", 1);
+    const rap = await h.connect({ clientId: "rap" });
+    rap.send({ type: PacketType.SUBSCRIBE, packetId: 1, subscriptions: [{ topicFilter: "fwd/+", qos: 1, noLocal: false, retainAsPublished: true, retainHandling: 0 }], properties: { subscriptionIdentifiers: [7] } });
+    await rap.next(PacketType.SUBACK);
+    const old = await h.connect({ protocolVersion: 4, clientId: "old" });
+    await rawSubscribe(old, "fwd/+", 1);
+    const pub = await h.connect({ clientId: "pub" });
+    const properties = { payloadFormatIndicator: 1, contentType: "text/plain", responseTopic: "reply/here", correlationData: utf8("corr"), userProperties: [["k", "v"], ["k", "w"]] as [string, string][] };
+    pub.send(publishPacket("fwd/a", "live", { qos: 1, packetId: 4242, properties }));
+    pub.send(publishPacket("fwd/b", "kept", { qos: 1, packetId: 4243, retain: true, properties }));
+    for (const c of [sub, rap, old]) {
+      const live = await nextPublish(c, "fwd/a");
+      const kept = await nextPublish(c, "fwd/b");
+      expect([live.qos, live.dup, live.retain, text(live.payload)]).toEqual([1, false, false, "live"]);
+      expect([kept.qos, kept.dup, kept.retain, text(kept.payload)]).toEqual([1, false, c === rap, "kept"]);
+      expect([live.packetId, kept.packetId]).toEqual([1, 2]); // the subscriber's own, not the publisher's 4242 and 4243
+      const expected = c === old ? {} : c === rap ? { ...properties, subscriptionIdentifiers: [7] } : properties;
+      expect(live.properties).toEqual(expected);
+      expect(kept.properties).toEqual(expected);
+    }
+  });
+
   test("[MQTT-3.2.2-11] a PUBLISH above the broker's Maximum QoS: DISCONNECT 0x9B QoS not supported", async () => {
     const h = await start({ maximumQoS: 1 });
     const { client: pub, connack } = await h.connectAck({ clientId: "pub" });

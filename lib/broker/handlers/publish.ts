@@ -86,8 +86,17 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
       const outbox = broker.outbox;
       outbox.publisher = conn; // a full queue holds this connection back (flow control, section 4.9)
       const ownPayload = p.qos > 0 && p.payload.length <= conn.copyPayloadsUpTo; // decoded as a copy (Connection.copyPayloadsUpTo)
-      broker.route(messageFromPublish(p, topic, topicBytes, ownTopic, ownPayload), session, matches);
-      outbox.publisher = null;
+      const message = messageFromPublish(p, topic, topicBytes, ownTopic, ownPayload);
+      const framer = conn.framer;
+      // a subscriber that gets what came in gets the frame itself (no Topic Alias to remove, no expiry to count down)
+      const forward = alias === undefined && !p.dup && message.expiresAt === 0 && framer !== null;
+      if (forward) outbox.forward(message, framer.frameBuf, framer.frameStart, framer.frameEnd, conn.version);
+      try {
+        broker.route(message, session, matches);
+      } finally {
+        if (forward) outbox.forward(null);
+        outbox.publisher = null;
+      }
     } else counters.dropped.no_subscribers++;
   }
 

@@ -4,12 +4,35 @@
  * alive, up to 64 KB or more for a few bytes of payload, for as long as it is queued or retained.
  */
 
-/** A copy of `bytes[start, end)` in memory of its own, whatever kind of Uint8Array `bytes` is. */
+interface BufferMethods {
+  copy(this: Uint8Array, target: Uint8Array, targetStart: number, sourceStart: number, sourceEnd: number): number;
+  latin1Slice(this: Uint8Array, start: number, end: number): string;
+}
+/** Buffer's native methods, called on any Uint8Array; undefined where there is no Buffer (a browser). */
+const bufferMethods = (globalThis as { Buffer?: { prototype: BufferMethods } }).Buffer?.prototype;
+const bufferCopy = bufferMethods?.copy;
+const latin1Slice = typeof bufferMethods?.latin1Slice === "function" ? bufferMethods.latin1Slice : undefined;
+const utf8 = new TextDecoder();
+
+/**
+ * A copy of `bytes[start, end)` in memory of its own, whatever kind of Uint8Array `bytes` is.
+ * Not `slice()`: on a Buffer it goes through Buffer's constructor (species), six times slower.
+ */
 export function copyBytes(bytes: Uint8Array, start = 0, end = bytes.length): Uint8Array {
-  return Uint8Array.prototype.slice.call(bytes, start, end);
+  const n = end - start;
+  const out = new Uint8Array(n);
+  if (n <= 32) for (let i = 0; i < n; i++) out[i] = bytes[start + i]!; // short: a loop beats a native call
+  else copyInto(out, 0, bytes, start, end);
+  return out;
 }
 
-const bufferCopy = (globalThis as { Buffer?: { prototype: { copy(this: Uint8Array, target: Uint8Array, targetStart: number, sourceStart: number, sourceEnd: number): number } } }).Buffer?.prototype.copy;
+/**
+ * `bytes[start, end)`, which the caller knows to be ASCII, as a string: with Buffer's latin1Slice
+ * (no view, no UTF-8 decoder; a third of TextDecoder's time on a topic name), else TextDecoder.
+ */
+export function asciiString(bytes: Uint8Array, start: number, end: number): string {
+  return latin1Slice !== undefined ? latin1Slice.call(bytes, start, end) : utf8.decode(bytes.subarray(start, end));
+}
 
 /**
  * Copies `src[start, end)` into `dst` at `at`. Buffer's native copy takes any Uint8Array and makes

@@ -6,13 +6,14 @@
 import { malformed, MqttError, protocolError, ReasonCode } from "./reason-codes";
 import { NO_PROPERTIES, PROPERTY_BY_ID, PropertyType, WILL_CONTEXT, type Properties } from "./properties";
 import { PACKET_NAMES, PacketType } from "./constants";
-import { copyBytes } from "./bytes";
+import { asciiString, copyBytes } from "./bytes";
 
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** Decodes bytes already checked to be a valid MQTT string (validateTopicName()) without checking them again. */
 export function decodeValidated(bytes: Uint8Array): string {
-  return utf8.decode(bytes);
+  for (let i = 0; i < bytes.length; i++) if (bytes[i]! >= 0x80) return utf8.decode(bytes);
+  return asciiString(bytes, 0, bytes.length);
 }
 
 /**
@@ -30,9 +31,9 @@ export function decodeUtf8(bytes: Uint8Array, start: number, end: number, what: 
     }
   }
   if (start === end) return "";
-  // ASCII is valid UTF-8 and was checked for U+0000 above. TextDecoder is the fast way to make a string
-  // from bytes in JSC; String.fromCharCode.apply over a typed array is several times slower.
-  if (ascii) return utf8.decode(bytes.subarray(start, end));
+  // ASCII is valid UTF-8 and was checked for U+0000 above; String.fromCharCode.apply over a typed
+  // array is several times slower than asciiString() or TextDecoder.
+  if (ascii) return asciiString(bytes, start, end);
   try {
     const s = utf8.decode(bytes.subarray(start, end));
     if (!ascii && s.includes("\0")) malformed(`${what} contains U+0000`); // [MQTT-1.5.4-2]

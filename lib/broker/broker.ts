@@ -840,11 +840,20 @@ export class Broker {
       const qos = (entry.qos < m.qos ? entry.qos : m.qos) as QoS;
       this.outbox.deliver(session, m, qos, true, ids, now); // sent with RETAIN 1, section 3.3.1.3
     };
-    this.inSlices(() => {
-      if (session.ended || session.subscriptions.get(entry.filter)?.entry !== entry) return true;
-      now = Date.now();
-      return cursor.next(64, now, visit);
-    });
+    // in slices, and while the client has a backlog, not at all: the rest follows once it has read
+    // (QoS 0 would be dropped at a full output, QoS 1/2 overflow the queue)
+    const run = (): void => {
+      this.inSlices(() => {
+        if (session.ended || session.subscriptions.get(entry.filter)?.entry !== entry) return true;
+        if (this.outbox.backlogged(session)) {
+          this.outbox.whenRoom(session, run);
+          return true;
+        }
+        now = Date.now();
+        return cursor.next(64, now, visit);
+      });
+    };
+    run();
     if (this.cluster !== null && this.router.sendsOut(entry.filter)) this.cluster.sendRetained(session, entry); // and those the cluster keeps
   }
 

@@ -432,10 +432,10 @@ export class Connection {
     if (this.broker.store !== null && !this.broker.store.commit()) return; // write-ahead: what the output acknowledges is committed first
     this.heldFrom = -1;
     if (this.write(out, this.outLen) < 0) return;
-    // messages queued while the output was full go out once it has room: a write the kernel takes
-    // whole is followed by no drain event
+    // messages queued while the output was full go out once it has room, and work waiting for room
+    // goes on (Outbox.whenRoom): a write the kernel takes whole is followed by no drain event
     const session = this.session;
-    if (session !== null && session.queued > 0 && this.state === ConnState.Connected && !this.outputFull) this.broker.outbox.pump(session);
+    if (session !== null && (session.queued > 0 || session.roomWaiters !== null) && this.state === ConnState.Connected && !this.outputFull) this.broker.outbox.pump(session);
   }
 
   /**

@@ -170,7 +170,10 @@ export class Outbox {
 
   /** A connection ended: publishers its session held back go on, and it holds nobody's queue any more. */
   disconnected(conn: Connection): void {
-    if (conn.session !== null && this.clients.get(conn.session.clientId) === undefined) this.release(conn.session);
+    if (conn.session !== null && this.clients.get(conn.session.clientId) === undefined) {
+      this.release(conn.session);
+      this.wake(conn.session); // what waited for room goes on for the offline session (queued, or dropped at QoS 0)
+    }
     conn.forEachHold((reason) => {
       if (reason === "memory") this.memoryHeld.delete(conn);
       else if (typeof reason !== "string") this.blocked.get(reason)?.publishers.delete(conn);
@@ -310,8 +313,35 @@ export class Outbox {
     return encodeForm(message, 5, qos, retain, dup, ids, now);
   }
 
-  /** Fills a connected session's window from its queue. */
+  /**
+   * True while a connected client has a backlog: its output over half of maxOutputBytes, or its
+   * queue over half of maxQueuedMessages. Work that would add much to it (a subscription's
+   * retained messages) waits with whenRoom() instead of filling the output (where QoS 0 would be
+   * dropped) or the queue (where QoS 1/2 would overflow).
+   */
+  backlogged(session: Session): boolean {
+    const conn = this.clients.get(session.clientId);
+    return conn !== undefined && (conn.pending > this.options.maxOutputBytes / 2 || session.queued > this.options.maxQueuedMessages / 2);
+  }
+
+  /** Runs `then` once the session is no longer backlogged (pump() sees it), or its client has gone. */
+  whenRoom(session: Session, then: () => void): void {
+    (session.roomWaiters ??= []).push(then);
+  }
+
+  /** Runs what waited for room towards the session, in the next turn of the event loop. */
+  private wake(session: Session): void {
+    const waiters = session.roomWaiters;
+    if (waiters === null) return;
+    session.roomWaiters = null;
+    setImmediate(() => {
+      for (const w of waiters) w();
+    });
+  }
+
+  /** Fills a connected session's window from its queue; wakes what waited for room towards it once it has some. */
   pump(session: Session): void {
+    if (session.roomWaiters !== null && !this.backlogged(session)) this.wake(session);
     if (session.queued === 0 && !session.hasHeld && this.blocked.size === 0) return; // nothing to send, nobody to let go (a PUBACK with the queue empty)
     const conn = this.clients.get(session.clientId);
     if (conn === undefined) return;

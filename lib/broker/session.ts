@@ -170,6 +170,8 @@ export class Session {
   connected = false;
   /** True while some in-flight message is held (see InflightMessage.held). */
   hasHeld = false;
+  /** Work waiting for room towards the client (Outbox.whenRoom), such as the rest of a subscription's retained messages. */
+  roomWaiters: (() => void)[] | null = null;
   /** User name of the client that owns the session now (for access rules). */
   username: string | null = null;
   /** When the client last acknowledged a message (PUBACK, PUBREC, PUBCOMP): its progress, for slowConsumerTimeoutMs. */

@@ -9,7 +9,7 @@ import type { Socket } from "bun";
 import { decodePacket, encodePacket, Framer, PacketType, ReasonCode, reasonName, type ConnackPacket, type DisconnectPacket, type Packet, type ProtocolVersion } from "../../lib/codec";
 import type { BrokerInit } from "../../lib/broker/broker";
 import type { Connection } from "../../lib/broker/connection";
-import { leaveOffline, connectPacket, nextPublish, publishPacket, rawSubscribe, RawHarness, settle, subscribeAll, subscription, takePublishes, text, writeAll } from "./helpers";
+import { leaveOffline, connectPacket, nextPublish, publishPacket, rawSubscribe, RawHarness, settle, subscribeAll, subscription, takePublishes, text, waitUntil, writeAll } from "./helpers";
 
 /**
  * A raw client for bulk traffic: writes honour backpressure (Bun's socket.write takes what the
@@ -86,6 +86,11 @@ class StreamClient {
     this.socket.pause();
   }
 
+  /** Reads from the socket again. */
+  resume(): void {
+    this.socket.resume();
+  }
+
   /** Closes the socket at once. */
   terminate(): void {
     this.socket.terminate();
@@ -133,6 +138,37 @@ function repeated(packet: Uint8Array, count: number): Uint8Array {
 }
 
 describe("slow consumers", () => {
+  test("a subscription matching more retained messages than a client's output holds, the client not reading: the rest wait for room instead of being dropped (QoS 0), all arrive once it reads, and the output stays within maxOutputBytes", async () => {
+    const h = await start(); // maxOutputBytes: the default, 1 MB
+    const bound = h.broker.options.maxOutputBytes;
+    const n = 20_000; // 80 MB: more than the output and the kernel's socket buffers together (loopback's take up to 36 MB here)
+    const body = new Uint8Array(4000).fill(0x62);
+    const pub = await stream("pub");
+    const before = h.broker.retained.size; // the broker's own ($SYS)
+    const frames = Array.from({ length: n }, (_, i) => encodePacket(publishPacket(`kept/${i}`, body, { retain: true }), 5));
+    const all = new Uint8Array(frames.reduce((sum, f) => sum + f.length, 0));
+    frames.reduce((at, f) => (all.set(f, at), at + f.length), 0);
+    await pub.write(all);
+    await pub.roundTrip();
+    expect(h.broker.retained.size - before).toBe(n);
+
+    const slow = await stream("slow");
+    slow.pause();
+    const conn = h.broker.clients.get("slow")!;
+    const peak = watchPending(conn);
+    await slow.write(encodePacket({ type: PacketType.SUBSCRIBE, packetId: 1, subscriptions: [subscription("kept/+")], properties: {} }, 5));
+    await waitUntil(() => conn.session!.roomWaiters !== null, "the retained messages to wait for the client to read");
+    expect(conn.dropped).toBe(0);
+    slow.resume();
+    const topics = new Set<string>();
+    await waitUntil(() => {
+      for (const p of slow.received.splice(0)) if (p.type === PacketType.PUBLISH) topics.add(text(p.topic));
+      return topics.size === n;
+    }, `all ${n} retained messages`);
+    expect(conn.dropped).toBe(0);
+    expect(peak.max).toBeLessThanOrEqual(bound + frames[0]!.length + 8);
+  }, 30_000);
+
   test("a subscriber that stops reading: its pending output stays within maxOutputBytes plus one message, QoS 0 messages to it are dropped, and other clients keep receiving", async () => {
     const h = await start();
     const bound = h.broker.options.maxOutputBytes;

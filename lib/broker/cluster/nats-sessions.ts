@@ -29,6 +29,7 @@ import type { Message } from "../message";
 import type { Session } from "../session";
 import type { ClusterHost } from "./cluster";
 import { longTimeout, type LongTimer } from "../timers";
+import { SLICE_MS } from "../slices";
 import { decodeEnvelope, decodeRetained, encodeRetained } from "./envelope";
 import { encodeHanded, HandedAssembler, subscriptionsOf, type HandedMessage, type HandedSession, type HandedSubscription } from "./handover";
 
@@ -467,13 +468,21 @@ export class NatsSessions {
   /**
    * What a heartbeat says of this node's connected clients: the stream's position shortly before
    * now, after which what they may not have yet starts, and the clients with messages they have
-   * not acknowledged from before that, with where theirs start (see NatsCluster.stamps).
+   * not acknowledged from before that, with where theirs start (see NatsCluster.stamps). The
+   * sessions are gone through in slices of SLICE_MS, the event loop serving everyone else in
+   * between: with 100 000 of them one pass would hold it for several ms every beat.
    */
-  private behind(): { seq: number; behind: Record<string, number> } {
+  private async behind(): Promise<{ seq: number; behind: Record<string, number> }> {
     let seq = this.engine.position();
     const behind: Record<string, number> = {};
     let named = 0;
+    let deadline = performance.now() + SLICE_MS;
+    let n = 0;
     for (const session of this.engine.host.sessions()) {
+      if ((++n & 255) === 0 && performance.now() > deadline) {
+        await new Promise<void>((resolve) => setImmediate(resolve)); // a Map's iterator goes on over what changed meanwhile
+        deadline = performance.now() + SLICE_MS;
+      }
       if (!session.connected || session.expiryInterval === 0) continue; // the session ends with the node
       const oldest = session.oldestUnacknowledged(this.engine.stampOf);
       if (oldest >= seq) continue;
@@ -487,7 +496,8 @@ export class NatsSessions {
 
   private async beat(): Promise<void> {
     try {
-      await this.nodesKv.put(this.engine.nodeId, enc.encode(JSON.stringify({ at: Date.now(), ...this.behind() })));
+      const state = await this.behind();
+      await this.nodesKv.put(this.engine.nodeId, enc.encode(JSON.stringify({ at: Date.now(), ...state })));
       if (!this.beating) {
         // back after our own heartbeats failed: the others' silence meanwhile may be ours, so
         // everybody gets DEAD_MS from now

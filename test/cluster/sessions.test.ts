@@ -63,8 +63,8 @@ async function resume(at: BrokerProcess, clientId: string, fields: Partial<Conne
 }
 
 /** The nodes' heartbeats as the registry's `mqtt_nodes_mqtt` bucket holds them. */
-async function heartbeats(nats: NatsServer): Promise<{ seq: number }[]> {
-  return [...(await nats.bucket("mqtt_nodes_mqtt")).values()] as { seq: number }[];
+async function heartbeats(nats: NatsServer): Promise<{ seq: number; behind?: Record<string, number> }[]> {
+  return [...(await nats.bucket("mqtt_nodes_mqtt")).values()] as { seq: number; behind?: Record<string, number> }[];
 }
 
 /** The payloads a client of ours on node `at`, subscribed to `filter` (QoS 1 unless told), receives (the array fills as they come). */
@@ -277,22 +277,30 @@ describe("a node SIGKILLed while its clients had messages they had not acknowled
     [a, b, doomed] = cluster.nodes as [BrokerProcess, BrokerProcess, BrokerProcess];
   });
 
-  test("they get them again on another node: one resuming before the death is noticed, one after its session was taken over", async () => {
+  test("they get them again on another node: one resuming before the death is noticed, one after its session was taken over, one whose session had moved to the dead node with them", async () => {
     const wills = await collect(a, "unacked-watch", "unacked/will");
     const enc = new TextEncoder();
     const session = { cleanStart: false, properties: { sessionExpiryInterval: 300 } };
     const early = await raw(doomed, "unacked-early", session);
     const late = await raw(doomed, "unacked-late", { ...session, will: { topic: enc.encode("unacked/will"), payload: enc.encode("late"), qos: 1, retain: false, properties: {} } });
-    for (const r of [early, late]) await rawSubscribe(r, "unacked/t", 1);
+    const moved = await raw(a, "unacked-moved", session);
+    for (const r of [early, late, moved]) await rawSubscribe(r, "unacked/t", 1);
     await publishMany(b, "unacked/t", 5); // each PUBACKed by B
-    // both receive them and acknowledge none (raw clients send no PUBACK of their own)
-    for (const r of [early, late]) for (let i = 0; i < 5; i++) await nextPublish(r, "unacked/t");
+    // all three receive them and acknowledge none (raw clients send no PUBACK of their own)
+    for (const r of [early, late, moved]) for (let i = 0; i < 5; i++) await nextPublish(r, "unacked/t");
+    // the third goes over to the doomed node: A hands its session over, the 5 in flight, and they are sent again
+    const [there, ack] = await rawWithAck(doomed, "unacked-moved", session);
+    expect(ack.sessionPresent).toBe(true);
+    for (let i = 0; i < 5; i++) expect((await nextPublish(there, "unacked/t")).dup).toBe(true);
     // the doomed node's heartbeat has moved past them: a node taking over from its position alone would skip them
     const last = await cluster.nats.lastSeq("mqtt_msgs_mqtt");
     await waitUntil(async () => (await heartbeats(cluster.nats)).filter((b) => b.seq >= last).length === 3, "every node's heartbeat passed the messages", 15_000);
+    // and names the moved client: its messages kept where they start in the stream through the handover
+    await waitUntil(async () => (await heartbeats(cluster.nats)).some((b) => b.behind?.["unacked-moved"] !== undefined), "a heartbeat naming the moved client", 15_000);
     doomed.proc.kill("SIGKILL");
     await doomed.proc.exited;
 
+    expect((await resume(a, "unacked-moved", session, "unacked/t", 5)).texts).toEqual(["0", "1", "2", "3", "4"]);
     expect((await resume(a, "unacked-early", session, "unacked/t", 5)).texts).toEqual(["0", "1", "2", "3", "4"]);
     await waitUntil(() => wills.includes("late"), "the late client's will (its session taken over)", 20_000);
     expect((await resume(b, "unacked-late", session, "unacked/t", 5)).texts).toEqual(["0", "1", "2", "3", "4"]);

@@ -26,6 +26,8 @@ export interface HandedMessage {
   /** In flight: its packet identifier, and true once PUBREC came (QoS 2). */
   packetId?: number;
   released?: boolean;
+  /** Where in the message stream it may start (NatsCluster.stamps): the taker's heartbeats name it while unacknowledged. */
+  stamp?: number;
 }
 
 /** A session's state, as a node hands it over. */
@@ -71,7 +73,7 @@ export function handedFrom(session: Session): HandedSession {
 
 /** Encodes a handed-over session into chunks. */
 export function encodeHanded(h: HandedSession, now: number): Uint8Array[] {
-  const strip = (m: HandedMessage) => ({ qos: m.qos, retain: m.retain, subscriptionIds: m.subscriptionIds, packetId: m.packetId, released: m.released });
+  const strip = (m: HandedMessage) => ({ qos: m.qos, retain: m.retain, subscriptionIds: m.subscriptionIds, packetId: m.packetId, released: m.released, stamp: m.stamp });
   const header = new TextEncoder().encode(JSON.stringify({ ...h, queue: h.queue.map(strip), inflight: h.inflight.map(strip) }));
   const bodies = [...h.queue, ...h.inflight].map((m) => encodeRetained(m.message, now));
   const size = 4 + header.length + bodies.reduce((n, b) => n + 4 + b.length, 0);

@@ -305,7 +305,11 @@ export class NatsSessions {
         if (msg.data.length === 1) return done.resolve("orphan");
         try {
           const s = assembler.add(msg.data);
-          if (s !== null) done.resolve(s);
+          if (s === null) return;
+          // stamped where the giver had them: if this node dies before they are acknowledged, the taker reads them again
+          for (const m of s.queue) if (m.stamp !== undefined) this.engine.stamp(m.message, m.stamp);
+          for (const m of s.inflight) if (m.stamp !== undefined) this.engine.stamp(m.message, m.stamp);
+          done.resolve(s);
         } catch (e) {
           done.reject(e);
         }
@@ -340,6 +344,8 @@ export class NatsSessions {
       msg.respond(new Uint8Array(0));
       return;
     }
+    for (const m of handed.queue) m.stamp = this.engine.stampOf(m.message);
+    for (const m of handed.inflight) m.stamp = this.engine.stampOf(m.message);
     for (const chunk of encodeHanded(handed, Date.now())) msg.respond(chunk);
   }
 

@@ -81,6 +81,12 @@ export class Connection {
   get copyPayloadsUpTo(): number {
     return COPY_PAYLOADS_UP_TO; // on the prototype: no field in each connection
   }
+  /** QoS 0 payloads are deferred (see TopicCache): handlePublish views them only if it needs to. Not while packets are logged (the log shows them). */
+  get deferPayloads(): boolean {
+    return this.broker.packetLog === 0;
+  }
+  /** Where the deferred payload of the PUBLISH being handled starts in the framer's frameBuf (see TopicCache). */
+  deferredAt = 0;
   /** The topic of the last PUBLISH received, as bytes (a copy; see TopicCache) and as the string made from them. */
   lastTopicBytes: Uint8Array | null = null;
   private lastTopic = "";

@@ -19,6 +19,7 @@ import type { BrokerOptions } from "./options";
 import type { InflightMessage, QueuedMessage, Session } from "./session";
 import type { BrokerCounters } from "./observe/counters";
 import type { Overload } from "./overload/overload";
+import type { Delivery } from "./router";
 
 const NO_BYTES = new Uint8Array(0);
 
@@ -249,6 +250,41 @@ export class Outbox {
     let at = start + 1;
     while ((frame[at++]! & 0x80) !== 0); // the remaining length
     this.framePacketIdAt = at - start + 2 + message.topicBytes.length;
+  }
+
+  /**
+   * A QoS 0 PUBLISH whose topic matched one session (`d`), delivered without a message being built:
+   * the frame `buf[start, end)` of protocol level `version`, as it came (no retain flag, expiry or
+   * topic alias: the caller checks), is appended to the subscriber's output when it gets exactly
+   * those bytes (one subscription without an identifier, the same level, no topic aliases of its
+   * own); or it is dropped as deliver() drops QoS 0 (offline, memory pressure, output full, too
+   * large for the client). False when the subscriber needs an encoding of its own: the caller
+   * builds the message and routes it. `payloadLength` is what memory pressure counts.
+   */
+  forwardQos0(origin: Session, d: Delivery, version: number, buf: Uint8Array, start: number, end: number, payloadLength: number): boolean {
+    const subs = d.subs;
+    if (subs.length !== 1) return false;
+    const s = subs[0]!;
+    if (s.noLocal && d.session === origin) return true; // [MQTT-3.8.3-3]
+    const conn = this.clients.get(d.session.clientId);
+    if (conn === undefined) return true; // QoS 0 goes only to a connected client
+    if (conn.version !== version || conn.clientTopicAliasMax !== 0 || (s.subscriptionId !== undefined && version === 5) || this.logging.packetLog !== 0) return false;
+    if (this.overload.shedQos0(payloadLength)) {
+      this.counters.dropped.memory_pressure++;
+      return true;
+    }
+    if (conn.outputFull) {
+      conn.dropped++;
+      this.counters.dropped.output_full++;
+      return true;
+    }
+    if (end - start > conn.clientMaxPacketSize) {
+      this.counters.dropped.too_large++; // [MQTT-3.1.2-25] dropped for this client only
+      return true;
+    }
+    conn.appendRange(buf, start, end, true);
+    this.counters.sent[0]++;
+    return true;
   }
 
   /**

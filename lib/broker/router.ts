@@ -14,7 +14,7 @@ import type { BrokerOptions } from "./options";
 import type { Group, Session, Subscriber, SubscriptionEntry } from "./session";
 
 /** A client's merged delivery for one topic: its matching subscriptions. */
-interface Delivery {
+export interface Delivery {
   session: Session;
   subs: SubscriptionEntry[];
 }

@@ -95,6 +95,14 @@ export interface TopicCache {
    * small payload costs about what making the view does, so it saves making both.
    */
   readonly copyPayloadsUpTo?: number;
+  /**
+   * True: a QoS 0 PUBLISH's payload is not made into a view. The packet's `payload` is then
+   * DEFERRED_PAYLOAD, and the payload is the rest of the frame from `deferredAt` (set by the
+   * decoder, an offset into the buffer decoded), for the caller to view only if it needs to: a
+   * broker that forwards the frame as it came never does.
+   */
+  readonly deferPayloads?: boolean;
+  deferredAt?: number;
 }
 
 /** Cursor over `buf[pos, end)`. `packet` names the packet for error messages. */

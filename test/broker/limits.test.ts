@@ -209,6 +209,26 @@ describe("slow consumers", () => {
     expect(takePublishes(fast).length).toBeGreaterThan(0);
   }, 30_000); // 50 MB through the broker: bounds a hang generously on a loaded machine
 
+  test("the only subscriber of a topic stops reading: QoS 0 messages to it are dropped once its output is full, which stays within maxOutputBytes plus one message", async () => {
+    const h = await start();
+    const bound = h.broker.options.maxOutputBytes;
+    const slow = await stream("slow");
+    await slow.write(encodePacket({ type: PacketType.SUBSCRIBE, packetId: 1, subscriptions: [subscription("alone")], properties: {} }, 5));
+    await slow.next(PacketType.SUBACK);
+    slow.pause();
+    const conn = h.broker.clients.get("slow")!;
+    const peak = watchPending(conn);
+    const pub = await stream("pub");
+    const message = encodePacket(publishPacket("alone", new Uint8Array(4000).fill(0x61)), 5);
+    const chunk = repeated(message, 256); // about 1 MB
+    for (let i = 0; i < 50; i++) await pub.write(chunk); // about 50 MB, more than the kernel's buffers take
+    await pub.roundTrip();
+    expect(conn.dropped).toBeGreaterThan(0);
+    expect(peak.max).toBeGreaterThan(0);
+    expect(peak.max).toBeLessThanOrEqual(bound + message.length);
+    expect(h.broker.clients.get("slow")).toBe(conn);
+  }, 30_000);
+
   test("slowConsumerPolicy \"disconnect\": a stalled subscriber at QoS 1: once its output is full messages are queued, and when the queue passes maxQueuedMessages the broker drops the client (0x97), keeping its output bounded", async () => {
     const maxQueuedMessages = 100;
     const log: string[] = [];

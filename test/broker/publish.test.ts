@@ -7,7 +7,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { encodePacket, PacketType, ReasonCode, type DisconnectPacket, type PubAckPacket, type PublishPacket, type QoS } from "../../lib/codec";
 import type { BrokerInit } from "../../lib/broker/broker";
-import { nextPublish, publishPacket, rawSubscribe, receivePublishes, RawHarness, settle, takePublishes, text, utf8, waitUntil, type RawClient } from "./helpers";
+import { nextPublish, publishPacket, rawSubscribe, receivePublishes, RawHarness, settle, subscribeAll, subscription, takePublishes, text, utf8, waitUntil, type RawClient } from "./helpers";
 
 let h: RawHarness | null = null;
 const start = async (options: BrokerInit = {}): Promise<RawHarness> => (h = await RawHarness.start(options));
@@ -208,6 +208,59 @@ describe("QoS 0, 1 and 2 from publisher to subscriber", () => {
     const pub = await h.connect({ clientId: "pub" });
     pub.send(publishPacket("capped", "m", { qos: 1, packetId: 1 }));
     expect((await nextPublish(sub, "capped")).qos).toBe(1);
+  });
+});
+
+describe("QoS 0 to one subscriber (the frame goes as it came when the subscriber gets the same bytes)", () => {
+  test("[MQTT-3.8.3-3] No Local: the only subscriber publishing to its own filter gets nothing; another publisher's message it gets", async () => {
+    const h = await start();
+    const self = await h.connect({ clientId: "self" });
+    await subscribeAll(self, [subscription("nl0/x", { noLocal: true })]);
+    self.send(publishPacket("nl0/x", "mine"));
+    const other = await h.connect({ clientId: "other" });
+    other.send(publishPacket("nl0/x", "theirs"));
+    expect(text((await nextPublish(self, "nl0/x")).payload)).toBe("theirs");
+    await settle(self, other);
+    expect(takePublishes(self)).toEqual([]);
+  });
+
+  test("[MQTT-3.3.4-3] a subscription identifier: the only subscriber gets it in the PUBLISH, with the publisher's properties", async () => {
+    const h = await start();
+    const sub = await h.connect({ clientId: "sub" });
+    await subscribeAll(sub, [subscription("sid0/+")], 1, { subscriptionIdentifiers: [42] });
+    const pub = await h.connect({ clientId: "pub" });
+    pub.send(publishPacket("sid0/a", "m", { properties: { userProperties: [["k", "v"]], contentType: "text/plain" } }));
+    const p = await nextPublish(sub, "sid0/a");
+    expect(p.properties).toEqual({ userProperties: [["k", "v"]], contentType: "text/plain", subscriptionIdentifiers: [42] });
+  });
+
+  test("between levels: a 3.1.1 subscriber gets a v5 publisher's message without properties, a v5 one gets a 3.1.1 publisher's with none", async () => {
+    const h = await start();
+    const old = await h.connect({ protocolVersion: 4, clientId: "old" });
+    await rawSubscribe(old, "lv0/v5", 0);
+    const fresh = await h.connect({ clientId: "fresh" });
+    await rawSubscribe(fresh, "lv0/v4", 0);
+    const pub5 = await h.connect({ clientId: "pub5" });
+    pub5.send(publishPacket("lv0/v5", "from v5", { properties: { userProperties: [["k", "v"]], payloadFormatIndicator: 1 } }));
+    const pub4 = await h.connect({ protocolVersion: 4, clientId: "pub4" });
+    pub4.send(publishPacket("lv0/v4", "from 3.1.1"));
+    const a = await nextPublish(old, "lv0/v5");
+    expect([text(a.payload), a.properties]).toEqual(["from v5", {}]);
+    const b = await nextPublish(fresh, "lv0/v4");
+    expect([text(b.payload), b.properties]).toEqual(["from 3.1.1", {}]);
+  });
+
+  test("[MQTT-3.1.2-24] a message bigger than the only subscriber's Maximum Packet Size is not sent to it; a smaller one after it is", async () => {
+    const h = await start();
+    const sub = await h.connect({ clientId: "sub", properties: { maximumPacketSize: 200 } });
+    await rawSubscribe(sub, "cap0", 0);
+    const pub = await h.connect({ clientId: "pub" });
+    pub.send(publishPacket("cap0", new Uint8Array(500)));
+    pub.send(publishPacket("cap0", "small"));
+    expect(text((await nextPublish(sub, "cap0")).payload)).toBe("small");
+    await settle(pub, sub);
+    expect(takePublishes(sub)).toEqual([]);
+    expect(h.broker.counters.dropped.too_large).toBe(1);
   });
 });
 

@@ -3,7 +3,7 @@ import { PacketType } from "../../codec/constants";
 import { NO_PROPERTIES } from "../../codec/properties";
 import { MqttError, protocolError, ReasonCode } from "../../codec/reason-codes";
 import { decodeUtf8 } from "../../codec/reader";
-import type { PublishPacket } from "../../codec/packets/publish";
+import { DEFERRED_PAYLOAD, type PublishPacket } from "../../codec/packets/publish";
 import type { Connection } from "../connection";
 import { messageFromPublish } from "../message";
 
@@ -46,6 +46,14 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
     topicBytes = conn.lastTopicBytes!; // the same bytes, the connection's copy: persist() need not copy them again
   }
   if (props.subscriptionIdentifiers !== undefined) protocolError("a PUBLISH from a client must not carry a Subscription Identifier"); // [MQTT-3.3.4-6]
+  // a QoS 0 payload decoded deferred (Connection.deferPayloads) is viewed only when needed: not
+  // when the frame goes as it came to its one subscriber (Outbox.forwardQos0)
+  const framer = conn.framer!;
+  let deferred = p.payload === DEFERRED_PAYLOAD;
+  if (deferred && (p.retain || props.payloadFormatIndicator === 1 || props.messageExpiryInterval !== undefined || alias !== undefined)) {
+    p.payload = framer.frameBuf.subarray(conn.deferredAt, framer.frameEnd);
+    deferred = false;
+  }
   if (props.payloadFormatIndicator === 1) {
     try {
       strictUtf8.decode(p.payload);
@@ -82,14 +90,16 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
     // a message that reaches nobody and is not retained is not built at all
     const matches = broker.match(topic);
     viaCluster = broker.router.sendsOut(topic);
-    if (p.retain || viaCluster || matches.deliveries.length > 0 || matches.groups.length > 0) {
-      const outbox = broker.outbox;
+    const outbox = broker.outbox;
+    if (deferred && !viaCluster && matches.groups.length === 0 && matches.deliveries.length === 1 && outbox.forwardQos0(session, matches.deliveries[0]!, conn.version, framer.frameBuf, framer.frameStart, framer.frameEnd, framer.frameEnd - conn.deferredAt)) {
+      // delivered as it came, or dropped as a QoS 0 delivery is (the subscriber offline, its output full)
+    } else if (p.retain || viaCluster || matches.deliveries.length > 0 || matches.groups.length > 0) {
+      if (deferred) p.payload = framer.frameBuf.subarray(conn.deferredAt, framer.frameEnd);
       outbox.publisher = conn; // a full queue holds this connection back (flow control, section 4.9)
       const ownPayload = p.qos > 0 && p.payload.length <= conn.copyPayloadsUpTo; // decoded as a copy (Connection.copyPayloadsUpTo)
       const message = messageFromPublish(p, topic, topicBytes, ownTopic, ownPayload);
-      const framer = conn.framer;
       // a subscriber that gets what came in gets the frame itself (no Topic Alias to remove, no expiry to count down)
-      const forward = alias === undefined && !p.dup && message.expiresAt === 0 && framer !== null;
+      const forward = alias === undefined && !p.dup && message.expiresAt === 0;
       if (forward) outbox.forward(message, framer.frameBuf, framer.frameStart, framer.frameEnd, conn.version);
       try {
         broker.route(message, session, matches);

@@ -21,7 +21,10 @@ export interface PublishPacket {
   payload: Uint8Array;
 }
 
-/** Decodes a PUBLISH; `flags` is the fixed header's low nibble; `topicCache` see TopicCache (it may also ask for the payload as a copy). */
+/** The payload of a PUBLISH decoded with TopicCache.deferPayloads: not made, see there. */
+export const DEFERRED_PAYLOAD = new Uint8Array(0);
+
+/** Decodes a PUBLISH; `flags` is the fixed header's low nibble; `topicCache` see TopicCache (it may also ask for the payload as a copy, or deferred). */
 export function decodePublish(r: Reader, flags: number, version: ProtocolVersion, topicCache: TopicCache | null = null): PublishPacket {
   const qos = (flags & PublishFlag.QOS_MASK) >> PublishFlag.QOS_SHIFT;
   if (qos === 3) malformed("PUBLISH QoS is 3"); // [MQTT-3.3.1-4]
@@ -37,8 +40,15 @@ export function decodePublish(r: Reader, flags: number, version: ProtocolVersion
   if (topic.length === 0 && properties.topicAlias === undefined) {
     protocolError("PUBLISH has an empty topic name and no Topic Alias"); // [MQTT-3.3.2-1] [MQTT-4.7.3-1]
   }
-  const copy = qos > 0 && topicCache !== null && r.end - r.pos <= (topicCache.copyPayloadsUpTo ?? 0);
-  return { type: PacketType.PUBLISH, dup, qos: qos as QoS, retain: (flags & PublishFlag.RETAIN) !== 0, topic, packetId, properties, payload: copy ? r.restCopy() : r.rest() };
+  let payload: Uint8Array;
+  if (topicCache === null) payload = r.rest();
+  else if (qos > 0) payload = r.end - r.pos <= (topicCache.copyPayloadsUpTo ?? 0) ? r.restCopy() : r.rest();
+  else if (topicCache.deferPayloads === true) {
+    topicCache.deferredAt = r.pos;
+    r.pos = r.end;
+    payload = DEFERRED_PAYLOAD;
+  } else payload = r.rest();
+  return { type: PacketType.PUBLISH, dup, qos: qos as QoS, retain: (flags & PublishFlag.RETAIN) !== 0, topic, packetId, properties, payload };
 }
 
 /** Fixed-header flags of a PUBLISH. */

@@ -130,6 +130,15 @@ function watchPending(conn: Connection): { max: number } {
   return seen;
 }
 
+/** A client subscribed to `filter` (QoS 0) that then stops reading. */
+async function stalledSubscriber(clientId: string, filter: string): Promise<StreamClient> {
+  const c = await stream(clientId);
+  await c.write(encodePacket({ type: PacketType.SUBSCRIBE, packetId: 1, subscriptions: [subscription(filter)], properties: {} }, 5));
+  await c.next(PacketType.SUBACK);
+  c.pause();
+  return c;
+}
+
 /** `count` copies of one encoded packet, back to back. */
 function repeated(packet: Uint8Array, count: number): Uint8Array {
   const out = new Uint8Array(packet.length * count);
@@ -172,10 +181,7 @@ describe("slow consumers", () => {
   test("a subscriber that stops reading: its pending output stays within maxOutputBytes plus one message, QoS 0 messages to it are dropped, and other clients keep receiving", async () => {
     const h = await start();
     const bound = h.broker.options.maxOutputBytes;
-    const slow = await stream("slow");
-    await slow.write(encodePacket({ type: PacketType.SUBSCRIBE, packetId: 1, subscriptions: [subscription("flood")], properties: {} }, 5));
-    await slow.next(PacketType.SUBACK);
-    slow.pause();
+    await stalledSubscriber("slow", "flood");
     const fast = await h.connect({ clientId: "fast" });
     await subscribeAll(fast, [subscription("flood"), subscription("flood/end", { qos: 1 })]);
     const bystander = await h.connect({ clientId: "bystander" });
@@ -212,10 +218,7 @@ describe("slow consumers", () => {
   test("the only subscriber of a topic stops reading: QoS 0 messages to it are dropped once its output is full, which stays within maxOutputBytes plus one message", async () => {
     const h = await start();
     const bound = h.broker.options.maxOutputBytes;
-    const slow = await stream("slow");
-    await slow.write(encodePacket({ type: PacketType.SUBSCRIBE, packetId: 1, subscriptions: [subscription("alone")], properties: {} }, 5));
-    await slow.next(PacketType.SUBACK);
-    slow.pause();
+    await stalledSubscriber("slow", "alone");
     const conn = h.broker.clients.get("slow")!;
     const peak = watchPending(conn);
     const pub = await stream("pub");

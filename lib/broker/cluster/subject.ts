@@ -61,7 +61,14 @@ export const KEPT_ROOTS = ["T", "S"] as const;
 
 /** The subject a topic is published on: at QoS 0, or (`kept`) at QoS 1 or 2, where the message stream keeps it. */
 export function topicToSubject(prefix: string, topic: string, kept = false): string {
-  return `${prefix}.${root(topic, kept)}.${topic.split("/").map(escapeLevel).join(".")}`;
+  // the common case, one pass and no array: nothing to escape and no empty level, so '/' becomes '.'
+  const n = topic.length;
+  let plain = n > 0 && topic.charCodeAt(0) !== 0x2f && topic.charCodeAt(n - 1) !== 0x2f;
+  for (let i = 0; plain && i < n; i++) {
+    const c = topic.charCodeAt(i);
+    if (subjectUnsafe(c) || (c === 0x2f && topic.charCodeAt(i + 1) === 0x2f)) plain = false;
+  }
+  return `${prefix}.${root(topic, kept)}.${plain ? topic.replaceAll("/", ".") : topic.split("/").map(escapeLevel).join(".")}`;
 }
 
 /** The topic of a subject made by topicToSubject (null when it is not one). */

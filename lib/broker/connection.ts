@@ -389,15 +389,47 @@ export class Connection {
     return at;
   }
 
-  /** append() of `buf[start, end)`. */
+  /**
+   * A copy into the output that appendRange() put off: `copySrc[copyFrom, copyFrom + copyLen)` to
+   * `out[copyAt, copyAt + copyLen)`. An appendRange() that continues it on both sides (the next
+   * frame of the same read, forwarded to the same subscriber) only lengthens it, so a read
+   * forwarded to one subscriber is one native copy rather than one per packet. Everything else
+   * that touches the output makes it first (settle()); the source stays alive while it is held.
+   */
+  private copySrc: Uint8Array | null = null;
+  private copyFrom = 0;
+  private copyAt = 0;
+  private copyLen = 0;
+
+  /** append() of `buf[start, end)`; the copy itself may come later (see copySrc). */
   appendRange(buf: Uint8Array, start: number, end: number, free: boolean): number {
-    const at = this.reserve(end - start, free);
-    copyInto(this.out!, at, buf, start, end);
+    const n = end - start;
+    let at = this.outLen;
+    if (this.copySrc === buf && this.copyFrom + this.copyLen === start && this.copyAt + this.copyLen === at && at + n <= this.out!.length) {
+      this.outLen = at + n;
+      this.copyLen += n;
+      if (!free && this.heldFrom < 0) this.heldFrom = at;
+      return at;
+    }
+    at = this.reserve(n, free); // makes the copy put off before, if any
+    this.copySrc = buf;
+    this.copyFrom = start;
+    this.copyAt = at;
+    this.copyLen = n;
     return at;
+  }
+
+  /** Makes the copy appendRange() put off, if any. */
+  private settle(): void {
+    const src = this.copySrc;
+    if (src === null) return;
+    this.copySrc = null;
+    copyInto(this.out!, this.copyAt, src, this.copyFrom, this.copyFrom + this.copyLen);
   }
 
   /** Makes room for `n` bytes at the end of the output buffer, marks the connection for the next flush, and returns where they go. */
   private reserve(n: number, free = false): number {
+    this.settle();
     let out = this.out;
     if (out === null) {
       out = this.out = n <= POOL_BUFFER_SIZE ? (pool.pop() ?? new Uint8Array(POOL_BUFFER_SIZE)) : new Uint8Array(n);
@@ -421,12 +453,14 @@ export class Connection {
 
   /** Sets two bytes of the output buffer (a packet identifier patched in place). */
   patchU16(at: number, v: number): void {
+    this.settle();
     this.out![at] = v >>> 8;
     this.out![at + 1] = v & 0xff;
   }
 
   /** Sets bits in one byte of the output buffer (the DUP flag). */
   patchOr(at: number, bits: number): void {
+    this.settle();
     this.out![at]! |= bits;
   }
 
@@ -466,6 +500,7 @@ export class Connection {
 
   /** Writes the first `n` bytes of the output; returns how many the kernel took (-1: the socket is gone, the output dropped). */
   private write(out: Uint8Array, n: number): number {
+    this.settle();
     if (this.state === ConnState.Closed && this.socket.readyState !== 1) {
       this.outLen = 0;
       this.heldFrom = -1;
@@ -572,6 +607,7 @@ export class Connection {
       this.out = null;
       this.outLen = 0;
       this.heldFrom = -1;
+      this.copySrc = null;
     }
   }
 

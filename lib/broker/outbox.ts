@@ -13,7 +13,7 @@ import { decodePacket, type Packet } from "../codec/packet";
 import type { PublishPacket } from "../codec/packets/publish";
 import type { Connection } from "./connection";
 import { encodeForm, messageCost, persist, publishOf, type Message } from "./message";
-import { remainingLength } from "../codec/packet";
+import { fixedHeaderLength, remainingLength } from "../codec/packet";
 import { varintSize } from "../codec/writer";
 import type { BrokerOptions } from "./options";
 import type { InflightMessage, QueuedMessage, Session } from "./session";
@@ -247,9 +247,7 @@ export class Outbox {
     this.frameStart = start;
     this.frameEnd = end;
     this.frameVersion = version;
-    let at = start + 1;
-    while ((frame[at++]! & 0x80) !== 0); // the remaining length
-    this.framePacketIdAt = at - start + 2 + message.topicBytes.length;
+    this.framePacketIdAt = fixedHeaderLength(frame, start) + 2 + message.topicBytes.length;
   }
 
   /**

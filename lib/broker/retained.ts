@@ -14,7 +14,8 @@
  * - A walk is a RetainedCursor that goes on where it stopped: large walks are done in slices.
  */
 import { PacketType, type QoS } from "../codec/constants";
-import { decodePacket, encodePacket } from "../codec/packet";
+import { decodePacket, encodePacket, fixedHeaderLength } from "../codec/packet";
+import { Reader } from "../codec/reader";
 import type { PublishPacket } from "../codec/packets/publish";
 import { LevelMap } from "../topic/levels";
 import type { Message } from "./message";
@@ -381,13 +382,6 @@ function encodeRetained(m: Message): Uint8Array {
   return encodePacket({ type: PacketType.PUBLISH, dup: false, qos: m.qos, retain: true, topic: m.topicBytes, packetId: m.qos > 0 ? 1 : 0, properties: m.properties, payload: m.payload }, 5);
 }
 
-/** Where a stored PUBLISH's variable header starts: past its fixed header. */
-function headerEnd(bytes: Uint8Array): number {
-  let i = 1;
-  while (bytes[i]! & 0x80) i++;
-  return i + 1;
-}
-
 /** The topic length of a stored PUBLISH, whose variable header starts at `at`. */
 function topicLength(bytes: Uint8Array, at: number): number {
   return (bytes[at]! << 8) | bytes[at + 1]!;
@@ -395,23 +389,18 @@ function topicLength(bytes: Uint8Array, at: number): number {
 
 /** Topic and payload bytes of a stored PUBLISH, what it is charged for (maxRetainedBytes): read from it rather than kept beside it. */
 function costOf(bytes: Uint8Array): number {
-  const at = headerEnd(bytes);
+  const at = fixedHeaderLength(bytes);
   const topic = topicLength(bytes, at);
-  let i = at + 2 + topic + (bytes[0]! & 0x06 ? 2 : 0); // the packet identifier when QoS > 0
-  let properties = 0;
-  for (let shift = 0; ; shift += 7) {
-    const b = bytes[i++]!;
-    properties += (b & 0x7f) * 2 ** shift;
-    if ((b & 0x80) === 0) break;
-  }
-  return topic + bytes.length - i - properties;
+  const r = new Reader(bytes, at + 2 + topic + (bytes[0]! & 0x06 ? 2 : 0), bytes.length, "a stored PUBLISH"); // past the packet identifier when QoS > 0
+  const properties = r.varint("the property length");
+  return topic + bytes.length - r.pos - properties;
 }
 
 const decoder = new TextDecoder();
 
 /** The topic of a stored PUBLISH. */
 function topicOf(bytes: Uint8Array): string {
-  const at = headerEnd(bytes);
+  const at = fixedHeaderLength(bytes);
   return decoder.decode(bytes.subarray(at + 2, at + 2 + topicLength(bytes, at)));
 }
 
@@ -424,7 +413,7 @@ export function retainedMessage(bytes: Uint8Array, expiresAt: number): Message {
   const p = decodePacket(bytes, 5) as PublishPacket;
   const topicBytes = p.topic as Uint8Array;
   const forms = new Array(12);
-  if (expiresAt === 0) forms[6 + p.qos * 2 + 1] = { bytes, packetIdOffset: headerEnd(bytes) + 2 + topicBytes.length }; // message.ts formIndex(5, qos, true)
+  if (expiresAt === 0) forms[6 + p.qos * 2 + 1] = { bytes, packetIdOffset: fixedHeaderLength(bytes) + 2 + topicBytes.length }; // message.ts formIndex(5, qos, true)
   return {
     topic: decoder.decode(topicBytes),
     topicBytes,

@@ -94,6 +94,13 @@ const writer = new Writer(new Uint8Array(0));
 /** Bun.allocUnsafe (no zero fill) under Bun; a plain Uint8Array elsewhere (a browser). */
 const allocUnsafe: (size: number) => Uint8Array = typeof Bun !== "undefined" ? Bun.allocUnsafe : (size) => new Uint8Array(size);
 
+/** Bytes the fixed header (type byte and remaining length) of the well-formed frame at `frame[start]` takes. */
+export function fixedHeaderLength(frame: Uint8Array, start = 0): number {
+  let i = start + 1;
+  while ((frame[i]! & 0x80) !== 0) i++;
+  return i + 1 - start;
+}
+
 /** Remaining length of a packet (the bytes after its fixed header). */
 export function remainingLength(p: Packet, version: ProtocolVersion): number {
   switch (p.type) {

@@ -87,6 +87,11 @@ export class Connection {
   }
   /** Where the deferred payload of the PUBLISH being handled starts in the framer's frameBuf (see TopicCache). */
   deferredAt = 0;
+  /** The deferred payload of the PUBLISH being handled, as a view of its frame. */
+  deferredPayload(): Uint8Array {
+    const framer = this.framer!;
+    return framer.frameBuf.subarray(this.deferredAt, framer.frameEnd);
+  }
   /** The topic of the last PUBLISH received, as bytes (a copy; see TopicCache) and as the string made from them. */
   lastTopicBytes: Uint8Array | null = null;
   private lastTopic = "";

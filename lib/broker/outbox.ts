@@ -83,17 +83,7 @@ export class Outbox {
       return;
     }
     if (qos === 0) {
-      if (conn === undefined) return;
-      if (this.overload.shedQos0(message.payload.length)) {
-        this.counters.dropped.memory_pressure++;
-        return;
-      }
-      if (conn.outputFull) {
-        conn.dropped++;
-        this.counters.dropped.output_full++;
-        return;
-      }
-      this.sendPublish(conn, message, 0, retain, subscriptionIds, 0, false, now);
+      if (conn !== undefined && !this.dropsQos0(conn, message.payload.length)) this.sendPublish(conn, message, 0, retain, subscriptionIds, 0, false, now);
       return;
     }
     if (conn !== undefined && session.queued === 0 && session.inflight.size < conn.sendWindow && !conn.outputFull) {
@@ -266,7 +256,13 @@ export class Outbox {
     if (s.noLocal && d.session === origin) return true; // [MQTT-3.8.3-3]
     const conn = this.clients.get(d.session.clientId);
     if (conn === undefined) return true; // QoS 0 goes only to a connected client
-    if (conn.version !== version || conn.clientTopicAliasMax !== 0 || (s.subscriptionId !== undefined && version === 5) || this.logging.packetLog !== 0) return false;
+    if (!this.takesFrame(conn, version, s.subscriptionId !== undefined && conn.version === 5)) return false;
+    if (!this.dropsQos0(conn, payloadLength)) this.appendFrame(conn, buf, start, end, 0, 0, 0);
+    return true;
+  }
+
+  /** True (and counted) when a QoS 0 delivery of `payloadLength` bytes to `conn` is dropped: memory pressure, or its output full. */
+  private dropsQos0(conn: Connection, payloadLength: number): boolean {
     if (this.overload.shedQos0(payloadLength)) {
       this.counters.dropped.memory_pressure++;
       return true;
@@ -276,12 +272,31 @@ export class Outbox {
       this.counters.dropped.output_full++;
       return true;
     }
+    return false;
+  }
+
+  /**
+   * True when `conn` is sent a PUBLISH of protocol level `version` exactly as it is: its level,
+   * no subscription identifiers to add (`withIds`) and no topic aliases of its own, and no packet
+   * log to write.
+   */
+  private takesFrame(conn: Connection, version: number, withIds: boolean): boolean {
+    return conn.version === version && !withIds && conn.clientTopicAliasMax === 0 && this.logging.packetLog === 0;
+  }
+
+  /**
+   * Appends the PUBLISH frame `buf[start, end)` to `conn`'s output at `qos`, with `packetId` at
+   * `packetIdAt` in it (QoS > 0). False (and counted) when it is larger than the client's Maximum
+   * Packet Size and was not sent.
+   */
+  private appendFrame(conn: Connection, buf: Uint8Array, start: number, end: number, qos: QoS, packetId: number, packetIdAt: number): boolean {
     if (end - start > conn.clientMaxPacketSize) {
       this.counters.dropped.too_large++; // [MQTT-3.1.2-25] dropped for this client only
-      return true;
+      return false;
     }
-    conn.appendRange(buf, start, end, true);
-    this.counters.sent[0]++;
+    const at = conn.appendRange(buf, start, end, qos < 2); // a repetition after a crash is allowed below QoS 2: need not wait for the commit
+    if (qos > 0) conn.patchU16(at + packetIdAt, packetId);
+    this.counters.sent[qos]++;
     return true;
   }
 
@@ -292,15 +307,8 @@ export class Outbox {
    */
   sendPublish(conn: Connection, message: Message, qos: QoS, retain: boolean, subscriptionIds: number[] | null, packetId: number, dup: boolean, now: number): boolean {
     const ids = conn.version === 5 ? subscriptionIds : null;
-    if (message === this.forwarding && qos === message.qos && retain === message.retain && ids === null && !dup && conn.version === this.frameVersion && conn.clientTopicAliasMax === 0 && this.logging.packetLog === 0) {
-      if (this.frameEnd - this.frameStart > conn.clientMaxPacketSize) {
-        this.counters.dropped.too_large++; // [MQTT-3.1.2-25] dropped for this client only
-        return false;
-      }
-      const at = conn.appendRange(this.frameBuf, this.frameStart, this.frameEnd, qos < 2);
-      if (qos > 0) conn.patchU16(at + this.framePacketIdAt, packetId);
-      this.counters.sent[qos]++;
-      return true;
+    if (message === this.forwarding && qos === message.qos && retain === message.retain && !dup && this.takesFrame(conn, this.frameVersion, ids !== null)) {
+      return this.appendFrame(conn, this.frameBuf, this.frameStart, this.frameEnd, qos, packetId, this.framePacketIdAt);
     }
     if (!message.formsShared && conn.clientTopicAliasMax === 0) {
       // the only subscriber: encoded straight into its output, with its packet identifier

@@ -51,7 +51,7 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   const framer = conn.framer!;
   let deferred = p.payload === DEFERRED_PAYLOAD;
   if (deferred && (p.retain || props.payloadFormatIndicator === 1 || props.messageExpiryInterval !== undefined || alias !== undefined)) {
-    p.payload = framer.frameBuf.subarray(conn.deferredAt, framer.frameEnd);
+    p.payload = conn.deferredPayload();
     deferred = false;
   }
   if (props.payloadFormatIndicator === 1) {
@@ -94,7 +94,7 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
     if (deferred && !viaCluster && matches.groups.length === 0 && matches.deliveries.length === 1 && outbox.forwardQos0(session, matches.deliveries[0]!, conn.version, framer.frameBuf, framer.frameStart, framer.frameEnd, framer.frameEnd - conn.deferredAt)) {
       // delivered as it came, or dropped as a QoS 0 delivery is (the subscriber offline, its output full)
     } else if (p.retain || viaCluster || matches.deliveries.length > 0 || matches.groups.length > 0) {
-      if (deferred) p.payload = framer.frameBuf.subarray(conn.deferredAt, framer.frameEnd);
+      if (deferred) p.payload = conn.deferredPayload();
       outbox.publisher = conn; // a full queue holds this connection back (flow control, section 4.9)
       const ownPayload = p.qos > 0 && p.payload.length <= conn.copyPayloadsUpTo; // decoded as a copy (Connection.copyPayloadsUpTo)
       const message = messageFromPublish(p, topic, topicBytes, ownTopic, ownPayload);

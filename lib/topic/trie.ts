@@ -10,6 +10,7 @@
  * - `generation` changes on every add or remove, so callers can cache match results per topic.
  */
 
+import { asciiString } from "../codec/bytes";
 import { LevelMap } from "./levels";
 
 /**
@@ -107,6 +108,16 @@ export class TopicTrie<K, V> {
     this.walk(this.root, topic, 0, topic.charCodeAt(0) === 0x24 /* $ */, out);
   }
 
+  /**
+   * matchNodes() over the topic name `bytes[start, end)`, which must be ASCII (a validated topic
+   * with no byte past 0x7f): no string is made for the topic, and one for a level only where a
+   * node has several children other than '+' and '#' to look it up in. An ASCII level equals a
+   * node's level exactly when their lengths and code units agree (a non-ASCII level never does).
+   */
+  matchAsciiNodes(bytes: Uint8Array, start: number, end: number, out: TrieNode<K, V>[]): void {
+    this.walkBytes(this.root, bytes, start, end, start, start < end && bytes[start] === 0x24 /* $ */, out);
+  }
+
   /** Calls `visit` for every subscription whose filter matches `topic` (a topic name, no wildcards). */
   match(topic: string, visit: (key: K, value: V) => void): void {
     const nodes: TrieNode<K, V>[] = [];
@@ -140,6 +151,59 @@ export class TopicTrie<K, V> {
     } else if (exacts > 1) {
       const exact = children.get(start === 0 && end === topic.length ? topic : topic.substring(start, end));
       if (exact !== undefined && exact !== children.plus && exact !== children.hash) this.walk(exact, topic, end + 1, dollar, out);
+    }
+  }
+
+  /**
+   * walk() over bytes: `from` is where the level to match begins in `bytes[begin, end)`. A loop
+   * down the trie rather than a call per level: only where both a '+' child and an exact child
+   * match does it branch (a call for the exact one).
+   */
+  private walkBytes(node: TrieNode<K, V>, bytes: Uint8Array, begin: number, end: number, from: number, dollar: boolean, out: TrieNode<K, V>[]): void {
+    for (;;) {
+      const children = node.children;
+      if (from > end) {
+        if (node.subscribers !== null && node.subscribers.size > 0) out.push(node);
+        const hash = children === null ? null : children.hash; // 'a/#' matches 'a' [MQTT-4.7.1-1]
+        if (hash !== null && hash.subscribers !== null && hash.subscribers.size > 0) out.push(hash);
+        return;
+      }
+      if (children === null) return;
+      let stop = from;
+      while (stop < end && bytes[stop] !== 0x2f) stop++;
+      const plus = children.plus;
+      const hash = children.hash;
+      let next: TrieNode<K, V> | null = null;
+      const exacts = children.size - (plus === null ? 0 : 1) - (hash === null ? 0 : 1);
+      if (exacts === 1) {
+        // one level to compare with, in place: no string made, no lookup
+        const only = children.only === undefined ? (children.only = onlyExact(children)) : children.only;
+        if (only !== null) {
+          const level = only.level;
+          const n = stop - from;
+          if (level.length === n) {
+            let i = 0;
+            while (i < n && level.charCodeAt(i) === bytes[from + i]) i++;
+            if (i === n) next = only;
+          }
+        }
+      } else if (exacts > 1) {
+        const exact = children.get(asciiString(bytes, from, stop));
+        if (exact !== undefined && exact !== plus && exact !== hash) next = exact;
+      }
+      if (!(dollar && from === begin)) {
+        // [MQTT-4.7.2-1]: no wildcard at the first level matches a $-topic
+        if (hash !== null && hash.subscribers !== null && hash.subscribers.size > 0) out.push(hash);
+        if (plus !== null) {
+          if (next !== null) this.walkBytes(next, bytes, begin, end, stop + 1, dollar, out);
+          node = plus;
+          from = stop + 1;
+          continue;
+        }
+      }
+      if (next === null) return;
+      node = next;
+      from = stop + 1;
     }
   }
 }

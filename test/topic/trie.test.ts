@@ -5,25 +5,45 @@
  */
 import { describe, expect, test } from "bun:test";
 import { topicMatches } from "../../lib/topic/match";
-import { TopicTrie } from "../../lib/topic/trie";
+import { TopicTrie, type TrieNode } from "../../lib/topic/trie";
 import { parseShared, topicFilterError } from "../../lib/topic/validate";
 import { prng } from "../fixtures/prng";
 import { CASES } from "../fixtures/topics";
 
-/** The trie's answer for one filter and topic. */
+const encoder = new TextEncoder();
+
+/**
+ * The subscribers a trie's walk over an ASCII topic's bytes (matchAsciiNodes) finds, sorted; null
+ * for a topic that is not ASCII, which that walk does not take.
+ */
+function asciiMatchSet<V>(trie: TopicTrie<string, V>, topic: string): string[] | null {
+  if (!/^[\x00-\x7f]*$/.test(topic)) return null;
+  const bytes = encoder.encode(`xx${topic}yy`); // the topic in the middle of a larger buffer
+  const nodes: TrieNode<string, V>[] = [];
+  trie.matchAsciiNodes(bytes, 2, bytes.length - 2, nodes);
+  expect(new Set(nodes).size).toBe(nodes.length); // each node once
+  return nodes.flatMap((n) => [...n.subscribers!.keys()]).sort();
+}
+
+/** The trie's answer for one filter and topic; its walk over bytes must give the same. */
 function trieMatches(filter: string, topic: string): boolean {
   const trie = new TopicTrie<string, number>();
   trie.add(filter, "s", 1);
   let hit = false;
   trie.match(topic, () => (hit = true));
+  const bytewise = asciiMatchSet(trie, topic);
+  if (bytewise !== null) expect({ filter, topic, bytewise: bytewise.length > 0 }).toEqual({ filter, topic, bytewise: hit });
   return hit;
 }
 
-/** The filters of `trie` (keys are the filters) that match `topic`, sorted. */
+/** The filters of `trie` (keys are the filters) that match `topic`, sorted; its walk over bytes must find the same. */
 function trieMatchSet(trie: TopicTrie<string, string>, topic: string): string[] {
   const found: string[] = [];
   trie.match(topic, (key) => found.push(key));
-  return found.sort();
+  found.sort();
+  const bytewise = asciiMatchSet(trie, topic);
+  if (bytewise !== null) expect({ topic, bytewise }).toEqual({ topic, bytewise: found });
+  return found;
 }
 
 describe("the shared case table", () => {
@@ -131,6 +151,18 @@ describe("trie against the reference matcher on generated filters and topics", (
     for (const [topic, hit] of [["dev/1/state", true], ["dev/1/stat", false], ["dev/1/states", false], ["dev/1/state/x", false], ["de/1/state", false], ["dev/1/", false], ["dev//state", true]] as const) {
       expect({ topic, matched: trieMatchSet(trie, topic).length > 0 }).toEqual({ topic, matched: hit });
     }
+  });
+
+  test("a level with thousands of children (its map split into shards) is looked up by the level's string, in both walks", () => {
+    const trie = new TopicTrie<string, string>();
+    for (let i = 0; i < 6000; i++) trie.add(`dev/${i}/state`, `dev/${i}/state`, "f");
+    trie.add("dev/+/state", "dev/+/state", "f");
+    trie.add("dev/#", "dev/#", "f");
+    for (const i of [0, 1, 4095, 4096, 5999]) expect(trieMatchSet(trie, `dev/${i}/state`)).toEqual(["dev/#", "dev/+/state", `dev/${i}/state`]);
+    expect(trieMatchSet(trie, "dev/6000/state")).toEqual(["dev/#", "dev/+/state"]);
+    expect(trieMatchSet(trie, "dev/59/stat")).toEqual(["dev/#"]);
+    expect(trieMatchSet(trie, "dev")).toEqual(["dev/#"]);
+    expect(trieMatchSet(trie, "$dev/1/state")).toEqual([]);
   });
 
   test("several subscribers on one filter are each visited once per matching filter", () => {

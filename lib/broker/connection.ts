@@ -19,6 +19,7 @@ import type { PublishPacket } from "../codec/packets/publish";
 import type { Broker } from "./broker";
 import type { Message } from "./message";
 import type { Session } from "./session";
+import type { Matches } from "./router";
 import { dispatch } from "./handlers/dispatch";
 import { completeQos1 } from "./handlers/acks";
 import { READ_SLICE_MS } from "./slices";
@@ -92,11 +93,19 @@ export class Connection {
     const framer = this.framer!;
     return framer.frameBuf.subarray(this.deferredAt, framer.frameEnd);
   }
-  /** The topic of the last PUBLISH received, as bytes (a copy; see TopicCache) and as the string made from them. */
+  /** The topic of the last PUBLISH received, as bytes (a copy; see TopicCache), and the string made from them when one was needed. */
   lastTopicBytes: Uint8Array | null = null;
-  private lastTopic = "";
-  /** Levels of the last topic topicName() made (checked against maxTopicLevels). */
+  private lastTopic: string | null = null;
+  /** Levels of the last topic (checked against maxTopicLevels), and whether it is ASCII (Router.matchAscii takes it as bytes). */
   lastTopicLevels = 1;
+  private lastTopicAscii = true;
+  /** Set by the decoder for a new topic (see TopicCache). */
+  newTopicLevels = 1;
+  newTopicAscii = true;
+  /** What the last topic matched, while the router's trie generation and invalidations are still those kept with it. */
+  private lastMatches: Matches | null = null;
+  private lastMatchesGeneration = 0;
+  private lastMatchesInvalidations = 0;
   /** The last topic mayWrite() checked, and its answer. */
   private writeChecked: string | null = null;
   private writeAllowed = true;
@@ -292,21 +301,36 @@ export class Connection {
   }
 
   /**
-   * The topic name a received PUBLISH carries, as a string. A publisher usually repeats its topic:
-   * the decoder then hands back lastTopicBytes itself (this connection is its TopicCache), and the
-   * string made from them before is reused. That saves decoding it, and lets the broker's match
-   * cache find it by a string whose hash is already known.
+   * Takes the topic name of a received PUBLISH as the decoder gave it. A publisher usually repeats
+   * its topic: the decoder then hands back lastTopicBytes itself (this connection is its
+   * TopicCache), and what was made for it before (the string, the matches) is used again. A new
+   * topic, which the decoder validated and copied, is only measured here: its string is made when
+   * something asks for it (topic()), which a QoS 0 message forwarded as it came never does.
    */
-  topicName(bytes: Uint8Array): string {
-    if (bytes === this.lastTopicBytes) return this.lastTopic;
-    // a new topic: the decoder validated it and made it a copy of its own (TopicCache)
-    const topic = decodeValidated(bytes);
-    let levels = 1;
-    for (let i = 0; i < bytes.length; i++) if (bytes[i] === 0x2f) levels++;
-    this.lastTopicLevels = levels;
+  takeTopic(bytes: Uint8Array): void {
+    if (bytes === this.lastTopicBytes) return;
+    this.lastTopicLevels = this.newTopicLevels; // the decoder measured it (TopicCache)
+    this.lastTopicAscii = this.newTopicAscii;
     this.lastTopicBytes = bytes;
-    this.lastTopic = topic;
-    return topic;
+    this.lastTopic = null;
+    this.lastMatches = null;
+  }
+
+  /** The last topic taken (takeTopic), as a string: made once, the first time it is asked for. A publisher that repeats its topic repeats the very string, which the match cache finds with its hash already known. */
+  topic(): string {
+    return (this.lastTopic ??= decodeValidated(this.lastTopicBytes!));
+  }
+
+  /** The subscriptions the last topic taken matches (Router.match), kept while they cannot have changed. */
+  matches(): Matches {
+    const router = this.broker.router;
+    const m = this.lastMatches;
+    if (m !== null && this.lastMatchesGeneration === router.trie.generation && this.lastMatchesInvalidations === router.invalidations) return m;
+    const matches = this.lastTopicAscii && router.matchesBytes ? router.matchAscii(this.lastTopicBytes!) : router.match(this.topic());
+    this.lastMatches = matches;
+    this.lastMatchesGeneration = router.trie.generation;
+    this.lastMatchesInvalidations = router.invalidations;
+    return matches;
   }
 
   /** Answers a CONNECT that could not be decoded, in the form its protocol level expects. */

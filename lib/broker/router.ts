@@ -82,9 +82,34 @@ export class Router {
     private readonly retain: (message: Message) => void,
   ) {}
 
+  /** Counts invalidate() calls: a match kept elsewhere (MatchMemo) holds while it and the trie's generation stay the same. */
+  invalidations = 0;
+
   /** Forgets cached matches (who may read what changed). */
   invalidate(): void {
     this.matchGeneration = -1;
+    this.invalidations++;
+  }
+
+  /**
+   * True when a topic can be matched by its bytes alone (matchAscii): no access rules read it and
+   * no denied filter does, which would need it as a string.
+   */
+  get matchesBytes(): boolean {
+    return !this.access.checksAccess && this.options.deniedTopicFilters.length === 0;
+  }
+
+  /**
+   * match() for a topic name given as ASCII bytes, when matchesBytes: the trie is walked over the
+   * bytes and no string is made for the topic. Not cached here (the cache is keyed by strings);
+   * a publisher that repeats its topic keeps the answer (MatchMemo).
+   */
+  matchAscii(bytes: Uint8Array): Matches {
+    if (this.matchGeneration !== this.trie.generation) this.forgetMatches();
+    const nodes = this.nodes;
+    nodes.length = 0;
+    this.trie.matchAsciiNodes(bytes, 0, bytes.length, nodes);
+    return this.matchesOf(nodes, "");
   }
 
   /** True when a message on `topic` goes to the other nodes of a cluster. */
@@ -158,12 +183,7 @@ export class Router {
 
   /** Matching sessions for a topic, each with its matching subscriptions, and shared groups; cached per topic. */
   match(topic: string): Matches {
-    if (this.matchGeneration !== this.trie.generation) {
-      this.matchCache.clear();
-      this.byNode.clear();
-      this.cacheHits = 0;
-      this.matchGeneration = this.trie.generation;
-    }
+    if (this.matchGeneration !== this.trie.generation) this.forgetMatches();
     const cached = this.cacheBypass === 0;
     let matches: Matches | undefined;
     if (cached) {
@@ -177,14 +197,7 @@ export class Router {
     nodes.length = 0;
     // a denied topic reaches nobody, also through a broader filter such as '#' that was granted
     if (!this.isDenied(topic)) this.trie.matchNodes(topic, nodes);
-    if (nodes.length === 0) matches = NO_MATCHES;
-    else if (nodes.length === 1 && !this.access.checksAccess) {
-      // one filter matched (every device on its own topic, one subscriber to dev/+/state): what it
-      // matches is the same for every topic, kept by node
-      const node = nodes[0]!;
-      matches = this.byNode.get(node);
-      if (matches === undefined) this.byNode.set(node, (matches = this.collect(nodes, topic)));
-    } else matches = this.collect(nodes, topic);
+    matches = this.matchesOf(nodes, topic);
     if (!cached) return matches;
     if (this.matchCache.size >= MATCH_CACHE_MAX) {
       // full: when it filled with topics seen once (every device on its own topic), it is left
@@ -198,7 +211,27 @@ export class Router {
     return matches;
   }
 
+  /** Clears what was kept of earlier matches: the subscriptions, or who may read what, changed. */
+  private forgetMatches(): void {
+    this.matchCache.clear();
+    this.byNode.clear();
+    this.cacheHits = 0;
+    this.matchGeneration = this.trie.generation;
+  }
+
   private readonly nodes: TrieNode<Subscriber, SubscriptionEntry | Group>[] = [];
+
+  /** What the trie nodes a topic matched give: its deliveries and groups. */
+  private matchesOf(nodes: TrieNode<Subscriber, SubscriptionEntry | Group>[], topic: string): Matches {
+    if (nodes.length === 0) return NO_MATCHES;
+    if (nodes.length > 1 || this.access.checksAccess) return this.collect(nodes, topic);
+    // one filter matched (every device on its own topic, one subscriber to dev/+/state): what it
+    // matches is the same for every topic, kept by node
+    const node = nodes[0]!;
+    let matches = this.byNode.get(node);
+    if (matches === undefined) this.byNode.set(node, (matches = this.collect(nodes, topic)));
+    return matches;
+  }
 
   /** The deliveries and groups of the subscribers of `nodes`, a client's subscriptions merged into one delivery. */
   private collect(nodes: TrieNode<Subscriber, SubscriptionEntry | Group>[], topic: string): Matches {

@@ -6,7 +6,7 @@
 import { malformed, MqttError, protocolError, ReasonCode } from "./reason-codes";
 import { NO_PROPERTIES, PROPERTY_BY_ID, PropertyType, WILL_CONTEXT, type Properties } from "./properties";
 import { PACKET_NAMES, PacketType } from "./constants";
-import { asciiString, copyBytes } from "./bytes";
+import { asciiString, copyBytes, copyInto } from "./bytes";
 
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
@@ -88,6 +88,9 @@ const PROPERTY_LENGTH_WHAT: readonly string[] = PROPERTIES_WHERE.map((w) => `the
  */
 export interface TopicCache {
   lastTopicBytes: Uint8Array | null;
+  /** Set by the decoder for a new topic (the copy it returns): its levels, and whether it is all ASCII. */
+  newTopicLevels?: number;
+  newTopicAscii?: boolean;
   /**
    * A QoS 1 or 2 PUBLISH whose payload is at most this many bytes gets the payload as a copy (a
    * buffer of its own) rather than a view of the frame; 0 (or absent): always a view. A broker
@@ -206,9 +209,33 @@ export class Reader {
         return last; // validated when it was first received
       }
     }
-    validateTopicName(this.buf, this.pos, this.pos + len, what);
-    const v = cache === null ? this.buf.subarray(this.pos, this.pos + len) : copyBytes(this.buf, this.pos, this.pos + len);
-    this.pos += len;
+    if (cache === null) {
+      validateTopicName(this.buf, this.pos, this.pos + len, what);
+      const v = this.buf.subarray(this.pos, this.pos + len);
+      this.pos += len;
+      return v;
+    }
+    // a new topic: copied, checked and measured in one pass while it is printable ASCII without
+    // wildcards (the common case), the rest by validateTopicName()
+    const b = this.buf;
+    const p = this.pos;
+    const v = new Uint8Array(len);
+    let levels = 1;
+    let i = 0;
+    for (; i < len; i++) {
+      const c = b[p + i]!;
+      if (TOPIC_BYTE_OK[c] !== 1) break;
+      v[i] = c;
+      if (c === 0x2f) levels++;
+    }
+    cache.newTopicAscii = i === len;
+    if (i < len) {
+      validateTopicName(b, p + i, p + len, what); // from a character's start: every byte before it was ASCII
+      copyInto(v, i, b, p + i, p + len);
+      for (; i < len; i++) if (v[i] === 0x2f) levels++;
+    }
+    cache.newTopicLevels = levels;
+    this.pos = p + len;
     return v;
   }
 

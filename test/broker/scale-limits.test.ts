@@ -99,10 +99,11 @@ for (const version of [5, 4] as const) {
       const refused = version === 5 ? ReasonCode.TopicNameInvalid : 0;
       expect(await publish(pub, "a/b/c/d", 1, true, 2)).toBe(refused);
       expect(await publish(pub, "a/b/c/d", 2, false, 3)).toBe(refused); // the same topic again: the connection's cached topic is checked too
+      expect(await publish(pub, "é/b/c/d", 1, false, 5)).toBe(refused); // levels counted past a non-ASCII byte
       expect(await publish(pub, "a/b/c/", 0, false, 0)).toBe(0);
       expect(await publish(pub, "a/b/c", 1, false, 4)).toBe(0);
       expect(await delivered(sub, pub)).toEqual(["a/b/c", "a/b/c"]);
-      expect(log.filter((l) => l.includes("maxTopicLevels (3)")).length).toBe(3);
+      expect(log.filter((l) => l.includes("maxTopicLevels (3)")).length).toBe(4);
       expect(h.broker.retained.has("a/b/c/d")).toBe(false);
       const filters = version === 5 ? ReasonCode.TopicFilterInvalid : 0x80;
       expect((await subscribeAll(pub, [subscription("a/+/c"), subscription("a/+/c/#"), subscription("+/+/+/+"), subscription("$share/g/a/b/c")], 9)).reasonCodes).toEqual([0, filters, filters, 0]);

@@ -17,6 +17,7 @@ import {
   type PublishPacket,
 } from "../../lib/codec";
 import { decodePacketAt } from "../../lib/codec/packet";
+import type { TopicCache } from "../../lib/codec/reader";
 import { prng } from "../fixtures/prng";
 
 
@@ -420,6 +421,40 @@ describe("TopicCache: a repeated topic decodes to the cache's own bytes", () => 
     expect(new TextDecoder().decode(second.topic as Uint8Array)).toBe("a/c");
     const third = framer.nextPacket(5, cache) as PublishPacket;
     expect(new TextDecoder().decode(third.topic as Uint8Array)).toBe("a/b/c");
+  });
+
+  test.each([
+    ["a/b/c", 3, true],
+    ["a", 1, true],
+    ["a//", 3, true],
+    ["é/b/c/", 4, false],
+    ["a/é/x", 3, false],
+    ["a/b日本/c/d", 4, false],
+    ["🌍", 1, false],
+  ] as const)("a new topic %p is copied and measured in passing: %p levels, ASCII %p", (topic, levels, ascii) => {
+    const cache: TopicCache = { lastTopicBytes: new TextEncoder().encode("other") };
+    const frame = publish(topic);
+    const p = decodePacketAt(frame, 0, frame.length, 5, cache) as PublishPacket;
+    expect(new TextDecoder().decode(p.topic as Uint8Array)).toBe(topic);
+    expect((p.topic as Uint8Array).buffer).not.toBe(frame.buffer); // a copy
+    expect([cache.newTopicLevels, cache.newTopicAscii]).toEqual([levels, ascii]);
+  });
+
+  test.each([
+    ["a/+", ReasonCode.TopicNameInvalid],
+    ["é/#", ReasonCode.TopicNameInvalid],
+    ["a\u0000b", ReasonCode.MalformedPacket],
+    ["é/\u0000", ReasonCode.MalformedPacket],
+  ] as const)("a new topic %p is refused with %p wherever the fault sits", (topic, code) => {
+    const cache: TopicCache = { lastTopicBytes: null };
+    const frame = publish(topic);
+    let error: unknown = null;
+    try {
+      decodePacketAt(frame, 0, frame.length, 5, cache);
+    } catch (e) {
+      error = e;
+    }
+    expect((error as MqttError).reasonCode).toBe(code);
   });
 
   test("[MQTT-3.3.2-2] a topic that differs from the cache is still validated: a wildcard is refused with 0x90", () => {

@@ -21,9 +21,9 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   if (p.retain && !o.retainAvailable) throw new MqttError(ReasonCode.RetainNotSupported, "retained messages are not supported"); // [MQTT-3.2.2-14]
 
   let topicBytes = p.topic as Uint8Array;
-  let topic: string;
+  let topic: string | null = null; // made only when needed (Connection.topic()), with a topic alias always
   let ownTopic = true; // topicBytes is the broker's own copy, not a view of the frame
-  let levels = 0; // 0: topicName() counted them
+  let levels = 0; // 0: takeTopic() counted them
   const props = p.properties;
   const alias = props.topicAlias;
   if (alias !== undefined) {
@@ -42,8 +42,7 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
     }
     levels = topic.split("/").length;
   } else {
-    topic = conn.topicName(topicBytes);
-    topicBytes = conn.lastTopicBytes!; // the same bytes, the connection's copy: persist() need not copy them again
+    conn.takeTopic(topicBytes); // the same bytes as lastTopicBytes now, the connection's copy: persist() need not copy them again
   }
   if (props.subscriptionIdentifiers !== undefined) protocolError("a PUBLISH from a client must not carry a Subscription Identifier"); // [MQTT-3.3.4-6]
   // a QoS 0 payload decoded deferred (Connection.deferPayloads) is viewed only when needed: not
@@ -81,15 +80,16 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   if ((levels === 0 ? conn.lastTopicLevels : levels) > o.maxTopicLevels) {
     if (broker.logs("warning")) broker.log("warning", `${conn.describe()}: PUBLISH to a topic of more than maxTopicLevels (${o.maxTopicLevels}) levels dropped`);
     if (conn.version === 5) reasonCode = ReasonCode.TopicNameInvalid;
-  } else if (p.retain && p.payload.length > 0 && broker.retainRefused(topic, topicBytes.length + p.payload.length) !== null) {
+  } else if (p.retain && p.payload.length > 0 && broker.retainRefused((topic ??= conn.topic()), topicBytes.length + p.payload.length) !== null) {
     if (conn.version === 5) reasonCode = ReasonCode.QuotaExceeded;
-  } else if (!conn.mayWrite(topic)) {
+  } else if (broker.checksAccess && !conn.mayWrite((topic ??= conn.topic()))) {
     counters.dropped.not_authorized++;
     if (conn.version === 5) reasonCode = ReasonCode.NotAuthorized;
   } else {
     // a message that reaches nobody and is not retained is not built at all
-    const matches = broker.match(topic);
-    viaCluster = broker.router.sendsOut(topic);
+    // matched by its bytes when it can be (Router.matchAscii), and kept for a topic that repeats
+    const matches = topic === null ? conn.matches() : broker.match(topic);
+    viaCluster = broker.router.outbound !== null && broker.router.sendsOut((topic ??= conn.topic()));
     const outbox = broker.outbox;
     if (deferred && !viaCluster && matches.groups.length === 0 && matches.deliveries.length === 1 && outbox.forwardQos0(session, matches.deliveries[0]!, conn.version, framer.frameBuf, framer.frameStart, framer.frameEnd, framer.frameEnd - conn.deferredAt)) {
       // delivered as it came, or dropped as a QoS 0 delivery is (the subscriber offline, its output full)
@@ -97,7 +97,7 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
       if (deferred) p.payload = conn.deferredPayload();
       outbox.publisher = conn; // a full queue holds this connection back (flow control, section 4.9)
       const ownPayload = p.qos > 0 && p.payload.length <= conn.copyPayloadsUpTo; // decoded as a copy (Connection.copyPayloadsUpTo)
-      const message = messageFromPublish(p, topic, topicBytes, ownTopic, ownPayload);
+      const message = messageFromPublish(p, (topic ??= conn.topic()), topicBytes, ownTopic, ownPayload);
       // a subscriber that gets what came in gets the frame itself (no Topic Alias to remove, no expiry to count down)
       const forward = alias === undefined && !p.dup && message.expiresAt === 0;
       if (forward) outbox.forward(message, framer.frameBuf, framer.frameStart, framer.frameEnd, conn.version);

@@ -20,6 +20,7 @@ import type { Broker } from "./broker";
 import type { Message } from "./message";
 import type { Session } from "./session";
 import type { Matches } from "./router";
+import { sameMatch } from "../topic/trie";
 import { dispatch } from "./handlers/dispatch";
 import { completeQos1 } from "./handlers/acks";
 import { READ_SLICE_MS } from "./slices";
@@ -102,8 +103,14 @@ export class Connection {
   /** Set by the decoder for a new topic (see TopicCache). */
   newTopicLevels = 1;
   newTopicAscii = true;
-  /** What the last topic matched, while the router's trie generation and invalidations are still those kept with it. */
+  /**
+   * What the topic `matchedBytes` matched, while the router's trie generation and invalidations are
+   * still those kept with it, and the levels its match read (TopicTrie.read; every level when it
+   * was matched as a string).
+   */
   private lastMatches: Matches | null = null;
+  private matchedBytes: Uint8Array | null = null;
+  private matchedLevelsRead = 0;
   private lastMatchesGeneration = 0;
   private lastMatchesInvalidations = 0;
   /** The last topic mayWrite() checked, and its answer. */
@@ -313,7 +320,6 @@ export class Connection {
     this.lastTopicAscii = this.newTopicAscii;
     this.lastTopicBytes = bytes;
     this.lastTopic = null;
-    this.lastMatches = null;
   }
 
   /** The last topic taken (takeTopic), as a string: made once, the first time it is asked for. A publisher that repeats its topic repeats the very string, which the match cache finds with its hash already known. */
@@ -321,12 +327,31 @@ export class Connection {
     return (this.lastTopic ??= decodeValidated(this.lastTopicBytes!));
   }
 
-  /** The subscriptions the last topic taken matches (Router.match), kept while they cannot have changed. */
+  /**
+   * The subscriptions the last topic taken matches (Router.match). Kept while they cannot have
+   * changed, for the same topic and for one that differs only within levels the match did not read
+   * (sameMatch(): a publisher for many devices on `dev/<id>/state`, subscribed to as `dev/+/state`).
+   */
   matches(): Matches {
     const router = this.broker.router;
     const m = this.lastMatches;
-    if (m !== null && this.lastMatchesGeneration === router.trie.generation && this.lastMatchesInvalidations === router.invalidations) return m;
-    const matches = this.lastTopicAscii && router.matchesBytes ? router.matchAscii(this.lastTopicBytes!) : router.match(this.topic());
+    const bytes = this.lastTopicBytes!;
+    if (m !== null && this.lastMatchesGeneration === router.trie.generation && this.lastMatchesInvalidations === router.invalidations) {
+      if (bytes === this.matchedBytes) return m;
+      if (this.matchedLevelsRead !== -1 && this.lastTopicAscii && sameMatch(this.matchedBytes!, bytes, this.matchedLevelsRead)) {
+        this.matchedBytes = bytes;
+        return m;
+      }
+    }
+    let matches: Matches;
+    if (this.lastTopicAscii && router.matchesBytes) {
+      matches = router.matchAscii(bytes);
+      this.matchedLevelsRead = router.trie.read;
+    } else {
+      matches = router.match(this.topic());
+      this.matchedLevelsRead = -1;
+    }
+    this.matchedBytes = bytes;
     this.lastMatches = matches;
     this.lastMatchesGeneration = router.trie.generation;
     this.lastMatchesInvalidations = router.invalidations;

@@ -115,8 +115,18 @@ export class TopicTrie<K, V> {
    * node's level exactly when their lengths and code units agree (a non-ASCII level never does).
    */
   matchAsciiNodes(bytes: Uint8Array, start: number, end: number, out: TrieNode<K, V>[]): void {
-    this.walkBytes(this.root, bytes, start, end, start, start < end && bytes[start] === 0x24 /* $ */, out);
+    this.read = 0;
+    this.walkBytes(this.root, bytes, start, end, start, 0, start < end && bytes[start] === 0x24 /* $ */, out);
   }
+
+  /**
+   * After matchAsciiNodes(): a bit per level whose content the walk read (bit 30 for level 30 and
+   * deeper). The walk reads a level where a node has children other than '+' and '#' to compare it
+   * with, and the first level where the root has '+' or '#' (a `$` there keeps them out). Until the
+   * trie changes, a topic with as many levels and the same content at every level read matches the
+   * same nodes (sameMatch()).
+   */
+  read = 0;
 
   /** Calls `visit` for every subscription whose filter matches `topic` (a topic name, no wildcards). */
   match(topic: string, visit: (key: K, value: V) => void): void {
@@ -159,8 +169,8 @@ export class TopicTrie<K, V> {
    * down the trie rather than a call per level: only where both a '+' child and an exact child
    * match does it branch (a call for the exact one).
    */
-  private walkBytes(node: TrieNode<K, V>, bytes: Uint8Array, begin: number, end: number, from: number, dollar: boolean, out: TrieNode<K, V>[]): void {
-    for (;;) {
+  private walkBytes(node: TrieNode<K, V>, bytes: Uint8Array, begin: number, end: number, from: number, level: number, dollar: boolean, out: TrieNode<K, V>[]): void {
+    for (; ; level++) {
       const children = node.children;
       if (from > end) {
         if (node.subscribers !== null && node.subscribers.size > 0) out.push(node);
@@ -175,6 +185,7 @@ export class TopicTrie<K, V> {
       const hash = children.hash;
       let next: TrieNode<K, V> | null = null;
       const exacts = children.size - (plus === null ? 0 : 1) - (hash === null ? 0 : 1);
+      if (exacts > 0 || (from === begin && (plus !== null || hash !== null))) this.read |= 1 << (level < 30 ? level : 30);
       if (exacts === 1) {
         // one level to compare with, in place: no string made, no lookup
         const only = children.only === undefined ? (children.only = onlyExact(children)) : children.only;
@@ -195,7 +206,7 @@ export class TopicTrie<K, V> {
         // [MQTT-4.7.2-1]: no wildcard at the first level matches a $-topic
         if (hash !== null && hash.subscribers !== null && hash.subscribers.size > 0) out.push(hash);
         if (plus !== null) {
-          if (next !== null) this.walkBytes(next, bytes, begin, end, stop + 1, dollar, out);
+          if (next !== null) this.walkBytes(next, bytes, begin, end, stop + 1, level + 1, dollar, out);
           node = plus;
           from = stop + 1;
           continue;
@@ -217,4 +228,30 @@ function onlyExact<K, V>(children: Children<K, V>): TrieNode<K, V> | null {
     only = child;
   }
   return only;
+}
+
+/**
+ * True when two topic names match the same trie nodes, given `read`, the levels the walk of
+ * `before` read (TopicTrie.read), and a trie unchanged since: they differ in one stretch that holds
+ * no '/' in either (so their levels are as many) and lies within a level the walk did not read.
+ * A publisher for many devices (`dev/<id>/state`, matched by `dev/+/state`) is matched once.
+ */
+export function sameMatch(before: Uint8Array, after: Uint8Array, read: number): boolean {
+  const bl = before.length;
+  const al = after.length;
+  const min = bl < al ? bl : al;
+  let a = 0;
+  let level = 0; // of the first difference
+  for (; a < min; a++) {
+    const c = after[a];
+    if (c !== before[a]) break;
+    if (c === 0x2f) level++;
+  }
+  if (a === bl && a === al) return true;
+  if ((read & (1 << (level < 30 ? level : 30))) !== 0) return false;
+  let b = 0; // the common end, not overlapping the common start
+  while (b < min - a && before[bl - 1 - b] === after[al - 1 - b]) b++;
+  for (let i = a; i < bl - b; i++) if (before[i] === 0x2f) return false;
+  for (let i = a; i < al - b; i++) if (after[i] === 0x2f) return false;
+  return true;
 }

@@ -5,7 +5,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { topicMatches } from "../../lib/topic/match";
-import { TopicTrie, type TrieNode } from "../../lib/topic/trie";
+import { sameMatch, TopicTrie, type TrieNode } from "../../lib/topic/trie";
 import { parseShared, topicFilterError } from "../../lib/topic/validate";
 import { prng } from "../fixtures/prng";
 import { CASES } from "../fixtures/topics";
@@ -185,6 +185,74 @@ describe("trie against the reference matcher on generated filters and topics", (
     const values: number[] = [];
     trie.match("a/b", (_k, v) => values.push(v));
     expect(values).toEqual([2]);
+  });
+});
+
+describe("sameMatch: a topic that differs only in levels the walk did not read matches the same nodes", () => {
+  /** The nodes `topic` matches by its bytes, and the levels the walk read. */
+  const walk = (trie: TopicTrie<string, string>, topic: string): { nodes: TrieNode<string, string>[]; read: number } => {
+    const nodes: TrieNode<string, string>[] = [];
+    trie.matchAsciiNodes(encoder.encode(topic), 0, topic.length, nodes);
+    return { nodes, read: trie.read };
+  };
+  const same = (trie: TopicTrie<string, string>, before: string, after: string): boolean => sameMatch(encoder.encode(before), encoder.encode(after), walk(trie, before).read);
+
+  test("one wildcard subscription: device topics of any length are the same match; other shapes are not", () => {
+    const trie = new TopicTrie<string, string>();
+    trie.add("dev/+/state", "s", "f");
+    expect(same(trie, "dev/1/state", "dev/1/state")).toBe(true);
+    expect(same(trie, "dev/1/state", "dev/22/state")).toBe(true);
+    expect(same(trie, "dev/22/state", "dev/3/state")).toBe(true);
+    expect(same(trie, "dev/1/state", "dev//state")).toBe(true);
+    expect(same(trie, "dev/1/state", "dev/1/stat")).toBe(false); // a level read
+    expect(same(trie, "dev/1/state", "dev/1/x/state")).toBe(false); // a level more
+    expect(same(trie, "dev/1/state", "dev/1state")).toBe(false);
+    expect(same(trie, "dev/1/state", "dex/1/state")).toBe(false);
+  });
+
+  test("an exact subscription beside the wildcard makes the device level read; '#' or '+' at the root makes the first level read ($)", () => {
+    const trie = new TopicTrie<string, string>();
+    trie.add("dev/+/state", "s", "f");
+    trie.add("dev/7/state", "t", "f");
+    expect(same(trie, "dev/1/state", "dev/2/state")).toBe(false);
+    const rooted = new TopicTrie<string, string>();
+    rooted.add("+/x", "s", "f");
+    expect(same(rooted, "dev/x", "dew/x")).toBe(false);
+    expect(same(rooted, "dev/x", "$ev/x")).toBe(false);
+    const deep = new TopicTrie<string, string>();
+    deep.add("a/b/c/+/e", "s", "f");
+    expect(same(deep, "a/b/c/1/e", "a/b/c/2345/e")).toBe(true);
+    expect(same(deep, "a/b/c/1/e", "a/b/d/1/e")).toBe(false);
+  });
+
+  test.each([8, 9, 10, 11])("seed %d: whenever sameMatch says so, the second topic matches exactly the first one's nodes", (seed) => {
+    const rand = prng(seed);
+    const LEVELS = ["a", "b", "ab", "", "$s", "xyz"];
+    const pick = () => LEVELS[Math.floor(rand() * LEVELS.length)]!;
+    const topic = () => {
+      const levels = Array.from({ length: 1 + Math.floor(rand() * 4) }, pick);
+      return levels.join("/") || "a";
+    };
+    let agreed = 0;
+    for (let round = 0; round < 30; round++) {
+      const trie = new TopicTrie<string, string>();
+      for (let i = 0, n = 1 + Math.floor(rand() * 5); i < n; i++) {
+        const levels = Array.from({ length: 1 + Math.floor(rand() * 4) }, () => (rand() < 0.5 ? "+" : pick()));
+        if (rand() < 0.2) levels.push("#");
+        const f = levels.join("/") || "+";
+        trie.add(f, f, f);
+      }
+      const topics = Array.from({ length: 40 }, topic);
+      for (const before of topics) {
+        const first = walk(trie, before);
+        for (const after of topics) {
+          if (!sameMatch(encoder.encode(before), encoder.encode(after), first.read)) continue;
+          if (before !== after) agreed++;
+          expect({ before, after, nodes: walk(trie, after).nodes.map((n) => [...n.subscribers!.keys()]).sort() }).toEqual({ before, after, nodes: first.nodes.map((n) => [...n.subscribers!.keys()]).sort() });
+        }
+      }
+    }
+    expect(agreed).toBeGreaterThan(100); // different topics, not only a topic with itself
   });
 });
 

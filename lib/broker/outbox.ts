@@ -21,6 +21,12 @@ import type { BrokerCounters } from "./observe/counters";
 import type { Overload } from "./overload/overload";
 import type { Delivery } from "./router";
 
+/**
+ * The most output a client may have waiting before work that can wait (a subscription's retained
+ * messages) does: the socket takes a few hundred KB at a time, so more only grows the buffer.
+ */
+const BACKLOG_OUTPUT_BYTES = 512 * 1024;
+
 const NO_BYTES = new Uint8Array(0);
 
 /** The logging the outbox needs from its owner. */
@@ -356,14 +362,17 @@ export class Outbox {
   }
 
   /**
-   * True while a connected client has a backlog: its output over half of maxOutputBytes, or its
-   * queue over half of maxQueuedMessages. Work that would add much to it (a subscription's
-   * retained messages) waits with whenRoom() instead of filling the output (where QoS 0 would be
-   * dropped) or the queue (where QoS 1/2 would overflow).
+   * True while a connected client has a backlog: its output over half of maxOutputBytes (at most
+   * BACKLOG_OUTPUT_BYTES), or its queue over half of maxQueuedMessages. Work that would add much to
+   * it (a subscription's retained messages) waits with whenRoom() instead of filling the output
+   * (where QoS 0 would be dropped, and a large output buffer grown by copying it, which holds the
+   * event loop for milliseconds) or the queue (where QoS 1/2 would overflow).
    */
   backlogged(session: Session): boolean {
     const conn = this.clients.get(session.clientId);
-    return conn !== undefined && (conn.pending > this.options.maxOutputBytes / 2 || session.queued > this.options.maxQueuedMessages / 2);
+    if (conn === undefined) return false;
+    const half = this.options.maxOutputBytes / 2;
+    return conn.pending > (half < BACKLOG_OUTPUT_BYTES ? half : BACKLOG_OUTPUT_BYTES) || session.queued > this.options.maxQueuedMessages / 2;
   }
 
   /** Runs `then` once the session is no longer backlogged (pump() sees it), or its client has gone. */

@@ -267,6 +267,20 @@ export class Outbox {
     return true;
   }
 
+  /**
+   * A retained QoS 0 message without an expiry, sent to a new subscription as it is stored: the v5
+   * PUBLISH `bytes`, RETAIN set. Appended to the subscriber's output when it takes those very bytes
+   * (takesFrame: no subscription identifier to add, `withIds`), or dropped as deliver() drops QoS 0;
+   * no message is built for it. False when the subscriber needs an encoding of its own.
+   */
+  sendStoredQos0(session: Session, bytes: Uint8Array, withIds: boolean): boolean {
+    const conn = this.clients.get(session.clientId);
+    if (conn === undefined) return true; // QoS 0 goes only to a connected client
+    if (!this.takesFrame(conn, 5, withIds)) return false;
+    if (!this.dropsQos0(conn, bytes.length)) this.appendFrame(conn, bytes, 0, bytes.length, 0, 0, 0);
+    return true;
+  }
+
   /** True (and counted) when a QoS 0 delivery of `payloadLength` bytes to `conn` is dropped: memory pressure, or its output full. */
   private dropsQos0(conn: Connection, payloadLength: number): boolean {
     if (this.overload.shedQos0(payloadLength)) {

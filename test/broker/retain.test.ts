@@ -246,3 +246,71 @@ describe("retain not available", () => {
     expect(h.broker.retained.size).toBe(0);
   });
 });
+
+describe("a retained QoS 0 message sent to a new subscription as it is stored (no message built), and where it cannot be", () => {
+  /** Publishes a retained QoS 0 message and waits until the broker stores it. */
+  async function retainQos0(h: RawHarness, pub: RawClient, topic: string, payload: string, properties = {}): Promise<void> {
+    pub.send(publishPacket(topic, payload, { qos: 0, retain: true, properties }));
+    await waitUntil(() => h.broker.retained.has(topic), `the retained message on ${topic}`);
+  }
+
+  test("v5, v5 with a subscription identifier, 3.1.1: each gets the message with RETAIN 1 and what its subscription asks for", async () => {
+    const h = await start();
+    const pub = await h.connect({ clientId: "pub" });
+    await retainQos0(h, pub, "q0/a", "one", { contentType: "text/plain", userProperties: [["k", "v"]] });
+    await retainQos0(h, pub, "q0/b", "two");
+    const plain = await h.connect({ clientId: "plain" });
+    await subscribeAll(plain, [subscription("q0/+", { qos: 1 })]);
+    const withId = await h.connect({ clientId: "withId" });
+    await subscribeAll(withId, [subscription("q0/+")], 1, { subscriptionIdentifiers: [9] });
+    const v4 = await h.connect({ protocolVersion: 4, clientId: "v4" });
+    await rawSubscribe(v4, "q0/+", 1);
+    for (const c of [plain, withId, v4]) await settle(c);
+    const got = (c: RawClient) =>
+      takePublishes(c)
+        .map((p) => ({ topic: text(p.topic), payload: text(p.payload), retain: p.retain, qos: p.qos, dup: p.dup, properties: p.properties }))
+        .sort((a, b) => a.topic.localeCompare(b.topic));
+    expect(got(plain)).toEqual([
+      { topic: "q0/a", payload: "one", retain: true, qos: 0, dup: false, properties: { contentType: "text/plain", userProperties: [["k", "v"]] } },
+      { topic: "q0/b", payload: "two", retain: true, qos: 0, dup: false, properties: {} },
+    ]);
+    expect(got(withId).map((p) => [p.topic, p.retain, p.properties.subscriptionIdentifiers])).toEqual([
+      ["q0/a", true, [9]],
+      ["q0/b", true, [9]],
+    ]);
+    expect(got(v4)).toEqual([
+      { topic: "q0/a", payload: "one", retain: true, qos: 0, dup: false, properties: {} },
+      { topic: "q0/b", payload: "two", retain: true, qos: 0, dup: false, properties: {} },
+    ]);
+  });
+
+  test.each([
+    ["", []],
+    [" (a denied filter: sent as messages)", ["q0/secret/#"]],
+  ] as const)("a client with a Maximum Packet Size below the message does not get it [MQTT-3.1.2-24]; a denied filter keeps its topics from every subscription%s", async (_, denied) => {
+    const h = await start({ deniedTopicFilters: [...denied] });
+    const pub = await h.connect({ clientId: "pub" });
+    await retainQos0(h, pub, "q0/big", "x".repeat(200));
+    await retainQos0(h, pub, "q0/small", "y");
+    // stored as if from before the filter was denied
+    h.broker.retain({ topic: "q0/secret/s", topicBytes: new TextEncoder().encode("q0/secret/s"), payload: new TextEncoder().encode("z"), qos: 0, retain: true, properties: {}, expiresAt: 0, persisted: true, ownTopic: true, forms: null, formsShared: true });
+    expect(h.broker.retained.has("q0/secret/s")).toBe(true);
+    const small = await h.connect({ clientId: "small", properties: { maximumPacketSize: 100 } });
+    await subscribeAll(small, [subscription("q0/#")]);
+    await settle(small);
+    expect(takePublishes(small).map((p) => text(p.topic)).sort()).toEqual(denied.length === 0 ? ["q0/secret/s", "q0/small"] : ["q0/small"]);
+    expect(h.broker.counters.dropped.too_large).toBe(1);
+  });
+
+  test("[MQTT-3.3.2-6] with an expiry it is sent with the lifetime it has left, not as stored", async () => {
+    const h = await start();
+    const pub = await h.connect({ clientId: "pub" });
+    await retainQos0(h, pub, "q0/exp", "v", { messageExpiryInterval: 3600 });
+    const storedBy = Date.now();
+    await waitUntil(() => Date.now() > storedBy + 1100, "more than a second of its lifetime gone");
+    const sub = await h.connect({ clientId: "sub" });
+    await subscribeAll(sub, [subscription("q0/exp")]);
+    const p = await nextPublish(sub, "q0/exp");
+    expect(p.properties.messageExpiryInterval).toBeLessThan(3600);
+  });
+});

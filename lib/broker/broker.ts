@@ -689,23 +689,28 @@ export class Broker {
     });
   }
 
+  /** While a connection handles a read: when it ends (see Connection.process); else 0. */
+  readDeadline = 0;
+
   /**
    * Runs `step` now and then once per event-loop turn until it returns true; each turn it runs
    * for at most SLICE_MS (a step does a bounded piece of work and returns false while more is left).
    * True when it finished at once, in the first slice.
    */
   inSlices(step: () => boolean): boolean {
-    const slice = (): boolean => {
+    const slice = (until: number): boolean => {
       const deadline = performance.now() + SLICE_MS;
+      const end = until > 0 && until < deadline ? until : deadline;
       for (;;) {
         if (step()) return true;
-        if (performance.now() >= deadline) return false;
+        if (performance.now() >= end) return false;
       }
     };
-    if (slice()) return true;
+    // started by a packet: its first slice ends with the read it came in (Connection.process)
+    if (slice(this.readDeadline)) return true;
     const next = () => {
       this.slices.delete(t);
-      if (slice()) {
+      if (slice(0)) {
         this.flushAll();
         return;
       }

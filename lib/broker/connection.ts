@@ -196,6 +196,7 @@ export class Connection {
         if (this.holds !== null) return; // a cluster claims the session first (handleConnect)
       }
       const deadline = performance.now() + READ_SLICE_MS;
+      this.broker.readDeadline = deadline; // work a packet starts in slices shares it (Broker.inSlices)
       let n = 0;
       for (;;) {
         let type: number;
@@ -234,6 +235,7 @@ export class Connection {
     } catch (e) {
       this.fail(e);
     } finally {
+      this.broker.readDeadline = 0;
       if (framer.buffered === 0) this.framer = null;
       if (refill) this.refillWindow();
     }

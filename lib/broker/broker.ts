@@ -839,11 +839,12 @@ export class Broker {
     const cursor = this.retained.walk(entry.filter);
     const ids = entry.subscriptionId === undefined ? null : [entry.subscriptionId];
     let now = 0;
-    // a stored QoS 0 message without an expiry goes as it is stored, when nothing needs its topic
-    // as a string (access rules, denied filters) and the subscription asks for nothing of its own
+    // a message without an expiry sent at QoS 0 goes as it is stored (less its packet identifier),
+    // when nothing needs its topic as a string (access rules, denied filters) and the subscription
+    // asks for nothing of its own
     const asStored = this.router.matchesBytes;
     const visit: RetainedVisit = (bytes, expiresAt) => {
-      if (asStored && expiresAt === 0 && (bytes[0]! & 0x06) === 0 && this.outbox.sendStoredQos0(session, bytes, ids !== null)) return;
+      if (asStored && expiresAt === 0 && (entry.qos === 0 || (bytes[0]! & 0x06) === 0) && this.outbox.sendStoredQos0(session, bytes, ids !== null)) return;
       const m = retainedMessage(bytes, expiresAt);
       if (this.router.isDenied(m.topic) || !this.mayRead(session, m.topic)) return;
       const qos = (entry.qos < m.qos ? entry.qos : m.qos) as QoS;

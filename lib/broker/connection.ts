@@ -9,7 +9,7 @@
  */
 import { Framer } from "../codec/framer";
 import { copyInto } from "../codec/bytes";
-import { decodePacket, encodePacket, encodePacketInto, remainingLength, type Packet } from "../codec/packet";
+import { decodePacket, encodePacket, encodePacketInto, fixedHeaderLength, remainingLength, type Packet } from "../codec/packet";
 import { varintSize } from "../codec/writer";
 import { PacketType } from "../codec/constants";
 import { NO_PROPERTIES } from "../codec/properties";
@@ -473,6 +473,28 @@ export class Connection {
     this.copyAt = at;
     this.copyLen = n;
     return at;
+  }
+
+  /**
+   * Appends the QoS 0 form of the v5 QoS 1 or 2 PUBLISH `bytes` (a stored retained message): the
+   * same frame without its packet identifier, QoS 0 and DUP 0, the RETAIN flag kept.
+   */
+  appendAsQos0(bytes: Uint8Array): void {
+    const h = fixedHeaderLength(bytes);
+    const topicEnd = h + 2 + ((bytes[h]! << 8) | bytes[h + 1]!);
+    const rl = bytes.length - h - 2;
+    const at = this.reserve(1 + varintSize(rl) + rl, true);
+    const out = this.out!;
+    out[at] = bytes[0]! & 0xf1; // PUBLISH and RETAIN
+    let i = at + 1;
+    for (let v = rl; ; ) {
+      const b = v % 128;
+      v = Math.floor(v / 128);
+      out[i++] = v > 0 ? b | 0x80 : b;
+      if (v === 0) break;
+    }
+    copyInto(out, i, bytes, h, topicEnd);
+    copyInto(out, i + topicEnd - h, bytes, topicEnd + 2, bytes.length);
   }
 
   /** Makes the copy appendRange() put off, if any. */

@@ -268,16 +268,27 @@ export class Outbox {
   }
 
   /**
-   * A retained QoS 0 message without an expiry, sent to a new subscription as it is stored: the v5
-   * PUBLISH `bytes`, RETAIN set. Appended to the subscriber's output when it takes those very bytes
-   * (takesFrame: no subscription identifier to add, `withIds`), or dropped as deliver() drops QoS 0;
-   * no message is built for it. False when the subscriber needs an encoding of its own.
+   * A retained message without an expiry, sent at QoS 0 to a new subscription as it is stored: the
+   * v5 PUBLISH `bytes`, RETAIN set, at any QoS. Appended to the subscriber's output when it takes
+   * v5 frames as they are (takesFrame: no subscription identifier to add, `withIds`): the bytes
+   * themselves, or at QoS 1 or 2 the same without the packet identifier; or dropped as deliver()
+   * drops QoS 0. No message is built for it. False when the subscriber needs an encoding of its own.
    */
   sendStoredQos0(session: Session, bytes: Uint8Array, withIds: boolean): boolean {
     const conn = this.clients.get(session.clientId);
     if (conn === undefined) return true; // QoS 0 goes only to a connected client
     if (!this.takesFrame(conn, 5, withIds)) return false;
-    if (!this.dropsQos0(conn, bytes.length)) this.appendFrame(conn, bytes, 0, bytes.length, 0, 0, 0);
+    if (this.dropsQos0(conn, bytes.length)) return true;
+    if ((bytes[0]! & 0x06) === 0) {
+      this.appendFrame(conn, bytes, 0, bytes.length, 0, 0, 0);
+      return true;
+    }
+    const rl = bytes.length - fixedHeaderLength(bytes) - 2; // without the packet identifier
+    if (1 + varintSize(rl) + rl > conn.clientMaxPacketSize) this.counters.dropped.too_large++; // [MQTT-3.1.2-25] dropped for this client only
+    else {
+      conn.appendAsQos0(bytes);
+      this.counters.sent[0]++;
+    }
     return true;
   }
 

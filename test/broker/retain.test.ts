@@ -284,6 +284,40 @@ describe("a retained QoS 0 message sent to a new subscription as it is stored (n
     ]);
   });
 
+  test("stored at QoS 1 and 2, to a QoS 0 subscription: the stored frame less its packet identifier, the remaining length re-encoded (across 16 384, where it takes a byte less)", async () => {
+    const h = await start();
+    const pub = await h.connect({ clientId: "pub" });
+    const body = (n: number) => "p".repeat(n);
+    // PUBLISH remaining length = 2 + topic (5) + 2 (packet id) + 1 (properties) + payload: 16 384 and more from a payload of 16 374
+    const sizes = [1, 2, 16_372, 16_373, 16_374, 16_375, 16_376]; // not 0: an empty retained message is not stored
+    for (const [k, n] of sizes.entries()) {
+      pub.send(publishPacket(`q0/s${k}`, body(n), { qos: k % 2 === 0 ? 1 : 2, packetId: k + 1, retain: true, properties: k === 0 ? { contentType: "t", userProperties: [["a", "b"]] } : {} }));
+      await pub.next(k % 2 === 0 ? PacketType.PUBACK : PacketType.PUBREC);
+    }
+    const sub = await h.connect({ clientId: "sub" });
+    await subscribeAll(sub, [subscription("q0/+", { qos: 0 })]);
+    await settle(sub);
+    const got = takePublishes(sub).sort((a, b) => text(a.topic).localeCompare(text(b.topic)));
+    expect(got.map((p) => ({ topic: text(p.topic), size: p.payload.length, qos: p.qos, retain: p.retain, dup: p.dup, properties: p.properties }))).toEqual(
+      sizes.map((n, k) => ({ topic: `q0/s${k}`, size: n, qos: 0, retain: true, dup: false, properties: k === 0 ? { contentType: "t", userProperties: [["a", "b"]] } : {} })),
+    );
+    expect(got.every((p, k) => text(p.payload) === body(sizes[k]!))).toBe(true);
+  });
+
+  test("stored at QoS 1, to a QoS 0 subscription of a client whose Maximum Packet Size is the QoS 0 frame's size: sent; a byte less: not sent [MQTT-3.1.2-24]", async () => {
+    const h = await start();
+    const pub = await h.connect({ clientId: "pub" });
+    pub.send(publishPacket("q0/m", "x".repeat(50), { qos: 1, packetId: 1, retain: true }));
+    await pub.next(PacketType.PUBACK);
+    const size = 1 + 1 + (2 + 4 + 1 + 50); // fixed header, remaining length: topic, property length, payload
+    const fits = await h.connect({ clientId: "fits", properties: { maximumPacketSize: size } });
+    const over = await h.connect({ clientId: "over", properties: { maximumPacketSize: size - 1 } });
+    for (const c of [fits, over]) await subscribeAll(c, [subscription("q0/m", { qos: 0 })]);
+    for (const c of [fits, over]) await settle(c);
+    expect(takePublishes(fits).map((p) => p.payload.length)).toEqual([50]);
+    expect(takePublishes(over)).toEqual([]);
+  });
+
   test.each([
     ["", []],
     [" (a denied filter: sent as messages)", ["q0/secret/#"]],

@@ -108,7 +108,10 @@ class StallMonitor {
 class CountingClient {
   frames = 0;
   private need = 0; // bytes left of the frame being skipped
-  private header: number[] = [];
+  // the fixed header being read, without allocating (garbage made here is collected during the broker's work)
+  private headerBytes = 0; // bytes of it read so far
+  private length = 0; // its remaining length so far
+  private multiplier = 1;
   private constructor(private socket: Socket<undefined>) {}
 
   static async connect(port: number): Promise<CountingClient> {
@@ -134,12 +137,14 @@ class CountingClient {
         if (this.need === 0) this.frames++;
         continue;
       }
-      this.header.push(d[i++]!);
-      const h = this.header;
-      if (h.length >= 2 && (h[h.length - 1]! & 0x80) === 0) {
-        let rl = 0;
-        for (let k = h.length - 1; k >= 1; k--) rl = rl * 128 + (h[k]! & 0x7f);
-        this.header = [];
+      const b = d[i++]!;
+      if (this.headerBytes++ === 0) continue; // the first byte: type and flags
+      this.length += (b & 0x7f) * this.multiplier;
+      this.multiplier *= 128;
+      if ((b & 0x80) === 0) {
+        const rl = this.length;
+        this.headerBytes = this.length = 0;
+        this.multiplier = 1;
         if (rl === 0) this.frames++;
         else this.need = rl;
       }

@@ -100,16 +100,26 @@ export class Connection {
   /** Levels of the last topic (checked against maxTopicLevels), and whether it is ASCII (Router.matchAscii takes it as bytes). */
   lastTopicLevels = 1;
   private lastTopicAscii = true;
-  /** Set by the decoder for a new topic (see TopicCache). */
+  /** Set by the decoder (see TopicCache). */
+  newTopic = false;
   newTopicLevels = 1;
   newTopicAscii = true;
+  newTopicDiffLevel = -1;
   /**
-   * What the topic `matchedBytes` matched, while the router's trie generation and invalidations are
-   * still those kept with it, and the levels its match read (TopicTrie.read; every level when it
-   * was matched as a string).
+   * True once lastTopicBytes are held by more than this connection (a message made with them), or
+   * are not ASCII: the decoder may then not write the next topic over them (see TopicCache).
+   */
+  lastTopicKept = true;
+  /** Counts the topics taken: a new one, copied or written over the last one's bytes, is the next. */
+  private topicCount = 0;
+  /**
+   * What topic number `matchedCount` (then in `matchedBytes`) matched, while the router's trie
+   * generation and invalidations are still those kept with it, and the levels its match read
+   * (TopicTrie.read; every level, -1, when it was matched as a string).
    */
   private lastMatches: Matches | null = null;
   private matchedBytes: Uint8Array | null = null;
+  private matchedCount = 0;
   private matchedLevelsRead = 0;
   private lastMatchesGeneration = 0;
   private lastMatchesInvalidations = 0;
@@ -313,15 +323,27 @@ export class Connection {
    * Takes the topic name of a received PUBLISH as the decoder gave it. A publisher usually repeats
    * its topic: the decoder then hands back lastTopicBytes itself (this connection is its
    * TopicCache), and what was made for it before (the string, the matches) is used again. A new
-   * topic, which the decoder validated and copied, is only measured here: its string is made when
-   * something asks for it (topic()), which a QoS 0 message forwarded as it came never does.
+   * topic, which the decoder validated and copied (or wrote over lastTopicBytes), is only measured
+   * here: its string is made when something asks for it (topic()), which a QoS 0 message forwarded
+   * as it came never does.
    */
   takeTopic(bytes: Uint8Array): void {
-    if (bytes === this.lastTopicBytes) return;
+    if (!this.newTopic) return;
+    this.topicCount++;
     this.lastTopicLevels = this.newTopicLevels; // the decoder measured it (TopicCache)
     this.lastTopicAscii = this.newTopicAscii;
-    this.lastTopicBytes = bytes;
     this.lastTopic = null;
+    if (bytes !== this.lastTopicBytes) {
+      this.lastTopicBytes = bytes; // a copy of its own
+      this.lastTopicKept = !this.newTopicAscii;
+    } else if (this.matchedBytes === bytes && this.lastMatches !== null) {
+      // written over the bytes of the topic last matched: its matches hold for this one too when the
+      // decoder found them different in one stretch, within a level the match did not read
+      const level = this.newTopicDiffLevel;
+      const read = this.matchedLevelsRead;
+      if (this.matchedCount === this.topicCount - 1 && level >= 0 && read !== -1 && (read & (1 << (level < 30 ? level : 30))) === 0) this.matchedCount = this.topicCount;
+      else this.lastMatches = null;
+    }
   }
 
   /** The last topic taken (takeTopic), as a string: made once, the first time it is asked for. A publisher that repeats its topic repeats the very string, which the match cache finds with its hash already known. */
@@ -339,9 +361,11 @@ export class Connection {
     const m = this.lastMatches;
     const bytes = this.lastTopicBytes!;
     if (m !== null && this.lastMatchesGeneration === router.trie.generation && this.lastMatchesInvalidations === router.invalidations) {
-      if (bytes === this.matchedBytes) return m;
+      if (this.matchedCount === this.topicCount) return m;
+      // matchedBytes still hold the topic matched: written over, the memo was updated or dropped (takeTopic)
       if (this.matchedLevelsRead !== -1 && this.lastTopicAscii && sameMatch(this.matchedBytes!, bytes, this.matchedLevelsRead)) {
         this.matchedBytes = bytes;
+        this.matchedCount = this.topicCount;
         return m;
       }
     }
@@ -354,6 +378,7 @@ export class Connection {
       this.matchedLevelsRead = -1;
     }
     this.matchedBytes = bytes;
+    this.matchedCount = this.topicCount;
     this.lastMatches = matches;
     this.lastMatchesGeneration = router.trie.generation;
     this.lastMatchesInvalidations = router.invalidations;

@@ -88,9 +88,24 @@ const PROPERTY_LENGTH_WHAT: readonly string[] = PROPERTIES_WHERE.map((w) => `the
  */
 export interface TopicCache {
   lastTopicBytes: Uint8Array | null;
-  /** Set by the decoder for a new topic (the copy it returns): its levels, and whether it is all ASCII. */
+  /** Set by the decoder for every topic: true when it is not lastTopicBytes' (a copy, or lastTopicBytes rewritten). */
+  newTopic?: boolean;
+  /** Set by the decoder for a new topic: its levels, and whether it is all ASCII. */
   newTopicLevels?: number;
   newTopicAscii?: boolean;
+  /**
+   * False while nothing but the owner holds lastTopicBytes (no message was made with them), and
+   * they are an ASCII topic of lastTopicLevels levels: a new topic of the same length may then be
+   * written over them (newTopic true, the bytes returned are lastTopicBytes), which saves a copy.
+   * Absent or true: never.
+   */
+  lastTopicKept?: boolean;
+  lastTopicLevels?: number;
+  /**
+   * Set by the decoder when it wrote a new topic over lastTopicBytes: the level of the one stretch
+   * in which the two differ, or -1 when a '/' is inside it (the levels themselves moved).
+   */
+  newTopicDiffLevel?: number;
   /**
    * A QoS 1 or 2 PUBLISH whose payload is at most this many bytes gets the payload as a copy (a
    * buffer of its own) rather than a view of the frame; 0 (or absent): always a view. A broker
@@ -198,7 +213,13 @@ export class Reader {
   topicName(what: string, cache: TopicCache | null = null): Uint8Array {
     const len = this.fieldLength(what);
     this.need(len, what);
-    const last = cache === null ? null : cache.lastTopicBytes;
+    if (cache === null) {
+      validateTopicName(this.buf, this.pos, this.pos + len, what);
+      const v = this.buf.subarray(this.pos, this.pos + len);
+      this.pos += len;
+      return v;
+    }
+    const last = cache.lastTopicBytes;
     if (last !== null && last.length === len) {
       const b = this.buf;
       const p = this.pos;
@@ -206,15 +227,12 @@ export class Reader {
       while (i < len && b[p + i] === last[i]) i++;
       if (i === len) {
         this.pos = p + len;
+        cache.newTopic = false;
         return last; // validated when it was first received
       }
+      if (cache.lastTopicKept === false && this.rewriteTopic(cache, last, i)) return last;
     }
-    if (cache === null) {
-      validateTopicName(this.buf, this.pos, this.pos + len, what);
-      const v = this.buf.subarray(this.pos, this.pos + len);
-      this.pos += len;
-      return v;
-    }
+    cache.newTopic = true;
     // a new topic: copied, checked and measured in one pass while it is printable ASCII without
     // wildcards (the common case), the rest by validateTopicName()
     const b = this.buf;
@@ -237,6 +255,39 @@ export class Reader {
     cache.newTopicLevels = levels;
     this.pos = p + len;
     return v;
+  }
+
+  /**
+   * Writes the topic name at `pos`, as long as lastTopicBytes (`last`, ASCII, kept by nobody but
+   * the cache's owner) and equal to it before `from`, over `last` when it is printable ASCII without
+   * wildcards; false (nothing written, nothing read) when it is not. One pass from `from` checks it,
+   * finds where the two differ, and counts the levels; only the differing bytes are written.
+   */
+  private rewriteTopic(cache: TopicCache, last: Uint8Array, from: number): boolean {
+    const b = this.buf;
+    const p = this.pos;
+    const len = last.length;
+    let to = from; // the last byte that differs
+    let oldSlashes = 0; // '/' from `from` on, in the old topic and in the new one
+    let newSlashes = 0;
+    let slash = len; // the first '/' from `from` on, in either
+    for (let k = from; k < len; k++) {
+      const c = b[p + k]!;
+      if (TOPIC_BYTE_OK[c] !== 1) return false;
+      const o = last[k]!;
+      if (c !== o) to = k;
+      if (o === 0x2f) oldSlashes++;
+      if (c === 0x2f) newSlashes++;
+      if ((c === 0x2f || o === 0x2f) && slash === len) slash = k;
+    }
+    for (let k = from; k <= to; k++) last[k] = b[p + k]!;
+    const levels = cache.lastTopicLevels!;
+    cache.newTopic = true;
+    cache.newTopicAscii = true;
+    cache.newTopicLevels = levels - oldSlashes + newSlashes;
+    cache.newTopicDiffLevel = slash <= to ? -1 : levels - 1 - oldSlashes; // the level of `from` in both
+    this.pos = p + len;
+    return true;
   }
 
   /** The rest of the frame as a view. */

@@ -6,7 +6,8 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { PacketType, type PublishPacket, type QoS, type UnsubackPacket } from "../../lib/codec";
 import type { BrokerInit } from "../../lib/broker/broker";
-import { nextPublish, publishPacket, rawSubscribe, RawHarness, settle, subscribeAll, subscription, takePublishes, text, type RawClient } from "./helpers";
+import { topicMatches } from "../../lib/topic/match";
+import { leaveOffline, nextPublish, publishPacket, rawSubscribe, RawHarness, settle, subscribeAll, subscription, takePublishes, text, type RawClient } from "./helpers";
 
 let h: RawHarness | null = null;
 const start = async (options: BrokerInit = {}): Promise<RawHarness> => (h = await RawHarness.start(options));
@@ -289,5 +290,51 @@ describe.each([
     await publishAll(pub, ["dev/7/state", "dev/9/state"], [wide, narrow]);
     expect(topicsOf(wide)).toEqual([]);
     expect(topicsOf(narrow)).toEqual(["dev/7/state"]);
+  });
+});
+
+describe("a publisher's topics of one length, written over the bytes of the one before (no copy) unless a message holds them", () => {
+  test("messages queued for an offline session keep their topics while the topics that follow, forwarded as they came, are written over each other", async () => {
+    const h = await start();
+    const offline = await leaveOffline(h, "offline", "k/+", 1);
+    const online = await h.connect({ clientId: "online" });
+    await rawSubscribe(online, "k/+", 0);
+    const pub = await h.connect({ clientId: "pub" });
+    const sent: [string, 0 | 1][] = [["k/a", 1], ["k/b", 0], ["k/c", 0], ["k/d", 1], ["k/e", 1], ["k/f", 0], ["k/g", 0], ["k/h", 1]];
+    for (const [i, [t, qos]] of sent.entries()) pub.send(publishPacket(t, `${t}!`, qos === 1 ? { qos, packetId: i + 1 } : {}));
+    await settle(pub, online);
+    expect(takePublishes(online).map((p) => `${text(p.topic)} ${text(p.payload)}`)).toEqual(sent.map(([t]) => `${t} ${t}!`));
+    const back = await h.connect(offline);
+    const got = await Promise.all(sent.filter(([, q]) => q === 1).map(([t]) => nextPublish(back, t)));
+    expect(got.map((p) => `${text(p.topic)} ${text(p.payload)}`)).toEqual(sent.filter(([, q]) => q === 1).map(([t]) => `${t} ${t}!`));
+  });
+
+  test("topics that are not ASCII are copied, never written over: a subscription to one of them gets it", async () => {
+    const h = await start();
+    const c = await h.connect({ clientId: "c" });
+    await rawSubscribe(c, "é/b", 0);
+    const pub = await h.connect({ clientId: "pub" });
+    await publishAll(pub, ["é/a", "é/b", "é/c", "é/b"], [c]);
+    expect(topicsOf(c)).toEqual(["é/b", "é/b"]);
+  });
+
+  test.each([
+    ["a wildcard over the device level", ["dev/+/state"]],
+    ["a wildcard and one device", ["dev/+/state", "dev/7/state"]],
+    ["one device only", ["dev/7/state"]],
+    ["a level further on read", ["+/+/state"]],
+  ] as const)("%s: each topic reaches exactly its subscribers, the matches of one topic kept for the next only where they hold", async (_, filters) => {
+    const h = await start();
+    const subs: RawClient[] = [];
+    for (const [i, f] of filters.entries()) {
+      const c = await h.connect({ clientId: `s${i}` });
+      await rawSubscribe(c, f, 0);
+      subs.push(c);
+    }
+    const pub = await h.connect({ clientId: "pub" });
+    // one length throughout: device ids, a level of another name, the levels moved
+    const topics = ["dev/1/state", "dev/7/state", "dev/8/state", "dev/7/statx", "dev/7/state", "deu/7/state", "dev/7/state", "dev7//state", "dev/7/state", "dev/9/state"];
+    await publishAll(pub, topics, subs);
+    filters.forEach((f, i) => expect({ filter: f, got: topicsOf(subs[i]!) }).toEqual({ filter: f, got: topics.filter((t) => topicMatches(f, t)) }));
   });
 });

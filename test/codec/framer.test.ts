@@ -457,6 +457,67 @@ describe("TopicCache: a repeated topic decodes to the cache's own bytes", () => 
     expect((error as MqttError).reasonCode).toBe(code);
   });
 
+  describe("a new topic of the same length written over lastTopicBytes while nobody else holds them (lastTopicKept false)", () => {
+    const cacheFor = (topic: string, kept = false): TopicCache => ({ lastTopicBytes: new TextEncoder().encode(topic), lastTopicKept: kept, lastTopicLevels: topic.split("/").length });
+    const decode = (cache: TopicCache, topic: string) => {
+      const frame = publish(topic);
+      return decodePacketAt(frame, 0, frame.length, 5, cache) as PublishPacket;
+    };
+
+    test.each([
+      ["dev/1/state", "dev/2/state", 3, 1],
+      ["dev/12/state", "dev/21/state", 3, 1],
+      ["dev/1/state", "dex/1/state", 3, 0],
+      ["dev/1/state", "dev/1/stata", 3, 2],
+      ["a/b/c", "a/b/d", 3, 2],
+      ["ab/c", "a/bc", 2, -1], // the levels moved
+      ["a/bc", "a/b/", 3, -1], // a level more
+      ["abc", "xyz", 1, 0],
+      ["x/ab/cd/y", "x/ba/dc/y", 4, -1], // two stretches with a '/' between them: one stretch holding it
+    ] as const)("%p then %p: the same bytes, %p levels, differing in level %p", (before, after, levels, diffLevel) => {
+      const cache = cacheFor(before);
+      const last = cache.lastTopicBytes!;
+      const p = decode(cache, after);
+      expect(p.topic).toBe(last); // written over
+      expect(new TextDecoder().decode(last)).toBe(after);
+      expect([cache.newTopic, cache.newTopicLevels, cache.newTopicAscii, cache.newTopicDiffLevel]).toEqual([true, levels, true, diffLevel]);
+    });
+
+    test("the same topic: a repeat (newTopic false)", () => {
+      const cache = cacheFor("a/b");
+      expect(decode(cache, "a/b").topic).toBe(cache.lastTopicBytes!);
+      expect(cache.newTopic).toBe(false);
+    });
+
+    test.each([
+      ["kept by a message", "a/b", "a/c", true],
+      ["another length", "a/b", "a/bc", false],
+      ["not printable ASCII", "a/b", "a/é", false],
+    ] as const)("%s: a copy of its own, lastTopicBytes left as they were", (_, before, after, kept) => {
+      const cache = cacheFor(before, kept);
+      const last = cache.lastTopicBytes!;
+      const p = decode(cache, after);
+      expect(p.topic).not.toBe(last);
+      expect(new TextDecoder().decode(p.topic as Uint8Array)).toBe(after);
+      expect(new TextDecoder().decode(last)).toBe(before);
+      expect(cache.newTopic).toBe(true);
+    });
+
+    test("a wildcard is refused with 0x90, and lastTopicBytes are left as they were", () => {
+      const cache = cacheFor("a/b/c");
+      const frame = publish("a/b/c");
+      frame[frame.indexOf(0x63, 4)] = 0x23; // "a/b/c" -> "a/b/#"
+      let error: unknown = null;
+      try {
+        decodePacketAt(frame, 0, frame.length, 5, cache);
+      } catch (e) {
+        error = e;
+      }
+      expect((error as MqttError).reasonCode).toBe(ReasonCode.TopicNameInvalid);
+      expect(new TextDecoder().decode(cache.lastTopicBytes!)).toBe("a/b/c");
+    });
+  });
+
   test("[MQTT-3.3.2-2] a topic that differs from the cache is still validated: a wildcard is refused with 0x90", () => {
     const cache = { lastTopicBytes: new TextEncoder().encode("a/b") };
     const bad = publish("a/b", "x");

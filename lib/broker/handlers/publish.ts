@@ -16,6 +16,8 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
   const o = broker.options;
   const session = conn.session!;
   const counters = broker.counters;
+  // first, before anything can throw: the decoder may have written this topic over the last one's bytes
+  if ((p.topic as Uint8Array).length > 0) conn.takeTopic(p.topic as Uint8Array);
   counters.received[p.qos]++;
   if (p.qos > o.maximumQoS) throw new MqttError(ReasonCode.QoSNotSupported, `QoS ${p.qos} exceeds the maximum QoS ${o.maximumQoS}`); // [MQTT-3.2.2-11]
   if (p.retain && !o.retainAvailable) throw new MqttError(ReasonCode.RetainNotSupported, "retained messages are not supported"); // [MQTT-3.2.2-14]
@@ -41,9 +43,7 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
       ownTopic = false;
     }
     levels = topic.split("/").length;
-  } else {
-    conn.takeTopic(topicBytes); // the same bytes as lastTopicBytes now, the connection's copy: persist() need not copy them again
-  }
+  } // else topicBytes are lastTopicBytes (takeTopic), the connection's copy: persist() need not copy them again
   if (props.subscriptionIdentifiers !== undefined) protocolError("a PUBLISH from a client must not carry a Subscription Identifier"); // [MQTT-3.3.4-6]
   // a QoS 0 payload decoded deferred (Connection.deferPayloads) is viewed only when needed: not
   // when the frame goes as it came to its one subscriber (Outbox.forwardQos0)
@@ -97,6 +97,7 @@ export function handlePublish(conn: Connection, p: PublishPacket): void {
       if (deferred) p.payload = conn.deferredPayload();
       outbox.publisher = conn; // a full queue holds this connection back (flow control, section 4.9)
       const ownPayload = p.qos > 0 && p.payload.length <= conn.copyPayloadsUpTo; // decoded as a copy (Connection.copyPayloadsUpTo)
+      if (topicBytes === conn.lastTopicBytes) conn.lastTopicKept = true; // the message holds them: the next topic may not be written over them
       const message = messageFromPublish(p, (topic ??= conn.topic()), topicBytes, ownTopic, ownPayload);
       // a subscriber that gets what came in gets the frame itself (no Topic Alias to remove, no expiry to count down)
       const forward = alias === undefined && !p.dup && message.expiresAt === 0;

@@ -21,9 +21,11 @@ import { rawSubscribe, receivePublishes, settle, useHarness, waitUntil } from ".
 /**
  * The bound on the work between two ticks of the loop: the main thread's CPU time between them,
  * less what the test's own clients used. The broker's slices run SLICE_MS (1 ms) each, and a read
- * READ_SLICE_MS (2 ms); what else runs in the same turn (the flush, Bun's own I/O) and the garbage
- * collector's pauses on this thread add to it: the worst interval measured 5-6.5 ms in most runs,
- * 9-13 ms now and then. Done in one go, each of these operations holds the loop for 30 to 170 ms.
+ * READ_SLICE_MS (2 ms), work a packet starts in slices ending with its read; what else runs in the
+ * same turn (the flush, Bun's own I/O) and the garbage collector's pauses on this thread add to it
+ * (BUN_JSC_logGC=1 shows pauses of 1-5 ms with the 100 000 retained messages in the heap): the
+ * worst interval measured 3-5.5 ms in most runs, up to 10 ms now and then. Done in one go, each of
+ * these operations holds the loop for 30 to 170 ms.
  */
 const STALL_BOUND_MS = 10;
 /**

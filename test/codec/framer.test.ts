@@ -448,13 +448,7 @@ describe("TopicCache: a repeated topic decodes to the cache's own bytes", () => 
   ] as const)("a new topic %p is refused with %p wherever the fault sits", (topic, code) => {
     const cache: TopicCache = { lastTopicBytes: null };
     const frame = publish(topic);
-    let error: unknown = null;
-    try {
-      decodePacketAt(frame, 0, frame.length, 5, cache);
-    } catch (e) {
-      error = e;
-    }
-    expect((error as MqttError).reasonCode).toBe(code);
+    expectMqttError(() => decodePacketAt(frame, 0, frame.length, 5, cache), code);
   });
 
   describe("a new topic of the same length written over lastTopicBytes while nobody else holds them (lastTopicKept false)", () => {
@@ -507,13 +501,7 @@ describe("TopicCache: a repeated topic decodes to the cache's own bytes", () => 
       const cache = cacheFor("a/b/c");
       const frame = publish("a/b/c");
       frame[frame.indexOf(0x63, 4)] = 0x23; // "a/b/c" -> "a/b/#"
-      let error: unknown = null;
-      try {
-        decodePacketAt(frame, 0, frame.length, 5, cache);
-      } catch (e) {
-        error = e;
-      }
-      expect((error as MqttError).reasonCode).toBe(ReasonCode.TopicNameInvalid);
+      expectMqttError(() => decodePacketAt(frame, 0, frame.length, 5, cache), ReasonCode.TopicNameInvalid);
       expect(new TextDecoder().decode(cache.lastTopicBytes!)).toBe("a/b/c");
     });
   });

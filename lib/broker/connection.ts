@@ -10,7 +10,7 @@
 import { Framer } from "../codec/framer";
 import { copyInto } from "../codec/bytes";
 import { decodePacket, encodePacket, encodePacketInto, fixedHeaderLength, remainingLength, type Packet } from "../codec/packet";
-import { varintSize } from "../codec/writer";
+import { varintSize, Writer } from "../codec/writer";
 import { PacketType } from "../codec/constants";
 import { NO_PROPERTIES } from "../codec/properties";
 import { MqttError, ReasonCode, reasonName } from "../codec/reason-codes";
@@ -27,6 +27,8 @@ import { READ_SLICE_MS } from "./slices";
 import { countDisconnect, reasonLabel } from "./observe/counters";
 import type { Transport } from "./transport/transport";
 
+/** Writes a fixed header into an output buffer (appendAsQos0); pointed at the buffer each time. */
+const headerWriter = new Writer(new Uint8Array(0));
 const POOL_BUFFER_SIZE = 64 * 1024;
 const pool: Uint8Array[] = [];
 const POOL_MAX = 256;
@@ -510,14 +512,12 @@ export class Connection {
     const rl = bytes.length - h - 2;
     const at = this.reserve(1 + varintSize(rl) + rl, true);
     const out = this.out!;
-    out[at] = bytes[0]! & 0xf1; // PUBLISH and RETAIN
-    let i = at + 1;
-    for (let v = rl; ; ) {
-      const b = v % 128;
-      v = Math.floor(v / 128);
-      out[i++] = v > 0 ? b | 0x80 : b;
-      if (v === 0) break;
-    }
+    const w = headerWriter;
+    w.buf = out;
+    w.pos = at;
+    w.u8(bytes[0]! & 0xf1); // PUBLISH and RETAIN
+    w.varint(rl);
+    const i = w.pos;
     copyInto(out, i, bytes, h, topicEnd);
     copyInto(out, i + topicEnd - h, bytes, topicEnd + 2, bytes.length);
   }

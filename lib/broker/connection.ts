@@ -20,7 +20,7 @@ import type { Broker } from "./broker";
 import type { Message } from "./message";
 import type { Session } from "./session";
 import type { Matches } from "./router";
-import { sameMatch } from "../topic/trie";
+import { levelBit, sameMatch } from "../topic/trie";
 import { dispatch } from "./handlers/dispatch";
 import { completeQos1 } from "./handlers/acks";
 import { READ_SLICE_MS } from "./slices";
@@ -343,7 +343,7 @@ export class Connection {
       // decoder found them different in one stretch, within a level the match did not read
       const level = this.newTopicDiffLevel;
       const read = this.matchedLevelsRead;
-      if (this.matchedCount === this.topicCount - 1 && level >= 0 && read !== -1 && (read & (1 << (level < 30 ? level : 30))) === 0) this.matchedCount = this.topicCount;
+      if (this.matchedCount === this.topicCount - 1 && level >= 0 && read !== -1 && (read & levelBit(level)) === 0) this.matchedCount = this.topicCount;
       else this.lastMatches = null;
     }
   }

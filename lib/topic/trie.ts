@@ -185,7 +185,7 @@ export class TopicTrie<K, V> {
       const hash = children.hash;
       let next: TrieNode<K, V> | null = null;
       const exacts = children.size - (plus === null ? 0 : 1) - (hash === null ? 0 : 1);
-      if (exacts > 0 || (from === begin && (plus !== null || hash !== null))) this.read |= 1 << (level < 30 ? level : 30);
+      if (exacts > 0 || (from === begin && (plus !== null || hash !== null))) this.read |= levelBit(level);
       if (exacts === 1) {
         // one level to compare with, in place: no string made, no lookup
         const only = children.only === undefined ? (children.only = onlyExact(children)) : children.only;
@@ -230,6 +230,11 @@ function onlyExact<K, V>(children: Children<K, V>): TrieNode<K, V> | null {
   return only;
 }
 
+/** A level's bit in TopicTrie.read: bit 30 stands for level 30 and every deeper one. */
+export function levelBit(level: number): number {
+  return 1 << (level < 30 ? level : 30);
+}
+
 /**
  * True when two topic names match the same trie nodes, given `read`, the levels the walk of
  * `before` read (TopicTrie.read), and a trie unchanged since: they differ in one stretch that holds
@@ -248,7 +253,7 @@ export function sameMatch(before: Uint8Array, after: Uint8Array, read: number): 
     if (c === 0x2f) level++;
   }
   if (a === bl && a === al) return true;
-  if ((read & (1 << (level < 30 ? level : 30))) !== 0) return false;
+  if ((read & levelBit(level)) !== 0) return false;
   let b = 0; // the common end, not overlapping the common start
   while (b < min - a && before[bl - 1 - b] === after[al - 1 - b]) b++;
   for (let i = a; i < bl - b; i++) if (before[i] === 0x2f) return false;
